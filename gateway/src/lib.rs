@@ -1,1 +1,31 @@
-//! placeholder
+//! dmpstore gateway: speaks S3 to clients and drives the read and write paths over the
+//! storage nodes.
+//!
+//! Entry points: [`server::run`] (serve S3 on a listener) and [`dev::run`] (the embedded
+//! single-machine cluster). The S3 operations, in the order a request meets them:
+//!
+//! - [`s3`]: the `s3s` trait impl; translates S3 types to and from the paths below.
+//! - [`put`]: the write path: body -> stripes -> encode -> place -> write chunks -> commit.
+//! - [`get`]: the read path: record -> stripes in range -> data chunks, or parity + decode.
+//! - [`list`]: listing with prefixes, delimiters and cursors over merged partition scans.
+//! - [`delete`]: tombstones and dropping the old version's chunks.
+//! - [`buckets`]: bucket records.
+//! - [`meta`]: quorum reads, writes and scans of metadata partitions, with read repair.
+//! - [`nodes`]: the RPC client of the storage nodes and the gateway's view of who is up.
+//! - [`state`]: what all requests share.
+//! - [`error`]: the gateway's errors and the one place they become S3 errors.
+//! - [`config`]: the typed configuration.
+
+pub mod buckets;
+pub mod config;
+pub mod delete;
+pub mod dev;
+pub mod error;
+pub mod get;
+pub mod list;
+pub mod meta;
+pub mod nodes;
+pub mod put;
+pub mod s3;
+pub mod server;
+pub mod state;

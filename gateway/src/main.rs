@@ -1,1 +1,71 @@
-fn main() {}
+//! `gateway`: the S3 gateway (`serve`) and the embedded single-machine cluster (`dev`).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dmpstore_gateway::config::GatewayConfig;
+use dmpstore_gateway::dev::DevOptions;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "gateway", about = "dmpstore S3 gateway")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the embedded cluster: one gateway and 6 storage nodes (RS(4,2)) in this process.
+    Dev {
+        /// Directory for all data; running again on the same directory serves the same data.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address of the S3 endpoint.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        s3_addr: SocketAddr,
+        #[arg(long, default_value = "dmpstore-dev")]
+        access_key: String,
+        #[arg(long, default_value = "dmpstore-dev-secret")]
+        secret_key: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
+    /// Run a gateway of a multi-process cluster.
+    Serve {
+        /// Path of the gateway's TOML configuration (see deploy/gateway.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        dmpstore_storage_node::server::wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        on_signal.cancel();
+    });
+    match Args::parse().command {
+        Command::Dev { data_dir, s3_addr, access_key, secret_key, region } => {
+            let opts = DevOptions { data_dir, s3_addr, access_key, secret_key, region, n_nodes: 6 };
+            dmpstore_gateway::dev::run(opts, shutdown).await
+        }
+        Command::Serve { config } => {
+            let config = GatewayConfig::load(&config)?;
+            let listener = tokio::net::TcpListener::bind(config.s3_listen_addr)
+                .await
+                .with_context(|| format!("bind {}", config.s3_listen_addr))?;
+            dmpstore_gateway::server::run(listener, config, shutdown).await
+        }
+    }
+}

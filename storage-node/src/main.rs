@@ -1,1 +1,30 @@
-fn main() {}
+//! `storage-node --config FILE`: runs one storage node until SIGINT or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use dmpstore_storage_node::config::NodeConfig;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "storage-node", about = "dmpstore storage node")]
+struct Args {
+    /// Path of the node's TOML configuration (see deploy/storage-node.example.toml).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = NodeConfig::load(&args.config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("bind {}", config.listen_addr))?;
+    dmpstore_storage_node::server::run_until_signal(listener, config).await
+}

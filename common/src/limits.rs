@@ -1,0 +1,68 @@
+//! Every limit of the system in one place. Relations between limits are checked at compile
+//! time, so changing one number cannot silently break another.
+
+use std::time::Duration;
+
+/// Largest Reed-Solomon profile accepted: `k + m` chunks must index into a `u8`, and placement
+/// needs that many nodes.
+pub const MAX_DATA_CHUNKS: usize = 16;
+pub const MAX_PARITY_CHUNKS: usize = 8;
+
+/// Default erasure profile RS(4,2) with 256 KiB chunks (1 MiB stripes), DESIGN 3.
+pub const DEFAULT_DATA_CHUNKS: usize = 4;
+pub const DEFAULT_PARITY_CHUNKS: usize = 2;
+pub const DEFAULT_CHUNK_SIZE_BYTES: usize = 256 * 1024;
+pub const MIN_CHUNK_SIZE_BYTES: usize = 4 * 1024;
+pub const MAX_CHUNK_SIZE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Objects at or under this size are stored inline in their metadata record (DESIGN 6).
+pub const DEFAULT_INLINE_MAX_BYTES: usize = 16 * 1024;
+pub const MAX_INLINE_MAX_BYTES: usize = 256 * 1024;
+
+/// Largest single PUT body (S3's own limit).
+pub const MAX_PUT_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Stripes a single PUT encodes and writes concurrently; bounds gateway memory per PUT to
+/// roughly `(PUT_STRIPES_IN_FLIGHT + 1) * stripe * (k + m) / k`.
+pub const PUT_STRIPES_IN_FLIGHT: usize = 3;
+/// Stripes a single GET fetches ahead of the one being sent.
+pub const GET_STRIPES_PREFETCH: usize = 2;
+
+/// Deadline of one internal RPC.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline for opening a TCP connection to a node.
+pub const RPC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest RPC message header (the typed part of a request or response, without payload).
+pub const MAX_RPC_HEADER_BYTES: usize = 1024 * 1024;
+/// Largest RPC body: one chunk plus its header, or one metadata page.
+pub const MAX_RPC_BODY_BYTES: usize = MAX_CHUNK_SIZE_BYTES + MAX_RPC_HEADER_BYTES + 4;
+
+/// Entries a metadata scan returns at most per RPC.
+pub const MAX_SCAN_ENTRIES: u32 = 1000;
+/// Keys a LIST returns at most per page (S3 caps at 1000).
+pub const MAX_LIST_KEYS: usize = 1000;
+/// Largest metadata record value accepted by a node.
+pub const MAX_RECORD_BYTES: usize = MAX_INLINE_MAX_BYTES + 64 * 1024;
+
+/// How often the gateway probes node health, and how long a probe may take.
+pub const HEALTH_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+pub const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Largest HTTP header section the S3 endpoint accepts.
+pub const MAX_S3_HEADER_BYTES: usize = 64 * 1024;
+
+/// Concurrent S3 requests one gateway serves; beyond it requests wait.
+pub const MAX_S3_CONCURRENT_REQUESTS: usize = 256;
+
+const _: () = assert!(DEFAULT_DATA_CHUNKS + DEFAULT_PARITY_CHUNKS <= u8::MAX as usize);
+const _: () = assert!(MAX_DATA_CHUNKS + MAX_PARITY_CHUNKS <= u8::MAX as usize);
+const _: () = assert!(DEFAULT_DATA_CHUNKS <= MAX_DATA_CHUNKS);
+const _: () = assert!(DEFAULT_PARITY_CHUNKS <= MAX_PARITY_CHUNKS);
+const _: () = assert!(DEFAULT_CHUNK_SIZE_BYTES >= MIN_CHUNK_SIZE_BYTES);
+const _: () = assert!(DEFAULT_CHUNK_SIZE_BYTES <= MAX_CHUNK_SIZE_BYTES);
+// An inline object must be decidable from the first stripe's buffer alone.
+const _: () = assert!(MAX_INLINE_MAX_BYTES < MIN_CHUNK_SIZE_BYTES * 2 * 64);
+const _: () = assert!(DEFAULT_INLINE_MAX_BYTES < DEFAULT_CHUNK_SIZE_BYTES * DEFAULT_DATA_CHUNKS);
+const _: () = assert!(MAX_RECORD_BYTES > MAX_INLINE_MAX_BYTES);
+const _: () = assert!(MAX_RPC_BODY_BYTES > MAX_CHUNK_SIZE_BYTES);
+const _: () = assert!(MAX_LIST_KEYS <= MAX_SCAN_ENTRIES as usize);

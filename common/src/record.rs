@@ -1,0 +1,172 @@
+//! Metadata records: what a metadata partition stores for a bucket or an object key, and their
+//! versioned binary encoding (DESIGN 5, 6, 14). Storage nodes never look inside a record: they
+//! order records by the [`Hlc`] that travels beside it.
+
+use crate::ids::{Hlc, NodeId, VersionId};
+use crate::stripe::StripeLayout;
+use serde::{Deserialize, Serialize};
+
+/// Format version of an encoded [`MetaValue`]; the first byte of every record.
+pub const RECORD_FORMAT_VERSION: u8 = 1;
+
+/// Partition holding one record per bucket (keyed by bucket name). Bucket names cannot be
+/// empty, so this never collides with a bucket's own partition.
+pub const BUCKETS_PARTITION: &str = "";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("empty record")]
+    Empty,
+    #[error("record format version {0} is not supported (this build reads {RECORD_FORMAT_VERSION})")]
+    UnsupportedVersion(u8),
+    #[error("malformed record: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// A record as a node stores it: the opaque encoded value and the clock that orders it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    pub hlc: Hlc,
+    pub value: Vec<u8>,
+}
+
+impl Versioned {
+    /// The total order every replica applies: newer clock wins; on a tie (two writers in the
+    /// same clock tick) the larger encoding wins, so all replicas pick the same one.
+    pub fn supersedes(&self, other: &Versioned) -> bool {
+        (self.hlc, &self.value) > (other.hlc, &other.value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetaValue {
+    Bucket(BucketRecord),
+    Object(ObjectRecord),
+    /// A deletion. Kept so a stale replica's older record cannot come back (DESIGN 12).
+    Tombstone { deleted_ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub size_bytes: u64,
+    /// The S3 ETag without quotes (hex MD5 of the body for single PUTs).
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub user_metadata: Vec<(String, String)>,
+    pub last_modified_ms: u64,
+    pub data: ObjectData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectData {
+    /// Small objects live inside the record (DESIGN 6).
+    Inline(Vec<u8>),
+    Erasure(ErasureData),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureData {
+    pub version: VersionId,
+    pub layout: StripeLayout,
+    /// `placement[i]` holds chunk `i` of every stripe; `None` where the chunk could not be
+    /// written (the stripe then has fewer chunks and awaits repair, DESIGN 8).
+    pub placement: Vec<Option<NodeId>>,
+}
+
+impl MetaValue {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![RECORD_FORMAT_VERSION];
+        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<MetaValue, RecordError> {
+        match bytes.split_first() {
+            None => Err(RecordError::Empty),
+            Some((&RECORD_FORMAT_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&v, _)) => Err(RecordError::UnsupportedVersion(v)),
+        }
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, MetaValue::Tombstone { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn object() -> impl Strategy<Value = MetaValue> {
+        (
+            any::<u64>(),
+            "[0-9a-f]{32}",
+            proptest::option::of("[a-z]+/[a-z]+"),
+            proptest::collection::vec(("[a-z]{1,8}", ".{0,16}"), 0..4),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            any::<[u8; 16]>(),
+            proptest::collection::vec(proptest::option::of(any::<u32>()), 1..10),
+            any::<bool>(),
+        )
+            .prop_map(|(size, etag, ct, meta, inline, v, placement, is_inline)| {
+                let data = if is_inline {
+                    ObjectData::Inline(inline)
+                } else {
+                    ObjectData::Erasure(ErasureData {
+                        version: VersionId(v),
+                        layout: StripeLayout { k: 4, m: 2, chunk_size_bytes: 262_144 },
+                        placement: placement.into_iter().map(|p| p.map(NodeId)).collect(),
+                    })
+                };
+                MetaValue::Object(ObjectRecord {
+                    size_bytes: size,
+                    etag,
+                    content_type: ct,
+                    user_metadata: meta,
+                    last_modified_ms: size / 3,
+                    data,
+                })
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip(value in prop_oneof![
+            object(),
+            any::<u64>().prop_map(|t| MetaValue::Tombstone { deleted_ms: t }),
+            any::<u64>().prop_map(|t| MetaValue::Bucket(BucketRecord { created_ms: t })),
+        ]) {
+            let bytes = value.encode();
+            prop_assert_eq!(bytes[0], RECORD_FORMAT_VERSION);
+            prop_assert_eq!(MetaValue::decode(&bytes).unwrap(), value);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = MetaValue::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn unknown_format_versions_are_refused() {
+        let mut bytes = MetaValue::Tombstone { deleted_ms: 1 }.encode();
+        bytes[0] = 9;
+        assert!(matches!(MetaValue::decode(&bytes), Err(RecordError::UnsupportedVersion(9))));
+    }
+
+    #[test]
+    fn newer_clock_supersedes_and_ties_break_the_same_way_everywhere() {
+        let a = Versioned { hlc: Hlc(5), value: vec![1] };
+        let b = Versioned { hlc: Hlc(6), value: vec![0] };
+        let c = Versioned { hlc: Hlc(6), value: vec![2] };
+        assert!(b.supersedes(&a) && !a.supersedes(&b));
+        assert!(c.supersedes(&b) && !b.supersedes(&c));
+        assert!(!c.supersedes(&c));
+    }
+}

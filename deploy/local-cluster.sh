@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Starts or stops a local multi-process dmpstore cluster on 127.0.0.1.
+#
+#   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N]
+#   deploy/local-cluster.sh down DIR
+#
+# `up` writes one config per process under DIR, starts N storage nodes (default 6) and N
+# gateways (default 2) as separate processes on free ports, waits until every one serves, and
+# writes DIR/cluster.json (endpoints, credentials, and every process's pid, address, data dir
+# and config). `down` stops the processes listed there (SIGTERM, then SIGKILL after 20 s).
+# Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
+set -euo pipefail
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || usage
+shift 2
+n_nodes=6; n_gateways=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --nodes) n_nodes=$2; shift 2 ;;
+    --gateways) n_gateways=$2; shift 2 ;;
+    *) echo "unknown option: $1" >&2; usage ;;
+  esac
+done
+
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+wait_for_port() { # port pid name
+  local deadline=$((SECONDS + 60))
+  until python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.5)" "$1" 2>/dev/null; do
+    if ! kill -0 "$2" 2>/dev/null; then echo "$3 exited during start-up; see its log" >&2; return 1; fi
+    if [ $SECONDS -ge $deadline ]; then echo "$3 did not start listening within 60 s" >&2; return 1; fi
+    sleep 0.1
+  done
+}
+
+up() {
+  for b in storage-node gateway; do
+    [ -x "$bin_dir/$b" ] || { echo "missing $bin_dir/$b: run 'cargo build --release' first" >&2; exit 1; }
+  done
+  mkdir -p "$dir/logs"
+  dir=$(cd "$dir" && pwd)
+  if [ -f "$dir/cluster.json" ]; then echo "$dir/cluster.json exists: run 'down' first" >&2; exit 1; fi
+  local secret access_key secret_key region=us-east-1
+  secret=$(python3 -c "import secrets; print(secrets.token_hex(16))")
+  access_key=dmpstore-local
+  secret_key=$(python3 -c "import secrets; print(secrets.token_hex(16))")
+  read -r -a ports <<<"$(free_ports $((n_nodes + n_gateways)))"
+
+  local nodes_toml="" procs=() i
+  for ((i = 1; i <= n_nodes; i++)); do
+    nodes_toml+=$'\n'"[[nodes]]"$'\n'"id = $i"$'\n'"addr = \"127.0.0.1:${ports[i-1]}\""$'\n'"zone = \"zone-$(( (i - 1) % 3 + 1 ))\""$'\n'
+  done
+  for ((i = 1; i <= n_nodes; i++)); do
+    local cfg="$dir/node-$i.toml" port=${ports[i-1]}
+    cat >"$cfg" <<TOML
+node_id = $i
+listen_addr = "127.0.0.1:$port"
+data_dir = "$dir/node-$i"
+cluster_secret = "$secret"
+zone = "zone-$(( (i - 1) % 3 + 1 ))"
+TOML
+    "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$i.log" 2>&1 &
+    procs+=("storage-node n$i $! 127.0.0.1:$port $dir/node-$i $cfg")
+  done
+  for ((i = 1; i <= n_gateways; i++)); do
+    local cfg="$dir/gateway-$i.toml" port=${ports[n_nodes + i - 1]}
+    cat >"$cfg" <<TOML
+s3_listen_addr = "127.0.0.1:$port"
+region = "$region"
+cluster_secret = "$secret"
+
+[[credentials]]
+access_key = "$access_key"
+secret_key = "$secret_key"
+$nodes_toml
+TOML
+    "$bin_dir/gateway" serve --config "$cfg" >>"$dir/logs/gateway-$i.log" 2>&1 &
+    procs+=("gateway g$i $! 127.0.0.1:$port - $cfg")
+  done
+  # Record the pids before waiting, so 'down' can stop a half-started cluster.
+  write_json "$access_key" "$secret_key" "$region" "${procs[@]}"
+  local p role id pid addr
+  for p in "${procs[@]}"; do
+    read -r role id pid addr _ <<<"$p"
+    wait_for_port "${addr##*:}" "$pid" "$role $id" || { down; exit 1; }
+  done
+  echo "cluster up: $n_nodes storage nodes, $n_gateways gateways; see $dir/cluster.json"
+}
+
+write_json() {
+  python3 - "$dir/cluster.json" "$@" <<'PY'
+import json, sys
+path, access_key, secret_key, region, *procs = sys.argv[1:]
+processes = []
+for p in procs:
+    role, pid_id, pid, addr, data_dir, config = p.split(" ")
+    processes.append({"role": role, "id": pid_id, "pid": int(pid), "addr": addr,
+                      "data_dir": None if data_dir == "-" else data_dir, "config": config})
+endpoints = ["http://" + p["addr"] for p in processes if p["role"] == "gateway"]
+json.dump({"s3_endpoints": endpoints, "access_key": access_key, "secret_key": secret_key,
+           "region": region, "processes": processes}, open(path, "w"), indent=2)
+PY
+}
+
+down() {
+  [ -f "$dir/cluster.json" ] || { echo "no cluster.json in $dir" >&2; return 0; }
+  local pids
+  pids=$(python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(open(sys.argv[1]))['processes']))" "$dir/cluster.json")
+  for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+  local deadline=$((SECONDS + 20))
+  for pid in $pids; do
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -f "$dir/cluster.json"
+  echo "cluster down"
+}
+
+case "$cmd" in
+  up) up ;;
+  down) down ;;
+  *) usage ;;
+esac

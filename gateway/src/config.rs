@@ -1,0 +1,227 @@
+//! The gateway's configuration (TOML), typed and validated once at startup. Unknown keys are
+//! errors. `deploy/gateway.example.toml` documents every key.
+
+use dmpstore_common::cluster::{ClusterMap, NodeInfo};
+use dmpstore_common::ids::NodeId;
+use dmpstore_common::limits;
+use dmpstore_common::stripe::StripeLayout;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address the S3 endpoint binds to (`host:port`).
+    pub s3_listen_addr: SocketAddr,
+    /// Region name clients sign with (any string; S3A users often pick `us-east-1`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Shared secret for the internal RPC; the same on every node and gateway.
+    pub cluster_secret: String,
+    /// Objects at or under this many bytes are stored inline in their metadata record.
+    #[serde(default = "default_inline_max")]
+    pub inline_max_bytes: usize,
+    /// Erasure profile for new objects.
+    #[serde(default)]
+    pub erasure: ErasureConfig,
+    /// S3 access keys accepted by this gateway.
+    pub credentials: Vec<Credential>,
+    /// The storage nodes of the cluster (the cluster map).
+    pub nodes: Vec<NodeEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureConfig {
+    /// Data chunks per stripe (`k`).
+    pub data_chunks: u8,
+    /// Parity chunks per stripe (`m`): the number of node failures every object survives.
+    pub parity_chunks: u8,
+    /// Bytes per chunk; a stripe holds `data_chunks * chunk_size_bytes` bytes of the object.
+    pub chunk_size_bytes: u32,
+}
+
+impl Default for ErasureConfig {
+    fn default() -> Self {
+        ErasureConfig {
+            data_chunks: limits::DEFAULT_DATA_CHUNKS as u8,
+            parity_chunks: limits::DEFAULT_PARITY_CHUNKS as u8,
+            chunk_size_bytes: limits::DEFAULT_CHUNK_SIZE_BYTES as u32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub id: u32,
+    /// `host:port` of the node's RPC listener.
+    pub addr: String,
+    /// Failure domain; chunks of one stripe are spread over zones.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// Relative share of new chunks.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_inline_max() -> usize {
+    limits::DEFAULT_INLINE_MAX_BYTES
+}
+fn default_zone() -> String {
+    "default".into()
+}
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parse config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl GatewayConfig {
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: GatewayConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let e = &self.erasure;
+        if e.data_chunks == 0 || usize::from(e.data_chunks) > limits::MAX_DATA_CHUNKS {
+            return invalid(format!("erasure.data_chunks must be 1..={}", limits::MAX_DATA_CHUNKS));
+        }
+        if e.parity_chunks == 0 || usize::from(e.parity_chunks) > limits::MAX_PARITY_CHUNKS {
+            return invalid(format!("erasure.parity_chunks must be 1..={}", limits::MAX_PARITY_CHUNKS));
+        }
+        let chunk = e.chunk_size_bytes as usize;
+        if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&chunk) {
+            return invalid(format!(
+                "erasure.chunk_size_bytes must be {}..={}",
+                limits::MIN_CHUNK_SIZE_BYTES,
+                limits::MAX_CHUNK_SIZE_BYTES
+            ));
+        }
+        if self.inline_max_bytes > limits::MAX_INLINE_MAX_BYTES {
+            return invalid(format!("inline_max_bytes must be at most {}", limits::MAX_INLINE_MAX_BYTES));
+        }
+        if self.inline_max_bytes >= chunk * usize::from(e.data_chunks) {
+            return invalid("inline_max_bytes must be smaller than one stripe".into());
+        }
+        if self.nodes.len() < usize::from(e.data_chunks) + 1 {
+            return invalid(format!(
+                "{} nodes cannot hold stripes of {} data chunks with redundancy",
+                self.nodes.len(),
+                e.data_chunks
+            ));
+        }
+        if self.credentials.is_empty() {
+            return invalid("at least one entry in credentials is required".into());
+        }
+        if self.cluster_secret.len() < 16 {
+            return invalid("cluster_secret must be at least 16 characters".into());
+        }
+        self.cluster_map().map(|_| ()).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    pub fn layout(&self) -> StripeLayout {
+        StripeLayout {
+            k: self.erasure.data_chunks,
+            m: self.erasure.parity_chunks,
+            chunk_size_bytes: self.erasure.chunk_size_bytes,
+        }
+    }
+
+    pub fn cluster_map(&self) -> Result<ClusterMap, dmpstore_common::cluster::ClusterMapError> {
+        ClusterMap::new(
+            1,
+            self.nodes
+                .iter()
+                .map(|n| NodeInfo {
+                    id: NodeId(n.id),
+                    addr: n.addr.clone(),
+                    zone: n.zone.clone(),
+                    weight: n.weight,
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        s3_listen_addr = "127.0.0.1:9000"
+        cluster_secret = "0123456789abcdef"
+        [[credentials]]
+        access_key = "a"
+        secret_key = "b"
+    "#;
+
+    fn nodes(n: u32) -> String {
+        (1..=n).map(|i| format!("[[nodes]]\nid = {i}\naddr = \"127.0.0.1:{}\"\n", 7000 + i)).collect()
+    }
+
+    #[test]
+    fn a_valid_config_loads_with_defaults() {
+        let c: GatewayConfig = toml::from_str(&format!("{BASE}{}", nodes(6))).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.layout(), StripeLayout { k: 4, m: 2, chunk_size_bytes: 262_144 });
+        assert_eq!(c.region, "us-east-1");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let err = toml::from_str::<GatewayConfig>(&format!("{BASE}inline_max = 3\n{}", nodes(6))).unwrap_err();
+        assert!(err.to_string().contains("inline_max"), "{err}");
+        let c: GatewayConfig = toml::from_str(&format!("{BASE}{}", nodes(4))).unwrap();
+        assert!(c.validate().is_err(), "4 nodes cannot hold RS(4,2) with redundancy");
+        let dup = format!("{BASE}{}{}", nodes(6), nodes(1));
+        let c: GatewayConfig = toml::from_str(&dup).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("twice"));
+    }
+}
+
+#[cfg(test)]
+mod deploy_examples {
+    use super::*;
+
+    /// The configs shipped in deploy/ must stay loadable.
+    #[test]
+    fn every_shipped_gateway_config_loads() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let mut paths = vec![deploy.join("gateway.example.toml")];
+        paths.extend(["gateway-1.toml", "gateway-2.toml"].map(|f| deploy.join("example-cluster").join(f)));
+        for p in paths {
+            let c = GatewayConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert_eq!(c.nodes.len(), 6);
+        }
+    }
+}

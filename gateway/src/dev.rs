@@ -1,0 +1,69 @@
+//! `gateway dev`: the embedded single-machine cluster. One gateway and `n` storage nodes in one
+//! process, each node with its own RocksDB under the data directory and its own RPC listener on
+//! 127.0.0.1, talking real HTTP to each other exactly as separate processes do.
+
+use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry};
+use anyhow::Context;
+use dmpstore_common::limits::DEFAULT_INLINE_MAX_BYTES;
+use dmpstore_storage_node::config::NodeConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub data_dir: PathBuf,
+    pub s3_addr: SocketAddr,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub n_nodes: u32,
+}
+
+/// Runs the embedded cluster until `shutdown`; the gateway stops first, then the nodes.
+pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create {}", opts.data_dir.display()))?;
+    let cluster_secret = hex::encode(rand::random::<[u8; 16]>());
+    let nodes_shutdown = CancellationToken::new();
+    let mut nodes = Vec::new();
+    let mut entries = Vec::new();
+    for id in 1..=opts.n_nodes {
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("bind node listener")?;
+        let addr = listener.local_addr()?;
+        let zone = format!("zone-{}", (id - 1) % 3 + 1);
+        let config = NodeConfig {
+            node_id: id,
+            listen_addr: addr,
+            data_dir: opts.data_dir.join(format!("node-{id}")),
+            cluster_secret: cluster_secret.clone(),
+            zone: zone.clone(),
+        };
+        entries.push(NodeEntry { id, addr: addr.to_string(), zone, weight: 1 });
+        nodes.push(tokio::spawn(dmpstore_storage_node::server::run(listener, config, nodes_shutdown.clone())));
+    }
+    let config = GatewayConfig {
+        s3_listen_addr: opts.s3_addr,
+        region: opts.region.clone(),
+        cluster_secret,
+        inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
+        erasure: ErasureConfig::default(),
+        credentials: vec![Credential { access_key: opts.access_key.clone(), secret_key: opts.secret_key.clone() }],
+        nodes: entries,
+    };
+    let listener = TcpListener::bind(opts.s3_addr).await.with_context(|| format!("bind {}", opts.s3_addr))?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    println!("dmpstore dev cluster: 1 gateway, {} storage nodes, RS({},{})", opts.n_nodes, config.erasure.data_chunks, config.erasure.parity_chunks);
+    println!("  endpoint:   {endpoint}");
+    println!("  access key: {}", opts.access_key);
+    println!("  secret key: {}", opts.secret_key);
+    println!("  region:     {}", opts.region);
+    println!("  data:       {}", opts.data_dir.display());
+    println!("try: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls", opts.access_key, opts.secret_key);
+    let served = crate::server::run(listener, config, shutdown).await;
+    nodes_shutdown.cancel();
+    for node in nodes {
+        node.await.context("join storage node")??;
+    }
+    served
+}

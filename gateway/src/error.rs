@@ -1,0 +1,61 @@
+//! The gateway's error type, and the one place where errors become S3 error responses.
+
+use s3s::{S3Error, S3ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the bucket does not exist")]
+    NoSuchBucket,
+    #[error("the key does not exist")]
+    NoSuchKey,
+    #[error("you already own this bucket")]
+    BucketAlreadyOwnedByYou,
+    #[error("the bucket is not empty")]
+    BucketNotEmpty,
+    #[error("the requested range is not satisfiable for an object of {size_bytes} bytes")]
+    InvalidRange { size_bytes: u64 },
+    #[error("the Content-MD5 does not match the body")]
+    BadDigest,
+    #[error("Content-MD5 is not valid base64 of 16 bytes")]
+    InvalidDigest,
+    #[error("the body ended after {received} of {expected} bytes")]
+    IncompleteBody { expected: u64, received: u64 },
+    #[error("the body is larger than the {limit} bytes allowed")]
+    EntityTooLarge { limit: u64 },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    /// Not enough nodes answered to meet a quorum or to rebuild data.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<GatewayError> for S3Error {
+    fn from(e: GatewayError) -> S3Error {
+        use GatewayError as G;
+        let code = match &e {
+            G::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+            G::NoSuchKey => S3ErrorCode::NoSuchKey,
+            G::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
+            G::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+            G::InvalidRange { .. } => S3ErrorCode::InvalidRange,
+            G::BadDigest => S3ErrorCode::BadDigest,
+            G::InvalidDigest => S3ErrorCode::InvalidDigest,
+            G::IncompleteBody { .. } => S3ErrorCode::IncompleteBody,
+            G::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
+            G::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            G::Body(_) => S3ErrorCode::IncompleteBody,
+            G::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
+            G::Internal(_) => S3ErrorCode::InternalError,
+        };
+        match &e {
+            G::Unavailable(msg) => tracing::warn!(%msg, "request failed: cluster unavailable"),
+            G::Internal(msg) => tracing::error!(%msg, "request failed: internal error"),
+            _ => tracing::debug!(error = %e, "request failed"),
+        }
+        S3Error::with_message(code, e.to_string())
+    }
+}

@@ -1,0 +1,172 @@
+//! The read path (DESIGN 9): find the record, then stream the requested bytes stripe by stripe.
+//! Data chunks are asked first (no decoding needed); a missing, corrupt or unreachable chunk
+//! makes the stripe fall back to parity and reconstruction. Only the stripes, and within a
+//! stripe only the data chunks, that the range covers are read. At most a few stripes are in
+//! memory per request, whatever the object size.
+
+use crate::buckets;
+use crate::error::GatewayError;
+use crate::meta;
+use crate::nodes::RpcError;
+use crate::state::GatewayState;
+use bytes::{Bytes, BytesMut};
+use dmpstore_common::ids::{ChunkIdx, ChunkKey, StripeIdx};
+use dmpstore_common::limits::GET_STRIPES_PREFETCH;
+use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, ObjectRecord};
+use dmpstore_common::rpc::{Request, Response};
+use futures::stream::StreamExt;
+use s3s::dto::StreamingBlob;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// The live record of `bucket/key`, or NoSuchKey / NoSuchBucket.
+pub async fn head(state: &Arc<GatewayState>, bucket: &str, key: &str) -> Result<ObjectRecord, GatewayError> {
+    let (bucket_check, record) = tokio::join!(buckets::ensure_exists(state, bucket), meta::get(state, bucket, key));
+    bucket_check?;
+    match record? {
+        Some(MetaValue::Object(r)) => Ok(r),
+        _ => Err(GatewayError::NoSuchKey),
+    }
+}
+
+/// Resolves an S3 Range against the object size (416 InvalidRange when unsatisfiable).
+pub fn resolve_range(range: Option<&s3s::dto::Range>, size_bytes: u64) -> Result<Option<Range<u64>>, GatewayError> {
+    match range {
+        None => Ok(None),
+        Some(r) => r
+            .check(size_bytes)
+            .map(Some)
+            .map_err(|_| GatewayError::InvalidRange { size_bytes }),
+    }
+}
+
+/// The bytes `range` of the object as a stream.
+pub fn body(state: &Arc<GatewayState>, record: &ObjectRecord, range: Range<u64>) -> StreamingBlob {
+    match &record.data {
+        ObjectData::Inline(bytes) => {
+            let part = Bytes::copy_from_slice(&bytes[range.start as usize..range.end as usize]);
+            StreamingBlob::wrap(futures::stream::iter([Ok::<_, GatewayError>(part)]))
+        }
+        ObjectData::Erasure(data) => erasure_body(state.clone(), Arc::new(data.clone()), record.size_bytes, range),
+    }
+}
+
+/// Streams the range from erasure-coded stripes. A producer task (owned by the gateway's task
+/// tracker) fetches up to [`GET_STRIPES_PREFETCH`] stripes ahead into a one-slot channel, so a
+/// slow client holds back the fetching instead of filling memory.
+fn erasure_body(state: Arc<GatewayState>, data: Arc<ErasureData>, size_bytes: u64, range: Range<u64>) -> StreamingBlob {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let producer = state.clone();
+    producer.spawn(async move {
+        let stripes = data.layout.stripes_covering(&range);
+        let mut parts = futures::stream::iter(stripes)
+            .map(|s| fetch_stripe_part(&state, &data, size_bytes, StripeIdx(s), &range))
+            .buffered(GET_STRIPES_PREFETCH);
+        while let Some(part) = parts.next().await {
+            let failed = part.is_err();
+            if tx.send(part).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    StreamingBlob::wrap(ChannelBody(rx))
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, GatewayError>>);
+
+impl futures::Stream for ChannelBody {
+    type Item = Result<Bytes, GatewayError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The part of stripe `stripe_idx` that falls inside `range`.
+async fn fetch_stripe_part(
+    state: &Arc<GatewayState>,
+    data: &ErasureData,
+    size_bytes: u64,
+    stripe_idx: StripeIdx,
+    range: &Range<u64>,
+) -> Result<Bytes, GatewayError> {
+    let layout = data.layout;
+    let stripe = layout.stripe_range(stripe_idx, size_bytes);
+    let stripe_len = stripe.end - stripe.start;
+    let within = range.start.max(stripe.start) - stripe.start..range.end.min(stripe.end) - stripe.start;
+    let chunk_len = layout.chunk_len(stripe_len);
+    let wanted = layout.data_chunks_covering(stripe_len, &within);
+
+    // Fast path: only the data chunks holding the range.
+    let mut chunks: Vec<Option<Bytes>> = vec![None; layout.n_chunks()];
+    let first_try: Vec<u8> = wanted.clone().collect();
+    let missing = fetch_chunks(state, data, stripe_idx, chunk_len, &first_try, &mut chunks).await;
+    if missing.is_empty() {
+        let mut joined = BytesMut::with_capacity(first_try.len() * chunk_len);
+        for i in wanted.clone() {
+            joined.extend_from_slice(chunks[usize::from(i)].as_ref().expect("fetched"));
+        }
+        let base = u64::from(wanted.start) * chunk_len as u64;
+        return Ok(joined.freeze().slice((within.start - base) as usize..(within.end - base) as usize));
+    }
+
+    // Degraded path: read every other chunk and reconstruct.
+    let rest: Vec<u8> = (0..layout.n_chunks() as u8).filter(|i| !first_try.contains(i)).collect();
+    let _ = fetch_chunks(state, data, stripe_idx, chunk_len, &rest, &mut chunks).await;
+    tracing::warn!(version = %data.version, stripe = stripe_idx.0, ?missing, "degraded read: reconstructing stripe from parity");
+    let stripe_bytes = state
+        .codec
+        .decode_stripe(chunks, stripe_len as usize)
+        .map_err(|e| GatewayError::Unavailable(format!("stripe {} of version {}: {e}", stripe_idx.0, data.version)))?;
+    Ok(Bytes::from(stripe_bytes).slice(within.start as usize..within.end as usize))
+}
+
+/// Fetches chunks `indexes` in parallel into `chunks`; returns the indexes that could not be
+/// read intact (no placement, node down, missing, corrupt).
+async fn fetch_chunks(
+    state: &Arc<GatewayState>,
+    data: &ErasureData,
+    stripe_idx: StripeIdx,
+    chunk_len: usize,
+    indexes: &[u8],
+    chunks: &mut [Option<Bytes>],
+) -> Vec<u8> {
+    let reads = indexes.iter().map(|&i| async move {
+        let Some(node) = data.placement.get(usize::from(i)).copied().flatten() else {
+            return (i, Err("no node holds this chunk".to_string()));
+        };
+        let key = ChunkKey { version: data.version, stripe_idx, chunk_idx: ChunkIdx(i) };
+        let result = state.nodes.call(node, &Request::GetChunk { key }, Bytes::new()).await;
+        (i, verify_chunk(result, chunk_len).map_err(|e| format!("{node}: {e}")))
+    });
+    let mut missing = Vec::new();
+    for (i, result) in futures::future::join_all(reads).await {
+        match result {
+            Ok(bytes) => chunks[usize::from(i)] = Some(bytes),
+            Err(e) => {
+                tracing::debug!(chunk = i, stripe = stripe_idx.0, error = %e, "chunk unavailable");
+                missing.push(i);
+            }
+        }
+    }
+    missing
+}
+
+/// Checks a chunk read against its checksum and length again on arrival (the node checked it
+/// against the disk; this catches anything that changed it in between).
+fn verify_chunk(result: Result<(Response, Bytes), RpcError>, chunk_len: usize) -> Result<Bytes, String> {
+    match result {
+        Ok((Response::Chunk { checksum }, bytes)) => {
+            if bytes.len() != chunk_len {
+                Err(format!("chunk has {} bytes, expected {chunk_len}", bytes.len()))
+            } else if blake3::hash(&bytes).as_bytes() != &checksum {
+                Err("chunk checksum mismatch after transfer".into())
+            } else {
+                Ok(bytes)
+            }
+        }
+        Ok((other, _)) => Err(format!("unexpected response {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}

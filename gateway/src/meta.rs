@@ -1,0 +1,214 @@
+//! Quorum access to metadata partitions (DESIGN 5): every read and write of a bucket or object
+//! record goes through here.
+//!
+//! A partition's replicas are fixed by rendezvous hashing of its name over the cluster map. A
+//! write succeeds once a majority stored it durably; a read asks a majority and takes the newest
+//! record, then writes it back to the replicas that answered with an older one (read repair).
+//! Writes run as owned tasks, so replicas that answer after the quorum still get the record.
+
+use crate::error::GatewayError;
+use crate::state::GatewayState;
+use bytes::Bytes;
+use dmpstore_common::ids::NodeId;
+use dmpstore_common::placement::partition_replicas;
+use dmpstore_common::quorum::quorum;
+use dmpstore_common::record::{MetaValue, Versioned};
+use dmpstore_common::rpc::{Request, Response};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn replicas(state: &GatewayState, partition: &str) -> (Vec<NodeId>, usize) {
+    let nodes = partition_replicas(state.nodes.map(), partition, state.n_meta_replicas());
+    let needed = nodes.len() / 2 + 1;
+    (nodes, needed)
+}
+
+fn unavailable(what: &str, partition: &str, failures: &[(NodeId, impl std::fmt::Display)]) -> GatewayError {
+    let detail: Vec<String> = failures.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    GatewayError::Unavailable(format!(
+        "{what} in partition {partition:?} did not reach a quorum ({})",
+        detail.join("; ")
+    ))
+}
+
+fn unexpected(node: NodeId, r: &Response) -> String {
+    format!("node {node} answered with an unexpected {r:?}")
+}
+
+fn decode(record: &Versioned) -> Result<MetaValue, GatewayError> {
+    MetaValue::decode(&record.value).map_err(|e| GatewayError::Internal(format!("decode record: {e}")))
+}
+
+/// Writes `value` with a fresh clock to a majority of the partition's replicas. Returns the
+/// records it replaced (older versions whose data may now be dropped).
+pub async fn put(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    value: &MetaValue,
+) -> Result<Vec<Versioned>, GatewayError> {
+    let record = Versioned { hlc: state.next_hlc(), value: value.encode() };
+    put_record(state, partition, key, record).await
+}
+
+async fn put_record(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    record: Versioned,
+) -> Result<Vec<Versioned>, GatewayError> {
+    let (nodes, needed) = replicas(state, partition);
+    let request = Request::MetaPut { partition: partition.to_string(), key: key.to_string(), record };
+    let calls = nodes
+        .iter()
+        .map(|&node| {
+            let (st, req) = (state.clone(), request.clone());
+            let task = state.spawn(async move { st.nodes.call(node, &req, Bytes::new()).await });
+            (node, async move { task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) })
+        })
+        .collect();
+    let outcome = quorum(calls, needed).await;
+    if !outcome.met() {
+        return Err(unavailable("metadata write", partition, &outcome.failures));
+    }
+    let mut replaced = Vec::new();
+    for (node, response) in outcome.successes {
+        match response.0 {
+            Response::MetaPut { replaced: Some(old), .. } => {
+                if !replaced.contains(&old) {
+                    replaced.push(old);
+                }
+            }
+            Response::MetaPut { replaced: None, .. } => {}
+            other => return Err(GatewayError::Internal(unexpected(node, &other))),
+        }
+    }
+    Ok(replaced)
+}
+
+/// Reads the newest record of `key` from a majority of replicas; `None` if no replica has one.
+/// Tombstones are returned as such: callers decide what a deletion means to them.
+pub async fn get(state: &Arc<GatewayState>, partition: &str, key: &str) -> Result<Option<MetaValue>, GatewayError> {
+    let (nodes, needed) = replicas(state, partition);
+    let request = Request::MetaGet { partition: partition.to_string(), key: key.to_string() };
+    let calls = nodes
+        .iter()
+        .map(|&node| {
+            let req = &request;
+            (node, async move { state.nodes.call(node, req, Bytes::new()).await })
+        })
+        .collect();
+    let outcome = quorum(calls, needed).await;
+    if !outcome.met() {
+        return Err(unavailable("metadata read", partition, &outcome.failures));
+    }
+    let mut answers: Vec<(NodeId, Option<Versioned>)> = Vec::with_capacity(outcome.successes.len());
+    for (node, (response, _)) in outcome.successes {
+        match response {
+            Response::MetaValue(v) => answers.push((node, v)),
+            other => return Err(GatewayError::Internal(unexpected(node, &other))),
+        }
+    }
+    let newest = answers
+        .iter()
+        .filter_map(|(_, v)| v.as_ref())
+        .fold(None::<&Versioned>, |best, v| match best {
+            Some(b) if !v.supersedes(b) => Some(b),
+            _ => Some(v),
+        })
+        .cloned();
+    let Some(newest) = newest else { return Ok(None) };
+    state.clock.observe(newest.hlc);
+    let stale: Vec<NodeId> = answers
+        .iter()
+        .filter(|(_, v)| v.as_ref() != Some(&newest))
+        .map(|(n, _)| *n)
+        .collect();
+    if !stale.is_empty() {
+        read_repair(state, partition, key, &newest, stale);
+    }
+    decode(&newest).map(Some)
+}
+
+fn read_repair(state: &Arc<GatewayState>, partition: &str, key: &str, newest: &Versioned, stale: Vec<NodeId>) {
+    tracing::debug!(partition, key, ?stale, "read repair of stale metadata replicas");
+    for node in stale {
+        let request = Request::MetaPut { partition: partition.to_string(), key: key.to_string(), record: newest.clone() };
+        let st = state.clone();
+        state.spawn(async move {
+            if let Err(e) = st.nodes.call(node, &request, Bytes::new()).await {
+                tracing::debug!(%node, error = %e, "read repair write failed; anti-entropy will retry");
+            }
+        });
+    }
+}
+
+/// One page of a partition scan merged across a majority of replicas.
+#[derive(Debug)]
+pub struct ScanPage {
+    /// Records in key order, newest version per key, tombstones included.
+    pub entries: Vec<(String, MetaValue)>,
+    /// Where the next page starts (exclusive), if the scan is not finished.
+    pub next: Option<Vec<u8>>,
+}
+
+/// Scans keys of `partition` starting with `prefix`, after `start_after`, merging a majority of
+/// replicas. The merged page stops at the smallest "last key" among replicas that had more, so
+/// no replica's later keys are skipped.
+pub async fn scan(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    prefix: &str,
+    start_after: &[u8],
+    limit: u32,
+) -> Result<ScanPage, GatewayError> {
+    let (nodes, needed) = replicas(state, partition);
+    let request = Request::MetaScan {
+        partition: partition.to_string(),
+        prefix: prefix.to_string(),
+        start_after: start_after.to_vec(),
+        limit,
+    };
+    let calls = nodes
+        .iter()
+        .map(|&node| {
+            let req = &request;
+            (node, async move { state.nodes.call(node, req, Bytes::new()).await })
+        })
+        .collect();
+    let outcome = quorum(calls, needed).await;
+    if !outcome.met() {
+        return Err(unavailable("metadata scan", partition, &outcome.failures));
+    }
+    let mut merged: BTreeMap<String, Versioned> = BTreeMap::new();
+    let mut bound: Option<String> = None;
+    for (node, (response, _)) in outcome.successes {
+        let Response::MetaEntries { entries, more } = response else {
+            return Err(GatewayError::Internal(unexpected(node, &response)));
+        };
+        if more {
+            if let Some((last, _)) = entries.last() {
+                if bound.as_ref().is_none_or(|b| last < b) {
+                    bound = Some(last.clone());
+                }
+            }
+        }
+        for (k, v) in entries {
+            match merged.get(&k) {
+                Some(cur) if !v.supersedes(cur) => {}
+                _ => {
+                    merged.insert(k, v);
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(merged.len());
+    for (k, v) in merged {
+        if bound.as_ref().is_some_and(|b| &k > b) {
+            break;
+        }
+        state.clock.observe(v.hlc);
+        out.push((k, decode(&v)?));
+    }
+    Ok(ScanPage { entries: out, next: bound.map(String::into_bytes) })
+}

@@ -1,0 +1,179 @@
+//! The gateway's client of the storage nodes: pooled HTTP connections, per-call deadlines, the
+//! cluster secret, and a view of which nodes are up.
+//!
+//! A node is Down from the moment a call to it cannot connect or times out, and Up again when a
+//! health probe or any call succeeds. Placement skips Down nodes at once (DESIGN 8, 10); the
+//! cluster-wide failure detector with Suspect state and repair timing lives in the nodes.
+
+use bytes::Bytes;
+use dmpstore_common::cluster::ClusterMap;
+use dmpstore_common::ids::NodeId;
+use dmpstore_common::limits::{
+    HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, MAX_RPC_BODY_BYTES, RPC_CONNECT_TIMEOUT, RPC_TIMEOUT,
+};
+use dmpstore_common::rpc::{decode_frame, encode_frame, ErrorKind, Request, Response, RPC_PATH, SECRET_HEADER};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    #[error("node {0} is not in the cluster map")]
+    UnknownNode(NodeId),
+    #[error("node {node} unreachable: {message}")]
+    Unreachable { node: NodeId, message: String },
+    #[error("node {0} did not answer within the deadline")]
+    Timeout(NodeId),
+    #[error("node {node} answered {kind:?}: {message}")]
+    Remote { node: NodeId, kind: ErrorKind, message: String },
+    #[error("node {node} sent an invalid response: {message}")]
+    Protocol { node: NodeId, message: String },
+}
+
+impl RpcError {
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            RpcError::Remote { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Up,
+    Down,
+}
+
+pub struct NodeClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    map: Arc<ClusterMap>,
+    secret: http::HeaderValue,
+    states: RwLock<HashMap<NodeId, NodeState>>,
+}
+
+impl std::fmt::Debug for NodeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeClient").field("nodes", &self.map.len()).finish()
+    }
+}
+
+impl NodeClient {
+    pub fn new(map: Arc<ClusterMap>, cluster_secret: &str) -> anyhow::Result<NodeClient> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(RPC_CONNECT_TIMEOUT));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let states = map.nodes().map(|n| (n.id, NodeState::Up)).collect();
+        Ok(NodeClient {
+            http,
+            map,
+            secret: http::HeaderValue::from_str(cluster_secret)?,
+            states: RwLock::new(states),
+        })
+    }
+
+    pub fn map(&self) -> &ClusterMap {
+        &self.map
+    }
+
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.states.read().expect("node state lock").get(&node) == Some(&NodeState::Up)
+    }
+
+    pub fn states(&self) -> Vec<(NodeId, NodeState)> {
+        let mut v: Vec<_> = self.states.read().expect("node state lock").iter().map(|(k, v)| (*k, *v)).collect();
+        v.sort();
+        v
+    }
+
+    fn set_state(&self, node: NodeId, state: NodeState) {
+        let mut states = self.states.write().expect("node state lock");
+        if let Some(s) = states.get_mut(&node) {
+            if *s != state {
+                match state {
+                    NodeState::Down => tracing::warn!(%node, "node marked down"),
+                    NodeState::Up => tracing::info!(%node, "node is up again"),
+                }
+                *s = state;
+            }
+        }
+    }
+
+    /// One RPC with the default deadline.
+    pub async fn call(&self, node: NodeId, request: &Request, payload: Bytes) -> Result<(Response, Bytes), RpcError> {
+        self.call_with_deadline(node, request, payload, RPC_TIMEOUT).await
+    }
+
+    pub async fn call_with_deadline(
+        &self,
+        node: NodeId,
+        request: &Request,
+        payload: Bytes,
+        deadline: Duration,
+    ) -> Result<(Response, Bytes), RpcError> {
+        let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
+        let result = result.unwrap_or(Err(RpcError::Timeout(node)));
+        match &result {
+            Ok(_) | Err(RpcError::Remote { .. }) => self.set_state(node, NodeState::Up),
+            Err(RpcError::Unreachable { .. } | RpcError::Timeout(_)) => self.set_state(node, NodeState::Down),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn call_inner(&self, node: NodeId, request: &Request, payload: Bytes) -> Result<(Response, Bytes), RpcError> {
+        let info = self.map.get(node).ok_or(RpcError::UnknownNode(node))?;
+        let body = encode_frame(request, &payload);
+        let req = http::Request::post(format!("http://{}{}", info.addr, RPC_PATH))
+            .header(SECRET_HEADER, self.secret.clone())
+            .body(Full::new(body))
+            .map_err(|e| RpcError::Protocol { node, message: e.to_string() })?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| RpcError::Unreachable { node, message: format!("{e:?}") })?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| RpcError::Unreachable { node, message: format!("read response: {e}") })?
+            .to_bytes();
+        let (response, payload): (Response, Bytes) =
+            decode_frame(body).map_err(|e| RpcError::Protocol { node, message: format!("status {status}: {e}") })?;
+        match response {
+            Response::Error { kind, message } => Err(RpcError::Remote { node, kind, message }),
+            ok => Ok((ok, payload)),
+        }
+    }
+
+    /// Probes every node's health until `shutdown`, so nodes marked Down come back to Up when
+    /// they return, and silent deaths are noticed without waiting for a request to fail.
+    pub async fn probe_health_until(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(HEALTH_PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let ids: Vec<NodeId> = self.map.nodes().map(|n| n.id).collect();
+            let probes = ids.into_iter().map(|id| {
+                let me = self.clone();
+                async move {
+                    let _ = me.call_with_deadline(id, &Request::Health, Bytes::new(), HEALTH_PROBE_TIMEOUT).await;
+                }
+            });
+            futures::future::join_all(probes).await;
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The write path (DESIGN 6-8): the body is cut into stripes while it arrives; each stripe is
+//! encoded and its chunks written to their nodes; the metadata record is written last, and only
+//! it makes the object exist.
+
+use crate::buckets;
+use crate::error::GatewayError;
+use crate::meta;
+use crate::nodes::RpcError;
+use crate::state::GatewayState;
+use bytes::{Bytes, BytesMut};
+use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
+use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT};
+use dmpstore_common::placement;
+use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, ObjectRecord, Versioned};
+use dmpstore_common::rpc::Request;
+use futures::stream::{FuturesOrdered, StreamExt};
+use md5::{Digest, Md5};
+use s3s::dto::StreamingBlob;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct PutRequest {
+    pub bucket: String,
+    pub key: String,
+    pub body: StreamingBlob,
+    pub content_length: Option<u64>,
+    /// Base64 MD5 the client sent in `Content-MD5`, if any.
+    pub content_md5: Option<String>,
+    pub content_type: Option<String>,
+    pub user_metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct PutResult {
+    pub etag: String,
+    pub size_bytes: u64,
+}
+
+/// PutObject: receive and store the data, then commit the record.
+pub async fn put_object(state: &Arc<GatewayState>, req: PutRequest) -> Result<PutResult, GatewayError> {
+    buckets::ensure_exists(state, &req.bucket).await?;
+    let expected_md5 = req.content_md5.as_deref().map(parse_content_md5).transpose()?;
+    let mut body = BodyReader::new(req.body, req.content_length)?;
+    let stripe_size = state.layout.stripe_size_bytes() as usize;
+
+    let first = body.next_stripe(stripe_size).await?;
+    let data = if first.len() < stripe_size && first.len() <= state.config.inline_max_bytes {
+        ObjectData::Inline(first.to_vec())
+    } else {
+        ObjectData::Erasure(write_erasure(state, first, &mut body).await?)
+    };
+
+    let (md5, size_bytes) = body.finish();
+    if expected_md5.is_some_and(|e| e != md5) {
+        discard(state, &data);
+        return Err(GatewayError::BadDigest);
+    }
+    let etag = hex::encode(md5);
+    let record = ObjectRecord {
+        size_bytes,
+        etag: etag.clone(),
+        content_type: req.content_type,
+        user_metadata: req.user_metadata,
+        last_modified_ms: GatewayState::now_ms(),
+        data,
+    };
+    // A failed commit may still have reached some replicas, so its chunks are left for GC
+    // rather than deleted: a record must never point at missing data (DESIGN 7).
+    let replaced = meta::put(state, &req.bucket, &req.key, &MetaValue::Object(record)).await?;
+    drop_replaced_data(state, replaced);
+    Ok(PutResult { etag, size_bytes })
+}
+
+fn parse_content_md5(b64: &str) -> Result<[u8; 16], GatewayError> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| GatewayError::InvalidDigest)?;
+    raw.try_into().map_err(|_| GatewayError::InvalidDigest)
+}
+
+/// Writes every stripe of the body as erasure-coded chunks and returns where they are.
+async fn write_erasure(
+    state: &Arc<GatewayState>,
+    first: Bytes,
+    body: &mut BodyReader,
+) -> Result<ErasureData, GatewayError> {
+    let version = VersionId::random();
+    let (mut placement, spares) = choose_placement(state, &version)?;
+    let stripe_size = state.layout.stripe_size_bytes() as usize;
+
+    // The first stripe is written alone: a node that fails it is replaced by a spare before
+    // the placement is fixed for the rest of the object.
+    write_first_stripe(state, version, first, &mut placement, spares).await?;
+    let mut in_flight = FuturesOrdered::new();
+    let mut stripe_idx = 0u32;
+    loop {
+        let stripe = match body.next_stripe(stripe_size).await {
+            Ok(s) if s.is_empty() => break,
+            Ok(s) => s,
+            Err(e) => {
+                discard_chunks(state, version, &placement);
+                return Err(e);
+            }
+        };
+        stripe_idx += 1;
+        in_flight.push_back(write_stripe(state, version, StripeIdx(stripe_idx), stripe, placement.clone()));
+        if in_flight.len() >= PUT_STRIPES_IN_FLIGHT {
+            let outcome = in_flight.next().await.expect("queue is not empty");
+            settle(state, version, &mut placement, outcome)?;
+        }
+    }
+    while let Some(outcome) = in_flight.next().await {
+        settle(state, version, &mut placement, outcome)?;
+    }
+    Ok(ErasureData { version, layout: state.layout, placement })
+}
+
+/// Picks `k + m` Up nodes by rendezvous order (with spares after them), DESIGN 4 and 8.
+fn choose_placement(state: &GatewayState, version: &VersionId) -> Result<(Vec<Option<NodeId>>, Vec<NodeId>), GatewayError> {
+    let layout = state.layout;
+    let nodes = &state.nodes;
+    let usable = |id| nodes.is_up(id);
+    let chosen = placement::choose(nodes.map(), &version.0, layout.n_chunks(), usize::from(layout.m), usable);
+    if chosen.len() < usize::from(layout.k) + 1 {
+        return Err(GatewayError::Unavailable(format!(
+            "only {} of {} storage nodes are reachable; a write needs at least {}",
+            chosen.len(),
+            nodes.map().len(),
+            layout.k + 1
+        )));
+    }
+    let spares = placement::rank(nodes.map(), &version.0)
+        .into_iter()
+        .map(|n| n.id)
+        .filter(|id| !chosen.contains(id) && nodes.is_up(*id))
+        .collect();
+    let mut slots: Vec<Option<NodeId>> = chosen.into_iter().map(Some).collect();
+    slots.resize(layout.n_chunks(), None);
+    Ok((slots, spares))
+}
+
+type StripeOutcome = Vec<(usize, Result<(), RpcError>)>;
+
+async fn write_first_stripe(
+    state: &Arc<GatewayState>,
+    version: VersionId,
+    stripe: Bytes,
+    placement: &mut [Option<NodeId>],
+    mut spares: Vec<NodeId>,
+) -> Result<(), GatewayError> {
+    let chunks = state.codec.encode_stripe(&stripe).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let outcome = write_chunks(state, version, StripeIdx(0), &chunks, placement).await;
+    for (idx, result) in outcome {
+        let Err(first_error) = result else { continue };
+        tracing::warn!(error = %first_error, chunk = idx, "chunk write failed; trying a spare node");
+        placement[idx] = None;
+        while !spares.is_empty() {
+            let spare = spares.remove(0);
+            let one = write_chunks(state, version, StripeIdx(0), &chunks, &slot_only(idx, spare, chunks.len())).await;
+            if one.iter().all(|(_, r)| r.is_ok()) {
+                placement[idx] = Some(spare);
+                break;
+            }
+        }
+    }
+    check_redundancy(state, version, placement)
+}
+
+fn slot_only(idx: usize, node: NodeId, n: usize) -> Vec<Option<NodeId>> {
+    let mut v = vec![None; n];
+    v[idx] = Some(node);
+    v
+}
+
+async fn write_stripe(
+    state: &Arc<GatewayState>,
+    version: VersionId,
+    stripe_idx: StripeIdx,
+    stripe: Bytes,
+    placement: Vec<Option<NodeId>>,
+) -> StripeOutcome {
+    match state.codec.encode_stripe(&stripe) {
+        Ok(chunks) => write_chunks(state, version, stripe_idx, &chunks, &placement).await,
+        Err(e) => {
+            let err = RpcError::Protocol { node: NodeId(0), message: format!("encode: {e}") };
+            (0..placement.len()).map(|i| (i, Err(err.clone()))).collect()
+        }
+    }
+}
+
+/// Writes chunk `i` to `placement[i]` for every placed slot, in parallel.
+async fn write_chunks(
+    state: &Arc<GatewayState>,
+    version: VersionId,
+    stripe_idx: StripeIdx,
+    chunks: &[Bytes],
+    placement: &[Option<NodeId>],
+) -> StripeOutcome {
+    let writes = placement.iter().enumerate().filter_map(|(i, node)| {
+        let node = (*node)?;
+        let chunk = chunks[i].clone();
+        let key = ChunkKey { version, stripe_idx, chunk_idx: ChunkIdx(i as u8) };
+        let checksum = *blake3::hash(&chunk).as_bytes();
+        Some(async move {
+            let result = state.nodes.call(node, &Request::PutChunk { key, checksum }, chunk).await;
+            (i, result.map(|_| ()))
+        })
+    });
+    futures::future::join_all(writes).await
+}
+
+/// Folds one stripe's outcome into the placement: a slot whose node failed holds no chunks
+/// from then on, and the object is refused if fewer than `k + 1` slots remain.
+fn settle(
+    state: &Arc<GatewayState>,
+    version: VersionId,
+    placement: &mut [Option<NodeId>],
+    outcome: StripeOutcome,
+) -> Result<(), GatewayError> {
+    for (idx, result) in outcome {
+        if let Err(e) = result {
+            if placement[idx].is_some() {
+                tracing::warn!(error = %e, chunk = idx, %version, "chunk write failed; object stays degraded until repair");
+                placement[idx] = None;
+            }
+        }
+    }
+    check_redundancy(state, version, placement)
+}
+
+fn check_redundancy(state: &Arc<GatewayState>, version: VersionId, placement: &[Option<NodeId>]) -> Result<(), GatewayError> {
+    let written = placement.iter().flatten().count();
+    if written < usize::from(state.layout.k) + 1 {
+        discard_chunks(state, version, placement);
+        return Err(GatewayError::Unavailable(format!(
+            "only {written} chunks per stripe could be written; at least {} are required",
+            state.layout.k + 1
+        )));
+    }
+    Ok(())
+}
+
+/// Deletes the chunks of a version that will never be committed (best effort; GC reclaims what
+/// this misses).
+fn discard_chunks(state: &Arc<GatewayState>, version: VersionId, placement: &[Option<NodeId>]) {
+    for node in placement.iter().flatten().copied() {
+        let st = state.clone();
+        state.spawn(async move {
+            if let Err(e) = st.nodes.call(node, &Request::DeleteChunks { version }, Bytes::new()).await {
+                tracing::debug!(%node, error = %e, "could not drop chunks of an uncommitted version");
+            }
+        });
+    }
+}
+
+fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
+    if let ObjectData::Erasure(e) = data {
+        discard_chunks(state, e.version, &e.placement);
+    }
+}
+
+/// Drops the chunks of versions a committed write has replaced.
+pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
+    for old in replaced {
+        if let Ok(MetaValue::Object(ObjectRecord { data: ObjectData::Erasure(e), .. })) = MetaValue::decode(&old.value) {
+            discard_chunks(state, e.version, &e.placement);
+        }
+    }
+}
+
+/// Reads the request body in stripe-sized pieces while computing its MD5 and length.
+struct BodyReader {
+    body: StreamingBlob,
+    pending: Bytes,
+    md5: Md5,
+    received: u64,
+    expected: Option<u64>,
+    /// The body stream returned its end; it must not be polled again.
+    ended: bool,
+}
+
+impl BodyReader {
+    fn new(body: StreamingBlob, expected: Option<u64>) -> Result<BodyReader, GatewayError> {
+        if let Some(len) = expected {
+            if len > MAX_PUT_OBJECT_BYTES {
+                return Err(GatewayError::EntityTooLarge { limit: MAX_PUT_OBJECT_BYTES });
+            }
+        }
+        Ok(BodyReader { body, pending: Bytes::new(), md5: Md5::new(), received: 0, expected, ended: false })
+    }
+
+    /// The next `stripe_size` bytes, fewer only at the end of the body; empty at the end.
+    async fn next_stripe(&mut self, stripe_size: usize) -> Result<Bytes, GatewayError> {
+        let mut buf = BytesMut::new();
+        while buf.len() < stripe_size {
+            if self.pending.is_empty() {
+                if self.ended {
+                    break;
+                }
+                match self.body.next().await {
+                    Some(Ok(bytes)) => self.pending = bytes,
+                    Some(Err(e)) => return Err(GatewayError::Body(e.to_string())),
+                    None => {
+                        self.ended = true;
+                        break;
+                    }
+                }
+                continue;
+            }
+            let take = self.pending.len().min(stripe_size - buf.len());
+            let piece = self.pending.split_to(take);
+            self.received += piece.len() as u64;
+            if self.received > self.expected.unwrap_or(MAX_PUT_OBJECT_BYTES) {
+                return Err(match self.expected {
+                    Some(_) => GatewayError::InvalidArgument("the body is longer than its Content-Length".into()),
+                    None => GatewayError::EntityTooLarge { limit: MAX_PUT_OBJECT_BYTES },
+                });
+            }
+            self.md5.update(&piece);
+            if buf.is_empty() && piece.len() == stripe_size {
+                return Ok(piece);
+            }
+            if buf.capacity() == 0 {
+                buf.reserve(stripe_size);
+            }
+            buf.extend_from_slice(&piece);
+        }
+        if buf.len() < stripe_size {
+            self.check_complete()?;
+        }
+        Ok(buf.freeze())
+    }
+
+    fn check_complete(&self) -> Result<(), GatewayError> {
+        match self.expected {
+            Some(expected) if expected != self.received => {
+                Err(GatewayError::IncompleteBody { expected, received: self.received })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(self) -> ([u8; 16], u64) {
+        (self.md5.finalize().into(), self.received)
+    }
+}

@@ -1,0 +1,72 @@
+//! The S3 endpoint: builds the s3s service over [`DmpS3`] with SigV4 authentication and serves
+//! it on a listener until shutdown, then waits for in-flight requests and background tasks.
+
+use crate::config::GatewayConfig;
+use crate::s3::DmpS3;
+use crate::state::GatewayState;
+use dmpstore_common::limits::MAX_S3_HEADER_BYTES;
+use hyper_util::rt::TokioIo;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves S3 on `listener` until `shutdown` is cancelled.
+pub async fn run(listener: TcpListener, config: GatewayConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = Arc::new(GatewayState::new(config)?);
+    let background = TaskTracker::new();
+    background.spawn(state.nodes.clone().probe_health_until(shutdown.clone()));
+
+    let mut auth = SimpleAuth::new();
+    for c in &state.config.credentials {
+        auth.register(c.access_key.clone(), c.secret_key.clone().into());
+    }
+    let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
+    builder.set_auth(auth);
+    let service = builder.build();
+    tracing::info!(addr = %listener.local_addr()?, nodes = state.nodes.map().len(), "gateway serving S3");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = TaskTracker::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(MAX_S3_HEADER_BYTES)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        conns.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "S3 connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight S3 requests did not finish within the shutdown grace");
+    }
+    conns.close();
+    conns.wait().await;
+    state.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
+        tracing::warn!("background tasks did not finish within the shutdown grace");
+    }
+    background.close();
+    background.wait().await;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The node's RPC listener (DESIGN 13): checks the cluster secret, decodes one frame, runs the
+//! request against the [`Store`] on the blocking pool, and answers with one frame.
+//!
+//! [`run`] takes `(listener, config, shutdown)` and never binds or reads the environment itself,
+//! so tests and the dev cluster run many nodes in one process.
+
+use crate::config::NodeConfig;
+use crate::store::{Store, StoreError};
+use anyhow::Context;
+use bytes::Bytes;
+use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES};
+use dmpstore_common::rpc::{
+    decode_frame, encode_frame, ErrorKind, HealthReport, Request, Response, RPC_PATH, SECRET_HEADER,
+};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a shutdown waits for in-flight requests before closing anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+struct Node {
+    config: NodeConfig,
+    store: Store,
+    started: Instant,
+}
+
+/// Opens the node's store and serves RPCs on `listener` until `shutdown` is cancelled; then
+/// waits for in-flight requests and flushes the store.
+pub async fn run(listener: TcpListener, config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("open RocksDB at {}", config.data_dir.display()))?;
+    let node = Arc::new(Node { config, store, started: Instant::now() });
+    tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let conns = TaskTracker::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        let service = hyper::service::service_fn(move |req| handle(node.clone(), req));
+        let conn = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        conns.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "rpc connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within the shutdown grace");
+    }
+    conns.close();
+    conns.wait().await;
+    let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("node still referenced at shutdown"))?;
+    tokio::task::spawn_blocking(move || node.store.flush())
+        .await
+        .context("join flush")?
+        .context("flush store at shutdown")?;
+    tracing::info!("storage node stopped");
+    Ok(())
+}
+
+type HttpResponse = http::Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, response: &Response, payload: &[u8]) -> HttpResponse {
+    let mut r = http::Response::new(Full::new(encode_frame(response, payload)));
+    *r.status_mut() = status;
+    r
+}
+
+fn error(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> HttpResponse {
+    reply(status, &Response::Error { kind, message: message.into() }, b"")
+}
+
+/// Compares secrets in time independent of where they differ.
+fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn handle(node: Arc<Node>, req: http::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
+    if req.method() != Method::POST || req.uri().path() != RPC_PATH {
+        return Ok(error(StatusCode::NOT_FOUND, ErrorKind::BadRequest, "unknown RPC path"));
+    }
+    let secret = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !secret_matches(secret, node.config.cluster_secret.as_bytes()) {
+        tracing::warn!("RPC refused: missing or wrong cluster secret");
+        return Ok(error(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, "wrong cluster secret"));
+    }
+    let body = match Limited::new(req.into_body(), MAX_RPC_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, ErrorKind::BadRequest, format!("read body: {e}"))),
+    };
+    let (request, payload): (Request, Bytes) = match decode_frame(body) {
+        Ok(x) => x,
+        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, ErrorKind::BadRequest, e.to_string())),
+    };
+    let name = request.name();
+    let result = tokio::task::spawn_blocking(move || dispatch(&node, request, payload)).await;
+    Ok(match result {
+        Ok(Ok((response, payload))) => reply(StatusCode::OK, &response, &payload),
+        Ok(Err(e)) => store_error(name, e),
+        Err(e) => {
+            tracing::error!(rpc = name, error = %e, "RPC handler panicked");
+            error(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unavailable, "handler failed")
+        }
+    })
+}
+
+fn store_error(rpc: &str, e: StoreError) -> HttpResponse {
+    match e {
+        StoreError::NotFound => error(StatusCode::OK, ErrorKind::NotFound, "not found"),
+        StoreError::Corrupt(msg) => {
+            tracing::warn!(rpc, %msg, "corrupt data detected");
+            error(StatusCode::OK, ErrorKind::Corrupt, msg)
+        }
+        StoreError::ChecksumMismatch => error(StatusCode::OK, ErrorKind::BadRequest, e.to_string()),
+        StoreError::Format(_) | StoreError::Db(_) => {
+            tracing::error!(rpc, error = %e, "store operation failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unavailable, e.to_string())
+        }
+    }
+}
+
+/// The one dispatch point of node RPCs.
+fn dispatch(node: &Node, request: Request, payload: Bytes) -> Result<(Response, Bytes), StoreError> {
+    let store = &node.store;
+    let done = |r: Response| Ok((r, Bytes::new()));
+    match request {
+        Request::PutChunk { key, checksum } => {
+            store.put_chunk(&key, &checksum, &payload)?;
+            done(Response::Done)
+        }
+        Request::GetChunk { key } => {
+            let (checksum, data) = store.get_chunk(&key)?;
+            Ok((Response::Chunk { checksum }, data))
+        }
+        Request::DeleteChunks { version } => {
+            store.delete_chunks(&version)?;
+            done(Response::Done)
+        }
+        Request::MetaPut { partition, key, record } => {
+            let (applied, replaced) = store.meta_put(&partition, &key, &record)?;
+            done(Response::MetaPut { applied, replaced })
+        }
+        Request::MetaGet { partition, key } => done(Response::MetaValue(store.meta_get(&partition, &key)?)),
+        Request::MetaScan { partition, prefix, start_after, limit } => {
+            let limit = limit.clamp(1, MAX_SCAN_ENTRIES) as usize;
+            let (entries, more) = store.meta_scan(&partition, &prefix, &start_after, limit)?;
+            done(Response::MetaEntries { entries, more })
+        }
+        Request::Heartbeat { .. } | Request::Health => done(Response::Health(HealthReport {
+            node_id: node.config.id(),
+            uptime_ms: node.started.elapsed().as_millis() as u64,
+            n_chunks_estimate: store.estimate_chunks(),
+        })),
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM; shared by the `storage-node` binary.
+pub async fn run_until_signal(listener: TcpListener, config: NodeConfig) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let server = tokio::spawn(run(listener, config, shutdown));
+    wait_for_signal().await;
+    tracing::info!("shutdown requested");
+    signal.cancel();
+    server.await.context("join node server")?
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
