@@ -5,7 +5,7 @@
 //! [`Envelope`] holding the message, then raw payload bytes (a chunk) that are never copied into
 //! the typed part. Responses use the same framing.
 
-use crate::ids::{ChunkKey, Hlc, NodeId, VersionId};
+use crate::ids::{ChunkKey, NodeId, VersionId};
 use crate::limits::MAX_RPC_HEADER_BYTES;
 use crate::record::Versioned;
 use bytes::{BufMut, Bytes, BytesMut};

@@ -60,7 +60,9 @@ pub async fn run(listener: TcpListener, config: GatewayConfig, shutdown: Cancell
         tracing::warn!("in-flight S3 requests did not finish within the shutdown grace");
     }
     conns.close();
-    conns.wait().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait()).await.is_err() {
+        tracing::warn!("S3 connections still open after the shutdown grace");
+    }
     state.tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
         tracing::warn!("background tasks did not finish within the shutdown grace");

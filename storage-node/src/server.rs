@@ -15,7 +15,7 @@ use dmpstore_common::rpc::{
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -71,9 +71,11 @@ pub async fn run(listener: TcpListener, config: NodeConfig, shutdown: Cancellati
         tracing::warn!("in-flight requests did not finish within the shutdown grace");
     }
     conns.close();
-    conns.wait().await;
-    let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("node still referenced at shutdown"))?;
-    tokio::task::spawn_blocking(move || node.store.flush())
+    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait()).await.is_err() {
+        tracing::warn!("connections still open after the shutdown grace; closing the store anyway");
+    }
+    let flushing = node.clone();
+    tokio::task::spawn_blocking(move || flushing.store.flush())
         .await
         .context("join flush")?
         .context("flush store at shutdown")?;

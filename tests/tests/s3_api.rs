@@ -171,7 +171,7 @@ async fn listing_pages_and_delimits_over_2500_keys() {
         .max_keys(333)
         .into_paginator()
         .send()
-        .try_collect::<Vec<_>>()
+        .try_collect()
         .await
         .unwrap()
         .iter()
