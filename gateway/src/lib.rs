@@ -14,8 +14,10 @@
 //! - [`nodes`]: the RPC client of the storage nodes and the gateway's view of who is up.
 //! - [`state`]: what all requests share.
 //! - [`error`]: the gateway's errors and the one place they become S3 errors.
+//! - [`auth`]: access keys for SigV4 verification.
 //! - [`config`]: the typed configuration.
 
+pub mod auth;
 pub mod buckets;
 pub mod config;
 pub mod delete;

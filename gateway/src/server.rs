@@ -1,12 +1,12 @@
 //! The S3 endpoint: builds the s3s service over [`DmpS3`] with SigV4 authentication and serves
 //! it on a listener until shutdown, then waits for in-flight requests and background tasks.
 
+use crate::auth::KeyRing;
 use crate::config::GatewayConfig;
 use crate::s3::DmpS3;
 use crate::state::GatewayState;
 use dmpstore_common::limits::MAX_S3_HEADER_BYTES;
 use hyper_util::rt::TokioIo;
-use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,12 +22,8 @@ pub async fn run(listener: TcpListener, config: GatewayConfig, shutdown: Cancell
     let background = TaskTracker::new();
     background.spawn(state.nodes.clone().probe_health_until(shutdown.clone()));
 
-    let mut auth = SimpleAuth::new();
-    for c in &state.config.credentials {
-        auth.register(c.access_key.clone(), c.secret_key.clone().into());
-    }
     let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
-    builder.set_auth(auth);
+    builder.set_auth(KeyRing::new(&state.config.credentials));
     let service = builder.build();
     tracing::info!(addr = %listener.local_addr()?, nodes = state.nodes.map().len(), "gateway serving S3");
 

@@ -228,31 +228,31 @@ async fn listing_pages_and_delimits_over_2500_keys() {
 async fn overwrite_and_delete_are_seen_at_once_by_every_gateway() {
     let cluster = Cluster::start(6, 2).unwrap();
     let (a, b) = (cluster.client(0), cluster.client(1));
-    a.create_bucket().bucket("ow").send().await.unwrap();
+    a.create_bucket().bucket("overwrite").send().await.unwrap();
     for (size_1, size_2) in [(100usize, 3 * 1024 * 1024), (2 * 1024 * 1024, 10), (5 * 1024 * 1024, 1024 * 1024)] {
         let key = format!("k-{size_1}-{size_2}");
         let v1 = test_data(1, size_1);
         let v2 = test_data(2, size_2);
-        put(&a, "ow", &key, &v1).await;
-        let etag_2 = put(&b, "ow", &key, &v2).await;
-        assert!(get(&a, "ow", &key, None).await == v2, "{key}: overwrite not visible");
-        let listed = a.list_objects_v2().bucket("ow").prefix(&key).send().await.unwrap();
+        put(&a, "overwrite", &key, &v1).await;
+        let etag_2 = put(&b, "overwrite", &key, &v2).await;
+        assert!(get(&a, "overwrite", &key, None).await == v2, "{key}: overwrite not visible");
+        let listed = a.list_objects_v2().bucket("overwrite").prefix(&key).send().await.unwrap();
         assert_eq!(listed.contents().len(), 1);
         assert_eq!(listed.contents()[0].e_tag(), Some(etag_2.as_str()));
         assert_eq!(listed.contents()[0].size(), Some(size_2 as i64));
 
-        b.delete_object().bucket("ow").key(&key).send().await.unwrap();
-        let err = a.get_object().bucket("ow").key(&key).send().await.unwrap_err();
+        b.delete_object().bucket("overwrite").key(&key).send().await.unwrap();
+        let err = a.get_object().bucket("overwrite").key(&key).send().await.unwrap_err();
         assert_eq!(code(err), ("NoSuchKey".into(), 404));
-        let err = a.head_object().bucket("ow").key(&key).send().await.unwrap_err();
+        let err = a.head_object().bucket("overwrite").key(&key).send().await.unwrap_err();
         assert!(err.as_service_error().is_some_and(|e| e.is_not_found()), "HEAD after delete");
-        let listed = a.list_objects_v2().bucket("ow").prefix(&key).send().await.unwrap();
+        let listed = a.list_objects_v2().bucket("overwrite").prefix(&key).send().await.unwrap();
         assert!(listed.contents().is_empty(), "deleted key still listed");
     }
     // Deleting a key that does not exist succeeds, as in S3.
-    a.delete_object().bucket("ow").key("never-written").send().await.unwrap();
+    a.delete_object().bucket("overwrite").key("never-written").send().await.unwrap();
     // The bucket is empty right after the last delete, on the other gateway too.
-    b.delete_bucket().bucket("ow").send().await.unwrap();
+    b.delete_bucket().bucket("overwrite").send().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
