@@ -37,35 +37,35 @@ async fn check_all(c: &aws_sdk_s3::Client, bucket: &str, written: &BTreeMap<Stri
 async fn any_two_nodes_killed_leave_every_object_readable() {
     let mut cluster = Cluster::start(6, 1).unwrap();
     let c = cluster.client(0);
-    c.create_bucket().bucket("b").send().await.unwrap();
-    let written = write_set(&c, "b", "before", 1).await;
+    c.create_bucket().bucket("fault").send().await.unwrap();
+    let written = write_set(&c, "fault", "before", 1).await;
     // Three different pairs, so data chunks, parity chunks and metadata replicas all get hit.
     for (x, y) in [(0, 1), (2, 5), (3, 4)] {
         cluster.kill_node(x).unwrap();
         cluster.kill_node(y).unwrap();
-        check_all(&c, "b", &written, &format!("nodes {x} and {y} down")).await;
+        check_all(&c, "fault", &written, &format!("nodes {x} and {y} down")).await;
         cluster.restart_node(x).unwrap();
         cluster.restart_node(y).unwrap();
     }
-    check_all(&c, "b", &written, "after restarts").await;
+    check_all(&c, "fault", &written, "after restarts").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_one_node_down_puts_succeed_and_survive_a_second_failure() {
     let mut cluster = Cluster::start(6, 1).unwrap();
     let c = cluster.client(0);
-    c.create_bucket().bucket("b").send().await.unwrap();
-    let before = write_set(&c, "b", "before", 100).await;
+    c.create_bucket().bucket("fault").send().await.unwrap();
+    let before = write_set(&c, "fault", "before", 100).await;
     cluster.kill_node(2).unwrap();
     // Five nodes for six chunks: stripes are accepted at k + 1 chunks (DESIGN 8).
-    let during = write_set(&c, "b", "during", 200).await;
+    let during = write_set(&c, "fault", "during", 200).await;
     cluster.kill_node(4).unwrap();
-    check_all(&c, "b", &before, "two down").await;
-    check_all(&c, "b", &during, "two down").await;
+    check_all(&c, "fault", &before, "two down").await;
+    check_all(&c, "fault", &during, "two down").await;
     cluster.restart_node(2).unwrap();
     cluster.restart_node(4).unwrap();
-    check_all(&c, "b", &before, "after restart").await;
-    check_all(&c, "b", &during, "after restart").await;
+    check_all(&c, "fault", &before, "after restart").await;
+    check_all(&c, "fault", &during, "after restart").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,12 +74,12 @@ async fn a_down_node_is_substituted_so_new_objects_are_fully_redundant() {
     // must get all six chunks, and then survive two more failures.
     let cluster = Cluster::start(7, 1).unwrap();
     let c = cluster.client(0);
-    c.create_bucket().bucket("b").send().await.unwrap();
+    c.create_bucket().bucket("fault").send().await.unwrap();
     cluster.kill_node(6).unwrap();
-    let during = write_set(&c, "b", "during", 300).await;
+    let during = write_set(&c, "fault", "during", 300).await;
     cluster.kill_node(0).unwrap();
     cluster.kill_node(3).unwrap();
-    check_all(&c, "b", &during, "three down (one before the writes)").await;
+    check_all(&c, "fault", &during, "three down (one before the writes)").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
