@@ -99,11 +99,17 @@ impl Codec {
         }
         let all_data_present = chunks[..k].iter().all(Option::is_some);
         let data: Vec<Bytes> = if all_data_present {
-            chunks.into_iter().take(k).map(|c| c.expect("checked present")).collect()
+            chunks
+                .into_iter()
+                .take(k)
+                .map(|c| c.expect("checked present"))
+                .collect()
         } else {
             let mut shards: Vec<Option<Vec<u8>>> =
                 chunks.into_iter().map(|c| c.map(|b| b.to_vec())).collect();
-            self.rs.reconstruct_data(&mut shards).map_err(CodecError::Rs)?;
+            self.rs
+                .reconstruct_data(&mut shards)
+                .map_err(CodecError::Rs)?;
             shards
                 .into_iter()
                 .take(k)
@@ -150,7 +156,9 @@ mod tests {
         let mut order: Vec<usize> = (0..n).collect();
         let mut s = seed;
         for i in (1..n).rev() {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             order.swap(i, (s >> 33) as usize % (i + 1));
         }
         for &i in &order[..k] {

@@ -40,7 +40,10 @@ pub fn choose(
     max_per_zone: usize,
     usable: impl Fn(NodeId) -> bool,
 ) -> Vec<NodeId> {
-    let ranked: Vec<&NodeInfo> = rank(map, key).into_iter().filter(|x| usable(x.id)).collect();
+    let ranked: Vec<&NodeInfo> = rank(map, key)
+        .into_iter()
+        .filter(|x| usable(x.id))
+        .collect();
     let mut chosen: Vec<NodeId> = Vec::with_capacity(n);
     let mut per_zone: HashMap<&str, usize> = HashMap::new();
     for node in &ranked {
@@ -97,7 +100,12 @@ mod tests {
 
     fn with_node_added(m: &ClusterMap, id: u32, zone: &str) -> ClusterMap {
         let mut nodes: Vec<NodeInfo> = m.nodes().cloned().collect();
-        nodes.push(NodeInfo { id: NodeId(id), addr: "x".into(), zone: zone.into(), weight: 1 });
+        nodes.push(NodeInfo {
+            id: NodeId(id),
+            addr: "x".into(),
+            zone: zone.into(),
+            weight: 1,
+        });
         ClusterMap::new(m.version + 1, nodes).unwrap()
     }
 
@@ -154,7 +162,10 @@ mod tests {
             }
         }
         // 36000 chunks over 12 nodes: 3000 each on average.
-        assert!(counts.values().all(|&c| (2500..3500).contains(&c)), "{counts:?}");
+        assert!(
+            counts.values().all(|&c| (2500..3500).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

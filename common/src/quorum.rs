@@ -61,14 +61,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn call(ok: bool, delay_ms: u64) -> impl Future<Output = Result<u32, &'static str>> {
-        async move {
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            if ok {
-                Ok(1)
-            } else {
-                Err("down")
-            }
+    /// A replica that answers after `delay_ms` of (paused) tokio time.
+    async fn call(ok: bool, delay_ms: u64) -> Result<u32, &'static str> {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if ok {
+            Ok(1)
+        } else {
+            Err("down")
         }
     }
 

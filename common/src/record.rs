@@ -17,7 +17,9 @@ pub const BUCKETS_PARTITION: &str = "";
 pub enum RecordError {
     #[error("empty record")]
     Empty,
-    #[error("record format version {0} is not supported (this build reads {RECORD_FORMAT_VERSION})")]
+    #[error(
+        "record format version {0} is not supported (this build reads {RECORD_FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u8),
     #[error("malformed record: {0}")]
     Malformed(#[from] postcard::Error),
@@ -43,7 +45,9 @@ pub enum MetaValue {
     Bucket(BucketRecord),
     Object(ObjectRecord),
     /// A deletion. Kept so a stale replica's older record cannot come back (DESIGN 12).
-    Tombstone { deleted_ms: u64 },
+    Tombstone {
+        deleted_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +124,11 @@ mod tests {
                 } else {
                     ObjectData::Erasure(ErasureData {
                         version: VersionId(v),
-                        layout: StripeLayout { k: 4, m: 2, chunk_size_bytes: 262_144 },
+                        layout: StripeLayout {
+                            k: 4,
+                            m: 2,
+                            chunk_size_bytes: 262_144,
+                        },
                         placement: placement.into_iter().map(|p| p.map(NodeId)).collect(),
                     })
                 };
@@ -157,14 +165,26 @@ mod tests {
     fn unknown_format_versions_are_refused() {
         let mut bytes = MetaValue::Tombstone { deleted_ms: 1 }.encode();
         bytes[0] = 9;
-        assert!(matches!(MetaValue::decode(&bytes), Err(RecordError::UnsupportedVersion(9))));
+        assert!(matches!(
+            MetaValue::decode(&bytes),
+            Err(RecordError::UnsupportedVersion(9))
+        ));
     }
 
     #[test]
     fn newer_clock_supersedes_and_ties_break_the_same_way_everywhere() {
-        let a = Versioned { hlc: Hlc(5), value: vec![1] };
-        let b = Versioned { hlc: Hlc(6), value: vec![0] };
-        let c = Versioned { hlc: Hlc(6), value: vec![2] };
+        let a = Versioned {
+            hlc: Hlc(5),
+            value: vec![1],
+        };
+        let b = Versioned {
+            hlc: Hlc(6),
+            value: vec![0],
+        };
+        let c = Versioned {
+            hlc: Hlc(6),
+            value: vec![2],
+        };
         assert!(b.supersedes(&a) && !a.supersedes(&b));
         assert!(c.supersedes(&b) && !b.supersedes(&c));
         assert!(!c.supersedes(&c));

@@ -22,18 +22,28 @@ pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 pub enum Request {
     /// Store one chunk (the payload) durably. `checksum` is the blake3 of the payload as the
     /// gateway encoded it; the node refuses a payload that does not match.
-    PutChunk { key: ChunkKey, checksum: [u8; 32] },
+    PutChunk {
+        key: ChunkKey,
+        checksum: [u8; 32],
+    },
     /// Read one chunk; answered with [`Response::Chunk`] and the bytes as payload.
-    GetChunk { key: ChunkKey },
+    GetChunk {
+        key: ChunkKey,
+    },
     /// Drop every chunk of an object version held by this node.
-    DeleteChunks { version: VersionId },
+    DeleteChunks {
+        version: VersionId,
+    },
     /// Store a metadata record unless the node already holds one that supersedes it.
     MetaPut {
         partition: String,
         key: String,
         record: Versioned,
     },
-    MetaGet { partition: String, key: String },
+    MetaGet {
+        partition: String,
+        key: String,
+    },
     /// Records of a partition in key order, with keys starting with `prefix` and greater than
     /// `start_after` (raw bytes, so a cursor can point between keys), tombstones included.
     MetaScan {
@@ -42,7 +52,10 @@ pub enum Request {
         start_after: Vec<u8>,
         limit: u32,
     },
-    Heartbeat { from: NodeId, map_version: u64 },
+    Heartbeat {
+        from: NodeId,
+        map_version: u64,
+    },
     Health,
 }
 
@@ -67,7 +80,9 @@ pub enum Response {
     Done,
     /// The chunk's bytes follow as payload; `checksum` is the blake3 stored with it, already
     /// verified by the node against the bytes it read.
-    Chunk { checksum: [u8; 32] },
+    Chunk {
+        checksum: [u8; 32],
+    },
     MetaPut {
         applied: bool,
         /// The record this write replaced on this node, if any.
@@ -80,7 +95,10 @@ pub enum Response {
         more: bool,
     },
     Health(HealthReport),
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

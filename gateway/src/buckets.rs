@@ -12,12 +12,17 @@ pub async fn create(state: &Arc<GatewayState>, bucket: &str) -> Result<(), Gatew
     if let Some(MetaValue::Bucket(_)) = meta::get(state, BUCKETS_PARTITION, bucket).await? {
         return Err(GatewayError::BucketAlreadyOwnedByYou);
     }
-    let record = MetaValue::Bucket(BucketRecord { created_ms: GatewayState::now_ms() });
+    let record = MetaValue::Bucket(BucketRecord {
+        created_ms: GatewayState::now_ms(),
+    });
     meta::put(state, BUCKETS_PARTITION, bucket, &record).await?;
     Ok(())
 }
 
-pub async fn ensure_exists(state: &Arc<GatewayState>, bucket: &str) -> Result<BucketRecord, GatewayError> {
+pub async fn ensure_exists(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+) -> Result<BucketRecord, GatewayError> {
     match meta::get(state, BUCKETS_PARTITION, bucket).await? {
         Some(MetaValue::Bucket(b)) => Ok(b),
         _ => Err(GatewayError::NoSuchBucket),
@@ -29,7 +34,9 @@ pub async fn delete(state: &Arc<GatewayState>, bucket: &str) -> Result<(), Gatew
     if has_live_objects(state, bucket).await? {
         return Err(GatewayError::BucketNotEmpty);
     }
-    let tombstone = MetaValue::Tombstone { deleted_ms: GatewayState::now_ms() };
+    let tombstone = MetaValue::Tombstone {
+        deleted_ms: GatewayState::now_ms(),
+    };
     meta::put(state, BUCKETS_PARTITION, bucket, &tombstone).await?;
     Ok(())
 }

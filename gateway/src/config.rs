@@ -89,9 +89,15 @@ fn default_weight() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("parse config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
@@ -114,10 +120,16 @@ impl GatewayConfig {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let e = &self.erasure;
         if e.data_chunks == 0 || usize::from(e.data_chunks) > limits::MAX_DATA_CHUNKS {
-            return invalid(format!("erasure.data_chunks must be 1..={}", limits::MAX_DATA_CHUNKS));
+            return invalid(format!(
+                "erasure.data_chunks must be 1..={}",
+                limits::MAX_DATA_CHUNKS
+            ));
         }
         if e.parity_chunks == 0 || usize::from(e.parity_chunks) > limits::MAX_PARITY_CHUNKS {
-            return invalid(format!("erasure.parity_chunks must be 1..={}", limits::MAX_PARITY_CHUNKS));
+            return invalid(format!(
+                "erasure.parity_chunks must be 1..={}",
+                limits::MAX_PARITY_CHUNKS
+            ));
         }
         let chunk = e.chunk_size_bytes as usize;
         if !(limits::MIN_CHUNK_SIZE_BYTES..=limits::MAX_CHUNK_SIZE_BYTES).contains(&chunk) {
@@ -128,7 +140,10 @@ impl GatewayConfig {
             ));
         }
         if self.inline_max_bytes > limits::MAX_INLINE_MAX_BYTES {
-            return invalid(format!("inline_max_bytes must be at most {}", limits::MAX_INLINE_MAX_BYTES));
+            return invalid(format!(
+                "inline_max_bytes must be at most {}",
+                limits::MAX_INLINE_MAX_BYTES
+            ));
         }
         if self.inline_max_bytes >= chunk * usize::from(e.data_chunks) {
             return invalid("inline_max_bytes must be smaller than one stripe".into());
@@ -146,7 +161,9 @@ impl GatewayConfig {
         if self.cluster_secret.len() < 16 {
             return invalid("cluster_secret must be at least 16 characters".into());
         }
-        self.cluster_map().map(|_| ()).map_err(|e| ConfigError::Invalid(e.to_string()))
+        self.cluster_map()
+            .map(|_| ())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     pub fn layout(&self) -> StripeLayout {
@@ -186,23 +203,36 @@ mod tests {
     "#;
 
     fn nodes(n: u32) -> String {
-        (1..=n).map(|i| format!("[[nodes]]\nid = {i}\naddr = \"127.0.0.1:{}\"\n", 7000 + i)).collect()
+        (1..=n)
+            .map(|i| format!("[[nodes]]\nid = {i}\naddr = \"127.0.0.1:{}\"\n", 7000 + i))
+            .collect()
     }
 
     #[test]
     fn a_valid_config_loads_with_defaults() {
         let c: GatewayConfig = toml::from_str(&format!("{BASE}{}", nodes(6))).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.layout(), StripeLayout { k: 4, m: 2, chunk_size_bytes: 262_144 });
+        assert_eq!(
+            c.layout(),
+            StripeLayout {
+                k: 4,
+                m: 2,
+                chunk_size_bytes: 262_144
+            }
+        );
         assert_eq!(c.region, "us-east-1");
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
-        let err = toml::from_str::<GatewayConfig>(&format!("{BASE}inline_max = 3\n{}", nodes(6))).unwrap_err();
+        let err = toml::from_str::<GatewayConfig>(&format!("{BASE}inline_max = 3\n{}", nodes(6)))
+            .unwrap_err();
         assert!(err.to_string().contains("inline_max"), "{err}");
         let c: GatewayConfig = toml::from_str(&format!("{BASE}{}", nodes(4))).unwrap();
-        assert!(c.validate().is_err(), "4 nodes cannot hold RS(4,2) with redundancy");
+        assert!(
+            c.validate().is_err(),
+            "4 nodes cannot hold RS(4,2) with redundancy"
+        );
         let dup = format!("{BASE}{}{}", nodes(6), nodes(1));
         let c: GatewayConfig = toml::from_str(&dup).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("twice"));
@@ -218,7 +248,9 @@ mod deploy_examples {
     fn every_shipped_gateway_config_loads() {
         let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
         let mut paths = vec![deploy.join("gateway.example.toml")];
-        paths.extend(["gateway-1.toml", "gateway-2.toml"].map(|f| deploy.join("example-cluster").join(f)));
+        paths.extend(
+            ["gateway-1.toml", "gateway-2.toml"].map(|f| deploy.join("example-cluster").join(f)),
+        );
         for p in paths {
             let c = GatewayConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert_eq!(c.nodes.len(), 6);

@@ -9,9 +9,15 @@ use crate::state::GatewayState;
 use dmpstore_common::record::MetaValue;
 use std::sync::Arc;
 
-pub async fn delete_object(state: &Arc<GatewayState>, bucket: &str, key: &str) -> Result<(), GatewayError> {
+pub async fn delete_object(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+) -> Result<(), GatewayError> {
     buckets::ensure_exists(state, bucket).await?;
-    let tombstone = MetaValue::Tombstone { deleted_ms: GatewayState::now_ms() };
+    let tombstone = MetaValue::Tombstone {
+        deleted_ms: GatewayState::now_ms(),
+    };
     let replaced = meta::put(state, bucket, key, &tombstone).await?;
     drop_replaced_data(state, replaced);
     Ok(())

@@ -23,13 +23,16 @@ pub struct DevOptions {
 
 /// Runs the embedded cluster until `shutdown`; the gateway stops first, then the nodes.
 pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&opts.data_dir).with_context(|| format!("create {}", opts.data_dir.display()))?;
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("create {}", opts.data_dir.display()))?;
     let cluster_secret = hex::encode(rand::random::<[u8; 16]>());
     let nodes_shutdown = CancellationToken::new();
     let mut nodes = Vec::new();
     let mut entries = Vec::new();
     for id in 1..=opts.n_nodes {
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("bind node listener")?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("bind node listener")?;
         let addr = listener.local_addr()?;
         let zone = format!("zone-{}", (id - 1) % 3 + 1);
         let config = NodeConfig {
@@ -39,8 +42,17 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             cluster_secret: cluster_secret.clone(),
             zone: zone.clone(),
         };
-        entries.push(NodeEntry { id, addr: addr.to_string(), zone, weight: 1 });
-        nodes.push(tokio::spawn(dmpstore_storage_node::server::run(listener, config, nodes_shutdown.clone())));
+        entries.push(NodeEntry {
+            id,
+            addr: addr.to_string(),
+            zone,
+            weight: 1,
+        });
+        nodes.push(tokio::spawn(dmpstore_storage_node::server::run(
+            listener,
+            config,
+            nodes_shutdown.clone(),
+        )));
     }
     let config = GatewayConfig {
         s3_listen_addr: opts.s3_addr,
@@ -48,18 +60,29 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         cluster_secret,
         inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
         erasure: ErasureConfig::default(),
-        credentials: vec![Credential { access_key: opts.access_key.clone(), secret_key: opts.secret_key.clone() }],
+        credentials: vec![Credential {
+            access_key: opts.access_key.clone(),
+            secret_key: opts.secret_key.clone(),
+        }],
         nodes: entries,
     };
-    let listener = TcpListener::bind(opts.s3_addr).await.with_context(|| format!("bind {}", opts.s3_addr))?;
+    let listener = TcpListener::bind(opts.s3_addr)
+        .await
+        .with_context(|| format!("bind {}", opts.s3_addr))?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    println!("dmpstore dev cluster: 1 gateway, {} storage nodes, RS({},{})", opts.n_nodes, config.erasure.data_chunks, config.erasure.parity_chunks);
+    println!(
+        "dmpstore dev cluster: 1 gateway, {} storage nodes, RS({},{})",
+        opts.n_nodes, config.erasure.data_chunks, config.erasure.parity_chunks
+    );
     println!("  endpoint:   {endpoint}");
     println!("  access key: {}", opts.access_key);
     println!("  secret key: {}", opts.secret_key);
     println!("  region:     {}", opts.region);
     println!("  data:       {}", opts.data_dir.display());
-    println!("try: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls", opts.access_key, opts.secret_key);
+    println!(
+        "try: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls",
+        opts.access_key, opts.secret_key
+    );
     let served = crate::server::run(listener, config, shutdown).await;
     nodes_shutdown.cancel();
     for node in nodes {

@@ -22,8 +22,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The live record of `bucket/key`, or NoSuchKey / NoSuchBucket.
-pub async fn head(state: &Arc<GatewayState>, bucket: &str, key: &str) -> Result<ObjectRecord, GatewayError> {
-    let (bucket_check, record) = tokio::join!(buckets::ensure_exists(state, bucket), meta::get(state, bucket, key));
+pub async fn head(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+) -> Result<ObjectRecord, GatewayError> {
+    let (bucket_check, record) = tokio::join!(
+        buckets::ensure_exists(state, bucket),
+        meta::get(state, bucket, key)
+    );
     bucket_check?;
     match record? {
         Some(MetaValue::Object(r)) => Ok(r),
@@ -32,7 +39,10 @@ pub async fn head(state: &Arc<GatewayState>, bucket: &str, key: &str) -> Result<
 }
 
 /// Resolves an S3 Range against the object size (416 InvalidRange when unsatisfiable).
-pub fn resolve_range(range: Option<&s3s::dto::Range>, size_bytes: u64) -> Result<Option<Range<u64>>, GatewayError> {
+pub fn resolve_range(
+    range: Option<&s3s::dto::Range>,
+    size_bytes: u64,
+) -> Result<Option<Range<u64>>, GatewayError> {
     match range {
         None => Ok(None),
         Some(r) => r
@@ -49,14 +59,24 @@ pub fn body(state: &Arc<GatewayState>, record: &ObjectRecord, range: Range<u64>)
             let part = Bytes::copy_from_slice(&bytes[range.start as usize..range.end as usize]);
             StreamingBlob::wrap(futures::stream::iter([Ok::<_, GatewayError>(part)]))
         }
-        ObjectData::Erasure(data) => erasure_body(state.clone(), Arc::new(data.clone()), record.size_bytes, range),
+        ObjectData::Erasure(data) => erasure_body(
+            state.clone(),
+            Arc::new(data.clone()),
+            record.size_bytes,
+            range,
+        ),
     }
 }
 
 /// Streams the range from erasure-coded stripes. A producer task (owned by the gateway's task
 /// tracker) fetches up to [`GET_STRIPES_PREFETCH`] stripes ahead into a one-slot channel, so a
 /// slow client holds back the fetching instead of filling memory.
-fn erasure_body(state: Arc<GatewayState>, data: Arc<ErasureData>, size_bytes: u64, range: Range<u64>) -> StreamingBlob {
+fn erasure_body(
+    state: Arc<GatewayState>,
+    data: Arc<ErasureData>,
+    size_bytes: u64,
+    range: Range<u64>,
+) -> StreamingBlob {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let producer = state.clone();
     producer.spawn(async move {
@@ -94,7 +114,8 @@ async fn fetch_stripe_part(
     let layout = data.layout;
     let stripe = layout.stripe_range(stripe_idx, size_bytes);
     let stripe_len = stripe.end - stripe.start;
-    let within = range.start.max(stripe.start) - stripe.start..range.end.min(stripe.end) - stripe.start;
+    let within =
+        range.start.max(stripe.start) - stripe.start..range.end.min(stripe.end) - stripe.start;
     let chunk_len = layout.chunk_len(stripe_len);
     let wanted = layout.data_chunks_covering(stripe_len, &within);
 
@@ -108,17 +129,26 @@ async fn fetch_stripe_part(
             joined.extend_from_slice(chunks[usize::from(i)].as_ref().expect("fetched"));
         }
         let base = u64::from(wanted.start) * chunk_len as u64;
-        return Ok(joined.freeze().slice((within.start - base) as usize..(within.end - base) as usize));
+        return Ok(joined
+            .freeze()
+            .slice((within.start - base) as usize..(within.end - base) as usize));
     }
 
     // Degraded path: read every other chunk and reconstruct.
-    let rest: Vec<u8> = (0..layout.n_chunks() as u8).filter(|i| !first_try.contains(i)).collect();
+    let rest: Vec<u8> = (0..layout.n_chunks() as u8)
+        .filter(|i| !first_try.contains(i))
+        .collect();
     let _ = fetch_chunks(state, data, stripe_idx, chunk_len, &rest, &mut chunks).await;
     tracing::warn!(version = %data.version, stripe = stripe_idx.0, ?missing, "degraded read: reconstructing stripe from parity");
     let stripe_bytes = state
         .codec
         .decode_stripe(chunks, stripe_len as usize)
-        .map_err(|e| GatewayError::Unavailable(format!("stripe {} of version {}: {e}", stripe_idx.0, data.version)))?;
+        .map_err(|e| {
+            GatewayError::Unavailable(format!(
+                "stripe {} of version {}: {e}",
+                stripe_idx.0, data.version
+            ))
+        })?;
     Ok(Bytes::from(stripe_bytes).slice(within.start as usize..within.end as usize))
 }
 
@@ -136,9 +166,19 @@ async fn fetch_chunks(
         let Some(node) = data.placement.get(usize::from(i)).copied().flatten() else {
             return (i, Err("no node holds this chunk".to_string()));
         };
-        let key = ChunkKey { version: data.version, stripe_idx, chunk_idx: ChunkIdx(i) };
-        let result = state.nodes.call(node, &Request::GetChunk { key }, Bytes::new()).await;
-        (i, verify_chunk(result, chunk_len).map_err(|e| format!("{node}: {e}")))
+        let key = ChunkKey {
+            version: data.version,
+            stripe_idx,
+            chunk_idx: ChunkIdx(i),
+        };
+        let result = state
+            .nodes
+            .call(node, &Request::GetChunk { key }, Bytes::new())
+            .await;
+        (
+            i,
+            verify_chunk(result, chunk_len).map_err(|e| format!("{node}: {e}")),
+        )
     });
     let mut missing = Vec::new();
     for (i, result) in futures::future::join_all(reads).await {
@@ -155,11 +195,17 @@ async fn fetch_chunks(
 
 /// Checks a chunk read against its checksum and length again on arrival (the node checked it
 /// against the disk; this catches anything that changed it in between).
-fn verify_chunk(result: Result<(Response, Bytes), RpcError>, chunk_len: usize) -> Result<Bytes, String> {
+fn verify_chunk(
+    result: Result<(Response, Bytes), RpcError>,
+    chunk_len: usize,
+) -> Result<Bytes, String> {
     match result {
         Ok((Response::Chunk { checksum }, bytes)) => {
             if bytes.len() != chunk_len {
-                Err(format!("chunk has {} bytes, expected {chunk_len}", bytes.len()))
+                Err(format!(
+                    "chunk has {} bytes, expected {chunk_len}",
+                    bytes.len()
+                ))
             } else if blake3::hash(&bytes).as_bytes() != &checksum {
                 Err("chunk checksum mismatch after transfer".into())
             } else {

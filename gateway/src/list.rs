@@ -43,7 +43,11 @@ fn rolled_up<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<
     rest.find(d).map(|pos| &key[..prefix.len() + pos + d.len()])
 }
 
-pub async fn list(state: &Arc<GatewayState>, bucket: &str, params: &ListParams) -> Result<Listing, GatewayError> {
+pub async fn list(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    params: &ListParams,
+) -> Result<Listing, GatewayError> {
     buckets::ensure_exists(state, bucket).await?;
     let mut out = Listing::default();
     if params.max_keys == 0 {

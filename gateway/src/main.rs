@@ -56,8 +56,21 @@ async fn main() -> anyhow::Result<()> {
         on_signal.cancel();
     });
     match Args::parse().command {
-        Command::Dev { data_dir, s3_addr, access_key, secret_key, region } => {
-            let opts = DevOptions { data_dir, s3_addr, access_key, secret_key, region, n_nodes: 6 };
+        Command::Dev {
+            data_dir,
+            s3_addr,
+            access_key,
+            secret_key,
+            region,
+        } => {
+            let opts = DevOptions {
+                data_dir,
+                s3_addr,
+                access_key,
+                secret_key,
+                region,
+                n_nodes: 6,
+            };
             dmpstore_gateway::dev::run(opts, shutdown).await
         }
         Command::Serve { config } => {

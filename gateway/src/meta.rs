@@ -23,7 +23,11 @@ fn replicas(state: &GatewayState, partition: &str) -> (Vec<NodeId>, usize) {
     (nodes, needed)
 }
 
-fn unavailable(what: &str, partition: &str, failures: &[(NodeId, impl std::fmt::Display)]) -> GatewayError {
+fn unavailable(
+    what: &str,
+    partition: &str,
+    failures: &[(NodeId, impl std::fmt::Display)],
+) -> GatewayError {
     let detail: Vec<String> = failures.iter().map(|(n, e)| format!("{n}: {e}")).collect();
     GatewayError::Unavailable(format!(
         "{what} in partition {partition:?} did not reach a quorum ({})",
@@ -36,7 +40,8 @@ fn unexpected(node: NodeId, r: &Response) -> String {
 }
 
 fn decode(record: &Versioned) -> Result<MetaValue, GatewayError> {
-    MetaValue::decode(&record.value).map_err(|e| GatewayError::Internal(format!("decode record: {e}")))
+    MetaValue::decode(&record.value)
+        .map_err(|e| GatewayError::Internal(format!("decode record: {e}")))
 }
 
 /// Writes `value` with a fresh clock to a majority of the partition's replicas. Returns the
@@ -47,7 +52,10 @@ pub async fn put(
     key: &str,
     value: &MetaValue,
 ) -> Result<Vec<Versioned>, GatewayError> {
-    let record = Versioned { hlc: state.next_hlc(), value: value.encode() };
+    let record = Versioned {
+        hlc: state.next_hlc(),
+        value: value.encode(),
+    };
     put_record(state, partition, key, record).await
 }
 
@@ -58,13 +66,21 @@ async fn put_record(
     record: Versioned,
 ) -> Result<Vec<Versioned>, GatewayError> {
     let (nodes, needed) = replicas(state, partition);
-    let request = Request::MetaPut { partition: partition.to_string(), key: key.to_string(), record };
+    let request = Request::MetaPut {
+        partition: partition.to_string(),
+        key: key.to_string(),
+        record,
+    };
     let calls = nodes
         .iter()
         .map(|&node| {
             let (st, req) = (state.clone(), request.clone());
             let task = state.spawn(async move { st.nodes.call(node, &req, Bytes::new()).await });
-            (node, async move { task.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string()) })
+            (node, async move {
+                task.await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            })
         })
         .collect();
     let outcome = quorum(calls, needed).await;
@@ -74,7 +90,10 @@ async fn put_record(
     let mut replaced = Vec::new();
     for (node, response) in outcome.successes {
         match response.0 {
-            Response::MetaPut { replaced: Some(old), .. } => {
+            Response::MetaPut {
+                replaced: Some(old),
+                ..
+            } => {
                 if !replaced.contains(&old) {
                     replaced.push(old);
                 }
@@ -88,14 +107,23 @@ async fn put_record(
 
 /// Reads the newest record of `key` from a majority of replicas; `None` if no replica has one.
 /// Tombstones are returned as such: callers decide what a deletion means to them.
-pub async fn get(state: &Arc<GatewayState>, partition: &str, key: &str) -> Result<Option<MetaValue>, GatewayError> {
+pub async fn get(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+) -> Result<Option<MetaValue>, GatewayError> {
     let (nodes, needed) = replicas(state, partition);
-    let request = Request::MetaGet { partition: partition.to_string(), key: key.to_string() };
+    let request = Request::MetaGet {
+        partition: partition.to_string(),
+        key: key.to_string(),
+    };
     let calls = nodes
         .iter()
         .map(|&node| {
             let req = &request;
-            (node, async move { state.nodes.call(node, req, Bytes::new()).await })
+            (node, async move {
+                state.nodes.call(node, req, Bytes::new()).await
+            })
         })
         .collect();
     let outcome = quorum(calls, needed).await;
@@ -117,7 +145,9 @@ pub async fn get(state: &Arc<GatewayState>, partition: &str, key: &str) -> Resul
             _ => Some(v),
         })
         .cloned();
-    let Some(newest) = newest else { return Ok(None) };
+    let Some(newest) = newest else {
+        return Ok(None);
+    };
     state.clock.observe(newest.hlc);
     let stale: Vec<NodeId> = answers
         .iter()
@@ -130,10 +160,25 @@ pub async fn get(state: &Arc<GatewayState>, partition: &str, key: &str) -> Resul
     decode(&newest).map(Some)
 }
 
-fn read_repair(state: &Arc<GatewayState>, partition: &str, key: &str, newest: &Versioned, stale: Vec<NodeId>) {
-    tracing::debug!(partition, key, ?stale, "read repair of stale metadata replicas");
+fn read_repair(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    newest: &Versioned,
+    stale: Vec<NodeId>,
+) {
+    tracing::debug!(
+        partition,
+        key,
+        ?stale,
+        "read repair of stale metadata replicas"
+    );
     for node in stale {
-        let request = Request::MetaPut { partition: partition.to_string(), key: key.to_string(), record: newest.clone() };
+        let request = Request::MetaPut {
+            partition: partition.to_string(),
+            key: key.to_string(),
+            record: newest.clone(),
+        };
         let st = state.clone();
         state.spawn(async move {
             if let Err(e) = st.nodes.call(node, &request, Bytes::new()).await {
@@ -173,7 +218,9 @@ pub async fn scan(
         .iter()
         .map(|&node| {
             let req = &request;
-            (node, async move { state.nodes.call(node, req, Bytes::new()).await })
+            (node, async move {
+                state.nodes.call(node, req, Bytes::new()).await
+            })
         })
         .collect();
     let outcome = quorum(calls, needed).await;
@@ -210,5 +257,8 @@ pub async fn scan(
         state.clock.observe(v.hlc);
         out.push((k, decode(&v)?));
     }
-    Ok(ScanPage { entries: out, next: bound.map(String::into_bytes) })
+    Ok(ScanPage {
+        entries: out,
+        next: bound.map(String::into_bytes),
+    })
 }

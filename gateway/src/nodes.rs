@@ -9,9 +9,12 @@ use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::limits::{
-    HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, MAX_RPC_BODY_BYTES, RPC_CONNECT_TIMEOUT, RPC_TIMEOUT,
+    HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, MAX_RPC_BODY_BYTES, RPC_CONNECT_TIMEOUT,
+    RPC_TIMEOUT,
 };
-use dmpstore_common::rpc::{decode_frame, encode_frame, ErrorKind, Request, Response, RPC_PATH, SECRET_HEADER};
+use dmpstore_common::rpc::{
+    decode_frame, encode_frame, ErrorKind, Request, Response, RPC_PATH, SECRET_HEADER,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -30,7 +33,11 @@ pub enum RpcError {
     #[error("node {0} did not answer within the deadline")]
     Timeout(NodeId),
     #[error("node {node} answered {kind:?}: {message}")]
-    Remote { node: NodeId, kind: ErrorKind, message: String },
+    Remote {
+        node: NodeId,
+        kind: ErrorKind,
+        message: String,
+    },
     #[error("node {node} sent an invalid response: {message}")]
     Protocol { node: NodeId, message: String },
 }
@@ -59,7 +66,9 @@ pub struct NodeClient {
 
 impl std::fmt::Debug for NodeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeClient").field("nodes", &self.map.len()).finish()
+        f.debug_struct("NodeClient")
+            .field("nodes", &self.map.len())
+            .finish()
     }
 }
 
@@ -90,7 +99,13 @@ impl NodeClient {
     }
 
     pub fn states(&self) -> Vec<(NodeId, NodeState)> {
-        let mut v: Vec<_> = self.states.read().expect("node state lock").iter().map(|(k, v)| (*k, *v)).collect();
+        let mut v: Vec<_> = self
+            .states
+            .read()
+            .expect("node state lock")
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
         v.sort();
         v
     }
@@ -109,8 +124,14 @@ impl NodeClient {
     }
 
     /// One RPC with the default deadline.
-    pub async fn call(&self, node: NodeId, request: &Request, payload: Bytes) -> Result<(Response, Bytes), RpcError> {
-        self.call_with_deadline(node, request, payload, RPC_TIMEOUT).await
+    pub async fn call(
+        &self,
+        node: NodeId,
+        request: &Request,
+        payload: Bytes,
+    ) -> Result<(Response, Bytes), RpcError> {
+        self.call_with_deadline(node, request, payload, RPC_TIMEOUT)
+            .await
     }
 
     pub async fn call_with_deadline(
@@ -124,34 +145,57 @@ impl NodeClient {
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
         match &result {
             Ok(_) | Err(RpcError::Remote { .. }) => self.set_state(node, NodeState::Up),
-            Err(RpcError::Unreachable { .. } | RpcError::Timeout(_)) => self.set_state(node, NodeState::Down),
+            Err(RpcError::Unreachable { .. } | RpcError::Timeout(_)) => {
+                self.set_state(node, NodeState::Down)
+            }
             Err(_) => {}
         }
         result
     }
 
-    async fn call_inner(&self, node: NodeId, request: &Request, payload: Bytes) -> Result<(Response, Bytes), RpcError> {
+    async fn call_inner(
+        &self,
+        node: NodeId,
+        request: &Request,
+        payload: Bytes,
+    ) -> Result<(Response, Bytes), RpcError> {
         let info = self.map.get(node).ok_or(RpcError::UnknownNode(node))?;
         let body = encode_frame(request, &payload);
         let req = http::Request::post(format!("http://{}{}", info.addr, RPC_PATH))
             .header(SECRET_HEADER, self.secret.clone())
             .body(Full::new(body))
-            .map_err(|e| RpcError::Protocol { node, message: e.to_string() })?;
+            .map_err(|e| RpcError::Protocol {
+                node,
+                message: e.to_string(),
+            })?;
         let resp = self
             .http
             .request(req)
             .await
-            .map_err(|e| RpcError::Unreachable { node, message: format!("{e:?}") })?;
+            .map_err(|e| RpcError::Unreachable {
+                node,
+                message: format!("{e:?}"),
+            })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
             .collect()
             .await
-            .map_err(|e| RpcError::Unreachable { node, message: format!("read response: {e}") })?
+            .map_err(|e| RpcError::Unreachable {
+                node,
+                message: format!("read response: {e}"),
+            })?
             .to_bytes();
         let (response, payload): (Response, Bytes) =
-            decode_frame(body).map_err(|e| RpcError::Protocol { node, message: format!("status {status}: {e}") })?;
+            decode_frame(body).map_err(|e| RpcError::Protocol {
+                node,
+                message: format!("status {status}: {e}"),
+            })?;
         match response {
-            Response::Error { kind, message } => Err(RpcError::Remote { node, kind, message }),
+            Response::Error { kind, message } => Err(RpcError::Remote {
+                node,
+                kind,
+                message,
+            }),
             ok => Ok((ok, payload)),
         }
     }
@@ -170,7 +214,14 @@ impl NodeClient {
             let probes = ids.into_iter().map(|id| {
                 let me = self.clone();
                 async move {
-                    let _ = me.call_with_deadline(id, &Request::Health, Bytes::new(), HEALTH_PROBE_TIMEOUT).await;
+                    let _ = me
+                        .call_with_deadline(
+                            id,
+                            &Request::Health,
+                            Bytes::new(),
+                            HEALTH_PROBE_TIMEOUT,
+                        )
+                        .await;
                 }
             });
             futures::future::join_all(probes).await;

@@ -37,9 +37,16 @@ pub struct PutResult {
 }
 
 /// PutObject: receive and store the data, then commit the record.
-pub async fn put_object(state: &Arc<GatewayState>, req: PutRequest) -> Result<PutResult, GatewayError> {
+pub async fn put_object(
+    state: &Arc<GatewayState>,
+    req: PutRequest,
+) -> Result<PutResult, GatewayError> {
     buckets::ensure_exists(state, &req.bucket).await?;
-    let expected_md5 = req.content_md5.as_deref().map(parse_content_md5).transpose()?;
+    let expected_md5 = req
+        .content_md5
+        .as_deref()
+        .map(parse_content_md5)
+        .transpose()?;
     let mut body = BodyReader::new(req.body, req.content_length)?;
     let stripe_size = state.layout.stripe_size_bytes() as usize;
 
@@ -104,7 +111,13 @@ async fn write_erasure(
             }
         };
         stripe_idx += 1;
-        in_flight.push_back(write_stripe(state, version, StripeIdx(stripe_idx), stripe, placement.clone()));
+        in_flight.push_back(write_stripe(
+            state,
+            version,
+            StripeIdx(stripe_idx),
+            stripe,
+            placement.clone(),
+        ));
         if in_flight.len() >= PUT_STRIPES_IN_FLIGHT {
             let outcome = in_flight.next().await.expect("queue is not empty");
             settle(state, version, &mut placement, outcome)?;
@@ -113,15 +126,28 @@ async fn write_erasure(
     while let Some(outcome) = in_flight.next().await {
         settle(state, version, &mut placement, outcome)?;
     }
-    Ok(ErasureData { version, layout: state.layout, placement })
+    Ok(ErasureData {
+        version,
+        layout: state.layout,
+        placement,
+    })
 }
 
 /// Picks `k + m` Up nodes by rendezvous order (with spares after them), DESIGN 4 and 8.
-fn choose_placement(state: &GatewayState, version: &VersionId) -> Result<(Vec<Option<NodeId>>, Vec<NodeId>), GatewayError> {
+fn choose_placement(
+    state: &GatewayState,
+    version: &VersionId,
+) -> Result<(Vec<Option<NodeId>>, Vec<NodeId>), GatewayError> {
     let layout = state.layout;
     let nodes = &state.nodes;
     let usable = |id| nodes.is_up(id);
-    let chosen = placement::choose(nodes.map(), &version.0, layout.n_chunks(), usize::from(layout.m), usable);
+    let chosen = placement::choose(
+        nodes.map(),
+        &version.0,
+        layout.n_chunks(),
+        usize::from(layout.m),
+        usable,
+    );
     if chosen.len() < usize::from(layout.k) + 1 {
         return Err(GatewayError::Unavailable(format!(
             "only {} of {} storage nodes are reachable; a write needs at least {}",
@@ -149,7 +175,10 @@ async fn write_first_stripe(
     placement: &mut [Option<NodeId>],
     mut spares: Vec<NodeId>,
 ) -> Result<(), GatewayError> {
-    let chunks = state.codec.encode_stripe(&stripe).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let chunks = state
+        .codec
+        .encode_stripe(&stripe)
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
     let outcome = write_chunks(state, version, StripeIdx(0), &chunks, placement).await;
     for (idx, result) in outcome {
         let Err(first_error) = result else { continue };
@@ -157,7 +186,14 @@ async fn write_first_stripe(
         placement[idx] = None;
         while !spares.is_empty() {
             let spare = spares.remove(0);
-            let one = write_chunks(state, version, StripeIdx(0), &chunks, &slot_only(idx, spare, chunks.len())).await;
+            let one = write_chunks(
+                state,
+                version,
+                StripeIdx(0),
+                &chunks,
+                &slot_only(idx, spare, chunks.len()),
+            )
+            .await;
             if one.iter().all(|(_, r)| r.is_ok()) {
                 placement[idx] = Some(spare);
                 break;
@@ -183,8 +219,13 @@ async fn write_stripe(
     match state.codec.encode_stripe(&stripe) {
         Ok(chunks) => write_chunks(state, version, stripe_idx, &chunks, &placement).await,
         Err(e) => {
-            let err = RpcError::Protocol { node: NodeId(0), message: format!("encode: {e}") };
-            (0..placement.len()).map(|i| (i, Err(err.clone()))).collect()
+            let err = RpcError::Protocol {
+                node: NodeId(0),
+                message: format!("encode: {e}"),
+            };
+            (0..placement.len())
+                .map(|i| (i, Err(err.clone())))
+                .collect()
         }
     }
 }
@@ -200,10 +241,17 @@ async fn write_chunks(
     let writes = placement.iter().enumerate().filter_map(|(i, node)| {
         let node = (*node)?;
         let chunk = chunks[i].clone();
-        let key = ChunkKey { version, stripe_idx, chunk_idx: ChunkIdx(i as u8) };
+        let key = ChunkKey {
+            version,
+            stripe_idx,
+            chunk_idx: ChunkIdx(i as u8),
+        };
         let checksum = *blake3::hash(&chunk).as_bytes();
         Some(async move {
-            let result = state.nodes.call(node, &Request::PutChunk { key, checksum }, chunk).await;
+            let result = state
+                .nodes
+                .call(node, &Request::PutChunk { key, checksum }, chunk)
+                .await;
             (i, result.map(|_| ()))
         })
     });
@@ -229,7 +277,11 @@ fn settle(
     check_redundancy(state, version, placement)
 }
 
-fn check_redundancy(state: &Arc<GatewayState>, version: VersionId, placement: &[Option<NodeId>]) -> Result<(), GatewayError> {
+fn check_redundancy(
+    state: &Arc<GatewayState>,
+    version: VersionId,
+    placement: &[Option<NodeId>],
+) -> Result<(), GatewayError> {
     let written = placement.iter().flatten().count();
     if written < usize::from(state.layout.k) + 1 {
         discard_chunks(state, version, placement);
@@ -263,7 +315,11 @@ fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
 /// Drops the chunks of versions a committed write has replaced.
 pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
     for old in replaced {
-        if let Ok(MetaValue::Object(ObjectRecord { data: ObjectData::Erasure(e), .. })) = MetaValue::decode(&old.value) {
+        if let Ok(MetaValue::Object(ObjectRecord {
+            data: ObjectData::Erasure(e),
+            ..
+        })) = MetaValue::decode(&old.value)
+        {
             discard_chunks(state, e.version, &e.placement);
         }
     }
@@ -284,10 +340,19 @@ impl BodyReader {
     fn new(body: StreamingBlob, expected: Option<u64>) -> Result<BodyReader, GatewayError> {
         if let Some(len) = expected {
             if len > MAX_PUT_OBJECT_BYTES {
-                return Err(GatewayError::EntityTooLarge { limit: MAX_PUT_OBJECT_BYTES });
+                return Err(GatewayError::EntityTooLarge {
+                    limit: MAX_PUT_OBJECT_BYTES,
+                });
             }
         }
-        Ok(BodyReader { body, pending: Bytes::new(), md5: Md5::new(), received: 0, expected, ended: false })
+        Ok(BodyReader {
+            body,
+            pending: Bytes::new(),
+            md5: Md5::new(),
+            received: 0,
+            expected,
+            ended: false,
+        })
     }
 
     /// The next `stripe_size` bytes, fewer only at the end of the body; empty at the end.
@@ -313,8 +378,12 @@ impl BodyReader {
             self.received += piece.len() as u64;
             if self.received > self.expected.unwrap_or(MAX_PUT_OBJECT_BYTES) {
                 return Err(match self.expected {
-                    Some(_) => GatewayError::InvalidArgument("the body is longer than its Content-Length".into()),
-                    None => GatewayError::EntityTooLarge { limit: MAX_PUT_OBJECT_BYTES },
+                    Some(_) => GatewayError::InvalidArgument(
+                        "the body is longer than its Content-Length".into(),
+                    ),
+                    None => GatewayError::EntityTooLarge {
+                        limit: MAX_PUT_OBJECT_BYTES,
+                    },
                 });
             }
             self.md5.update(&piece);
@@ -334,9 +403,10 @@ impl BodyReader {
 
     fn check_complete(&self) -> Result<(), GatewayError> {
         match self.expected {
-            Some(expected) if expected != self.received => {
-                Err(GatewayError::IncompleteBody { expected, received: self.received })
-            }
+            Some(expected) if expected != self.received => Err(GatewayError::IncompleteBody {
+                expected,
+                received: self.received,
+            }),
             _ => Ok(()),
         }
     }

@@ -2,13 +2,13 @@
 //! between S3 types and the path functions; operations not listed here get s3s's
 //! `501 NotImplemented`.
 
+use crate::buckets;
 use crate::delete;
 use crate::error::GatewayError;
 use crate::get;
 use crate::list::{self, ListParams};
 use crate::put::{self, PutRequest};
 use crate::state::GatewayState;
-use crate::buckets;
 use dmpstore_common::limits::MAX_LIST_KEYS;
 use dmpstore_common::record::ObjectRecord;
 use s3s::dto::*;
@@ -57,7 +57,9 @@ fn encode_key(s: &str, url: bool) -> String {
 fn max_keys(requested: Option<i32>) -> Result<usize, GatewayError> {
     match requested {
         None => Ok(MAX_LIST_KEYS),
-        Some(n) if n < 0 => Err(GatewayError::InvalidArgument("max-keys must not be negative".into())),
+        Some(n) if n < 0 => Err(GatewayError::InvalidArgument(
+            "max-keys must not be negative".into(),
+        )),
         Some(n) => Ok((n as usize).min(MAX_LIST_KEYS)),
     }
 }
@@ -71,7 +73,9 @@ fn listed_objects(listing: &list::Listing, url: bool) -> Vec<Object> {
             size: Some(r.size_bytes as i64),
             e_tag: Some(etag(r)),
             last_modified: Some(timestamp(r.last_modified_ms)),
-            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
             ..Default::default()
         })
         .collect()
@@ -81,7 +85,9 @@ fn listed_prefixes(listing: &list::Listing, url: bool) -> Vec<CommonPrefix> {
     listing
         .common_prefixes
         .iter()
-        .map(|p| CommonPrefix { prefix: Some(encode_key(p, url)) })
+        .map(|p| CommonPrefix {
+            prefix: Some(encode_key(p, url)),
+        })
         .collect()
 }
 
@@ -91,13 +97,21 @@ fn wants_url(e: &Option<EncodingType>) -> bool {
 
 #[async_trait::async_trait]
 impl S3 for DmpS3 {
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         let bucket = req.input.bucket;
         buckets::create(&self.state, &bucket).await?;
-        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{bucket}")), ..Default::default() }))
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+        }))
     }
 
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
         buckets::ensure_exists(&self.state, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput {
             bucket_region: Some(self.state.config.region.clone()),
@@ -105,12 +119,18 @@ impl S3 for DmpS3 {
         }))
     }
 
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         buckets::delete(&self.state, &req.input.bucket).await?;
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
-    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         let buckets = buckets::list(&self.state)
             .await?
             .into_iter()
@@ -122,19 +142,30 @@ impl S3 for DmpS3 {
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(Owner { display_name: Some("dmpstore".into()), id: Some("dmpstore".into()) }),
+            owner: Some(Owner {
+                display_name: Some("dmpstore".into()),
+                id: Some("dmpstore".into()),
+            }),
             ..Default::default()
         }))
     }
 
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let content_length = match input.content_length {
-            Some(n) if n < 0 => return Err(GatewayError::InvalidArgument("negative Content-Length".into()).into()),
+            Some(n) if n < 0 => {
+                return Err(GatewayError::InvalidArgument("negative Content-Length".into()).into())
+            }
             other => other.map(|n| n as u64),
         };
-        let body = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
-        let mut user_metadata: Vec<(String, String)> = input.metadata.unwrap_or_default().into_iter().collect();
+        let body = input.body.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+        });
+        let mut user_metadata: Vec<(String, String)> =
+            input.metadata.unwrap_or_default().into_iter().collect();
         user_metadata.sort();
         let result = put::put_object(
             &self.state,
@@ -156,12 +187,17 @@ impl S3 for DmpS3 {
         }))
     }
 
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
         let size = record.size_bytes;
         let range = get::resolve_range(input.range.as_ref(), size)?;
-        let content_range = range.as_ref().map(|r| format!("bytes {}-{}/{size}", r.start, r.end - 1));
+        let content_range = range
+            .as_ref()
+            .map(|r| format!("bytes {}-{}/{size}", r.start, r.end - 1));
         let range = range.unwrap_or(0..size);
         let body = get::body(&self.state, &record, range.clone());
         Ok(S3Response::new(GetObjectOutput {
@@ -177,7 +213,10 @@ impl S3 for DmpS3 {
         }))
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
         Ok(S3Response::new(HeadObjectOutput {
@@ -191,17 +230,24 @@ impl S3 for DmpS3 {
         }))
     }
 
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         delete::delete_object(&self.state, &req.input.bucket, &req.input.key).await?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         let url = wants_url(&input.encoding_type);
         let start_after = match &input.continuation_token {
-            Some(token) => hex::decode(token)
-                .map_err(|_| GatewayError::InvalidArgument("the continuation token is not valid".into()))?,
+            Some(token) => hex::decode(token).map_err(|_| {
+                GatewayError::InvalidArgument("the continuation token is not valid".into())
+            })?,
             None => input.start_after.clone().unwrap_or_default().into_bytes(),
         };
         let params = ListParams {
@@ -230,16 +276,25 @@ impl S3 for DmpS3 {
         }))
     }
 
-    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
         let url = wants_url(&input.encoding_type);
         let prefix = input.prefix.clone().unwrap_or_default();
         let marker = input.marker.clone().unwrap_or_default();
         // A marker that is a common prefix (V1's NextMarker with a delimiter) continues past it.
         let marker_is_prefix = input.delimiter.as_deref().is_some_and(|d| {
-            !d.is_empty() && marker.starts_with(prefix.as_str()) && marker[prefix.len()..].ends_with(d)
+            !d.is_empty()
+                && marker.starts_with(prefix.as_str())
+                && marker[prefix.len()..].ends_with(d)
         });
-        let start_after = if marker_is_prefix { list::past_prefix(&marker) } else { marker.clone().into_bytes() };
+        let start_after = if marker_is_prefix {
+            list::past_prefix(&marker)
+        } else {
+            marker.clone().into_bytes()
+        };
         let params = ListParams {
             prefix: prefix.clone(),
             delimiter: input.delimiter.clone(),
@@ -255,7 +310,11 @@ impl S3 for DmpS3 {
             delimiter: input.delimiter.clone().map(|d| encode_key(&d, url)),
             max_keys: Some(params.max_keys as i32),
             is_truncated: Some(truncated),
-            next_marker: if truncated { listing.last_item.as_deref().map(|k| encode_key(k, url)) } else { None },
+            next_marker: if truncated {
+                listing.last_item.as_deref().map(|k| encode_key(k, url))
+            } else {
+                None
+            },
             contents: Some(listed_objects(&listing, url)),
             common_prefixes: Some(listed_prefixes(&listing, url)),
             encoding_type: input.encoding_type,

@@ -17,7 +17,11 @@ use tokio_util::task::TaskTracker;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves S3 on `listener` until `shutdown` is cancelled.
-pub async fn run(listener: TcpListener, config: GatewayConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: GatewayConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let state = Arc::new(GatewayState::new(config)?);
     let background = TaskTracker::new();
     background.spawn(state.nodes.clone().probe_health_until(shutdown.clone()));
@@ -52,15 +56,24 @@ pub async fn run(listener: TcpListener, config: GatewayConfig, shutdown: Cancell
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight S3 requests did not finish within the shutdown grace");
     }
     conns.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("S3 connections still open after the shutdown grace");
     }
     state.tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, state.tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("background tasks did not finish within the shutdown grace");
     }
     background.close();

@@ -33,12 +33,20 @@ struct Node {
 
 /// Opens the node's store and serves RPCs on `listener` until `shutdown` is cancelled; then
 /// waits for in-flight requests and flushes the store.
-pub async fn run(listener: TcpListener, config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: NodeConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("open RocksDB at {}", config.data_dir.display()))?;
-    let node = Arc::new(Node { config, store, started: Instant::now() });
+    let node = Arc::new(Node {
+        config,
+        store,
+        started: Instant::now(),
+    });
     tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -67,11 +75,17 @@ pub async fn run(listener: TcpListener, config: NodeConfig, shutdown: Cancellati
         });
     }
     drop(listener);
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the shutdown grace");
     }
     conns.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the shutdown grace; closing the store anyway");
     }
     let flushing = node.clone();
@@ -92,30 +106,72 @@ fn reply(status: StatusCode, response: &Response, payload: &[u8]) -> HttpRespons
 }
 
 fn error(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> HttpResponse {
-    reply(status, &Response::Error { kind, message: message.into() }, b"")
+    reply(
+        status,
+        &Response::Error {
+            kind,
+            message: message.into(),
+        },
+        b"",
+    )
 }
 
 /// Compares secrets in time independent of where they differ.
 fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
-async fn handle(node: Arc<Node>, req: http::Request<Incoming>) -> Result<HttpResponse, std::convert::Infallible> {
+async fn handle(
+    node: Arc<Node>,
+    req: http::Request<Incoming>,
+) -> Result<HttpResponse, std::convert::Infallible> {
     if req.method() != Method::POST || req.uri().path() != RPC_PATH {
-        return Ok(error(StatusCode::NOT_FOUND, ErrorKind::BadRequest, "unknown RPC path"));
+        return Ok(error(
+            StatusCode::NOT_FOUND,
+            ErrorKind::BadRequest,
+            "unknown RPC path",
+        ));
     }
-    let secret = req.headers().get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let secret = req
+        .headers()
+        .get(SECRET_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     if !secret_matches(secret, node.config.cluster_secret.as_bytes()) {
         tracing::warn!("RPC refused: missing or wrong cluster secret");
-        return Ok(error(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, "wrong cluster secret"));
+        return Ok(error(
+            StatusCode::UNAUTHORIZED,
+            ErrorKind::Unauthorized,
+            "wrong cluster secret",
+        ));
     }
-    let body = match Limited::new(req.into_body(), MAX_RPC_BODY_BYTES).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_RPC_BODY_BYTES)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, ErrorKind::BadRequest, format!("read body: {e}"))),
+        Err(e) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::BadRequest,
+                format!("read body: {e}"),
+            ))
+        }
     };
     let (request, payload): (Request, Bytes) = match decode_frame(body) {
         Ok(x) => x,
-        Err(e) => return Ok(error(StatusCode::BAD_REQUEST, ErrorKind::BadRequest, e.to_string())),
+        Err(e) => {
+            return Ok(error(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::BadRequest,
+                e.to_string(),
+            ))
+        }
     };
     let name = request.name();
     let result = tokio::task::spawn_blocking(move || dispatch(&node, request, payload)).await;
@@ -124,7 +180,11 @@ async fn handle(node: Arc<Node>, req: http::Request<Incoming>) -> Result<HttpRes
         Ok(Err(e)) => store_error(name, e),
         Err(e) => {
             tracing::error!(rpc = name, error = %e, "RPC handler panicked");
-            error(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unavailable, "handler failed")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorKind::Unavailable,
+                "handler failed",
+            )
         }
     })
 }
@@ -139,13 +199,21 @@ fn store_error(rpc: &str, e: StoreError) -> HttpResponse {
         StoreError::ChecksumMismatch => error(StatusCode::OK, ErrorKind::BadRequest, e.to_string()),
         StoreError::Format(_) | StoreError::Db(_) => {
             tracing::error!(rpc, error = %e, "store operation failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unavailable, e.to_string())
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorKind::Unavailable,
+                e.to_string(),
+            )
         }
     }
 }
 
 /// The one dispatch point of node RPCs.
-fn dispatch(node: &Node, request: Request, payload: Bytes) -> Result<(Response, Bytes), StoreError> {
+fn dispatch(
+    node: &Node,
+    request: Request,
+    payload: Bytes,
+) -> Result<(Response, Bytes), StoreError> {
     let store = &node.store;
     let done = |r: Response| Ok((r, Bytes::new()));
     match request {
@@ -161,12 +229,23 @@ fn dispatch(node: &Node, request: Request, payload: Bytes) -> Result<(Response, 
             store.delete_chunks(&version)?;
             done(Response::Done)
         }
-        Request::MetaPut { partition, key, record } => {
+        Request::MetaPut {
+            partition,
+            key,
+            record,
+        } => {
             let (applied, replaced) = store.meta_put(&partition, &key, &record)?;
             done(Response::MetaPut { applied, replaced })
         }
-        Request::MetaGet { partition, key } => done(Response::MetaValue(store.meta_get(&partition, &key)?)),
-        Request::MetaScan { partition, prefix, start_after, limit } => {
+        Request::MetaGet { partition, key } => {
+            done(Response::MetaValue(store.meta_get(&partition, &key)?))
+        }
+        Request::MetaScan {
+            partition,
+            prefix,
+            start_after,
+            limit,
+        } => {
             let limit = limit.clamp(1, MAX_SCAN_ENTRIES) as usize;
             let (entries, more) = store.meta_scan(&partition, &prefix, &start_after, limit)?;
             done(Response::MetaEntries { entries, more })

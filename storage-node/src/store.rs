@@ -16,7 +16,9 @@
 use bytes::Bytes;
 use dmpstore_common::ids::{ChunkKey, Hlc, VersionId};
 use dmpstore_common::record::Versioned;
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -50,7 +52,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.db.path()).finish()
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
     }
 }
 
@@ -124,11 +128,18 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     /// Stores a chunk after checking the payload against the checksum the writer computed.
-    pub fn put_chunk(&self, key: &ChunkKey, checksum: &[u8; 32], data: &[u8]) -> Result<(), StoreError> {
+    pub fn put_chunk(
+        &self,
+        key: &ChunkKey,
+        checksum: &[u8; 32],
+        data: &[u8],
+    ) -> Result<(), StoreError> {
         if blake3::hash(data).as_bytes() != checksum {
             return Err(StoreError::ChecksumMismatch);
         }
@@ -136,7 +147,8 @@ impl Store {
         value.push(FORMAT_V1);
         value.extend_from_slice(checksum);
         value.extend_from_slice(data);
-        self.db.put_cf_opt(self.cf(CF_CHUNKS), chunk_key(key), value, &synced())?;
+        self.db
+            .put_cf_opt(self.cf(CF_CHUNKS), chunk_key(key), value, &synced())?;
         Ok(())
     }
 
@@ -163,7 +175,9 @@ impl Store {
                 }
                 Ok((stored, Bytes::copy_from_slice(data)))
             }
-            Some((&FORMAT_V1, _)) | None => Err(StoreError::Corrupt("chunk value too short".into())),
+            Some((&FORMAT_V1, _)) | None => {
+                Err(StoreError::Corrupt("chunk value too short".into()))
+            }
             Some((&v, _)) => Err(StoreError::Format(v)),
         }
     }
@@ -189,7 +203,9 @@ impl Store {
     ) -> Result<(bool, Option<Versioned>), StoreError> {
         let mkey = meta_key(partition, key.as_bytes());
         let stripe = blake3::hash(&mkey).as_bytes()[0] as usize % META_LOCK_STRIPES;
-        let _guard = self.meta_locks[stripe].lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = self.meta_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let current = match self.db.get_cf(self.cf(CF_META), &mkey)? {
             Some(raw) => Some(decode_meta_value(&raw)?),
             None => None,
@@ -199,13 +215,20 @@ impl Store {
                 return Ok((false, None));
             }
         }
-        self.db
-            .put_cf_opt(self.cf(CF_META), &mkey, encode_meta_value(record), &synced())?;
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            &mkey,
+            encode_meta_value(record),
+            &synced(),
+        )?;
         Ok((true, current))
     }
 
     pub fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self.db.get_cf(self.cf(CF_META), meta_key(partition, key.as_bytes()))? {
+        match self
+            .db
+            .get_cf(self.cf(CF_META), meta_key(partition, key.as_bytes()))?
+        {
             Some(raw) => Ok(Some(decode_meta_value(&raw)?)),
             None => Ok(None),
         }
@@ -222,11 +245,16 @@ impl Store {
     ) -> Result<(Vec<(String, Versioned)>, bool), StoreError> {
         let range_prefix = meta_key(partition, prefix.as_bytes());
         let after = meta_key(partition, start_after);
-        let seek = if after > range_prefix { after.clone() } else { range_prefix.clone() };
+        let seek = if after > range_prefix {
+            after.clone()
+        } else {
+            range_prefix.clone()
+        };
         let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(CF_META), IteratorMode::From(&seek, Direction::Forward));
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(&seek, Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
             if !k.starts_with(&range_prefix) {
@@ -270,7 +298,11 @@ mod tests {
     use dmpstore_common::ids::{ChunkIdx, StripeIdx};
 
     fn key(v: u8, s: u32, c: u8) -> ChunkKey {
-        ChunkKey { version: VersionId([v; 16]), stripe_idx: StripeIdx(s), chunk_idx: ChunkIdx(c) }
+        ChunkKey {
+            version: VersionId([v; 16]),
+            stripe_idx: StripeIdx(s),
+            chunk_idx: ChunkIdx(c),
+        }
     }
 
     #[test]
@@ -281,13 +313,19 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store.put_chunk(&key(1, 0, 0), &sum, &data).unwrap();
-            assert!(matches!(store.put_chunk(&key(1, 0, 1), &[0; 32], &data), Err(StoreError::ChecksumMismatch)));
+            assert!(matches!(
+                store.put_chunk(&key(1, 0, 1), &[0; 32], &data),
+                Err(StoreError::ChecksumMismatch)
+            ));
         }
         let store = Store::open(dir.path()).unwrap();
         let (got_sum, got) = store.get_chunk(&key(1, 0, 0)).unwrap();
         assert_eq!(got_sum, sum);
         assert_eq!(&got[..], &data[..]);
-        assert!(matches!(store.get_chunk(&key(1, 0, 1)), Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.get_chunk(&key(1, 0, 1)),
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[test]
@@ -302,7 +340,10 @@ mod tests {
         }
         store.delete_chunks(&VersionId([1; 16])).unwrap();
         for s in [0, 1, u32::MAX] {
-            assert!(matches!(store.get_chunk(&key(1, s, 5)), Err(StoreError::NotFound)));
+            assert!(matches!(
+                store.get_chunk(&key(1, s, 5)),
+                Err(StoreError::NotFound)
+            ));
             assert!(store.get_chunk(&key(2, s, 5)).is_ok());
         }
     }
@@ -311,22 +352,45 @@ mod tests {
     fn meta_put_keeps_the_newest_and_scans_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let rec = |h: u64, v: &[u8]| Versioned { hlc: Hlc(h), value: v.to_vec() };
-        assert_eq!(store.meta_put("b", "k", &rec(5, b"a")).unwrap(), (true, None));
-        assert_eq!(store.meta_put("b", "k", &rec(4, b"old")).unwrap(), (false, None));
-        assert_eq!(store.meta_put("b", "k", &rec(6, b"new")).unwrap(), (true, Some(rec(5, b"a"))));
+        let rec = |h: u64, v: &[u8]| Versioned {
+            hlc: Hlc(h),
+            value: v.to_vec(),
+        };
+        assert_eq!(
+            store.meta_put("b", "k", &rec(5, b"a")).unwrap(),
+            (true, None)
+        );
+        assert_eq!(
+            store.meta_put("b", "k", &rec(4, b"old")).unwrap(),
+            (false, None)
+        );
+        assert_eq!(
+            store.meta_put("b", "k", &rec(6, b"new")).unwrap(),
+            (true, Some(rec(5, b"a")))
+        );
         assert_eq!(store.meta_get("b", "k").unwrap(), Some(rec(6, b"new")));
         for k in ["a/1", "a/2", "b", "a/3", "a"] {
             store.meta_put("p", k, &rec(1, k.as_bytes())).unwrap();
         }
-        store.meta_put("pp", "a/0", &rec(1, b"other partition")).unwrap();
+        store
+            .meta_put("pp", "a/0", &rec(1, b"other partition"))
+            .unwrap();
         let (page, more) = store.meta_scan("p", "a/", b"", 2).unwrap();
-        assert_eq!(page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/1", "a/2"]);
+        assert_eq!(
+            page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["a/1", "a/2"]
+        );
         assert!(more);
         let (page, more) = store.meta_scan("p", "a/", b"a/2", 10).unwrap();
-        assert_eq!(page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["a/3"]);
+        assert_eq!(
+            page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["a/3"]
+        );
         assert!(!more);
         let (page, _) = store.meta_scan("p", "", b"a/\xff", 10).unwrap();
-        assert_eq!(page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(
+            page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
     }
 }

@@ -33,7 +33,10 @@ pub struct ProcessInfo {
 
 /// The repository root (this crate lives in `tests/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Where the `storage-node` and `gateway` binaries are: `$DMPSTORE_BIN_DIR`, else the cargo
@@ -60,11 +63,18 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n_nodes` storage nodes and `n_gateways` gateways as separate processes.
     pub fn start(n_nodes: usize, n_gateways: usize) -> anyhow::Result<Cluster> {
-        let dir = tempfile::Builder::new().prefix("dmpstore-test-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("dmpstore-test-")
+            .tempdir()?;
         let out = Command::new(repo_root().join("deploy/local-cluster.sh"))
             .arg("up")
             .arg(dir.path())
-            .args(["--nodes", &n_nodes.to_string(), "--gateways", &n_gateways.to_string()])
+            .args([
+                "--nodes",
+                &n_nodes.to_string(),
+                "--gateways",
+                &n_gateways.to_string(),
+            ])
             .env("DMPSTORE_BIN_DIR", bin_dir())
             .stdin(Stdio::null())
             .output()
@@ -72,14 +82,22 @@ impl Cluster {
         let info_path = dir.path().join("cluster.json");
         if !out.status.success() {
             let logs = collect_logs(dir.path());
-            bail!("local-cluster.sh up failed: {}\n{}\n{logs}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+            bail!(
+                "local-cluster.sh up failed: {}\n{}\n{logs}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         let info: ClusterInfo = serde_json::from_slice(&std::fs::read(&info_path)?)?;
         Ok(Cluster { dir, info })
     }
 
     pub fn nodes(&self) -> Vec<&ProcessInfo> {
-        self.info.processes.iter().filter(|p| p.role == "storage-node").collect()
+        self.info
+            .processes
+            .iter()
+            .filter(|p| p.role == "storage-node")
+            .collect()
     }
 
     pub fn node(&self, idx: usize) -> &ProcessInfo {
@@ -87,7 +105,12 @@ impl Cluster {
     }
 
     pub fn client(&self, gateway_idx: usize) -> aws_sdk_s3::Client {
-        client(&self.info.s3_endpoints[gateway_idx], &self.info.access_key, &self.info.secret_key, &self.info.region)
+        client(
+            &self.info.s3_endpoints[gateway_idx],
+            &self.info.access_key,
+            &self.info.secret_key,
+            &self.info.region,
+        )
     }
 
     /// `kill -9` of storage node `idx`.
@@ -110,10 +133,11 @@ impl Cluster {
             let p = self.node(idx);
             (p.config.clone(), p.addr.clone(), p.id.clone())
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("logs/node-{}.log", id.trim_start_matches('n'))))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(
+            self.dir
+                .path()
+                .join(format!("logs/node-{}.log", id.trim_start_matches('n'))),
+        )?;
         let child = Command::new(bin_dir().join("storage-node"))
             .arg("--config")
             .arg(&config)
@@ -132,13 +156,17 @@ impl Cluster {
             .find(|p| p.role == "storage-node" && p.id == id)
             .expect("node exists");
         p.pid = pid;
-        std::fs::write(self.dir.path().join("cluster.json"), serde_json::to_vec_pretty(&self.info)?)?;
+        std::fs::write(
+            self.dir.path().join("cluster.json"),
+            serde_json::to_vec_pretty(&self.info)?,
+        )?;
         wait_listening(&addr, pid, Duration::from_secs(60))
     }
 
     pub fn node_log(&self, idx: usize) -> String {
         let id = self.node(idx).id.trim_start_matches('n').to_string();
-        std::fs::read_to_string(self.dir.path().join(format!("logs/node-{id}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("logs/node-{id}.log")))
+            .unwrap_or_default()
     }
 
     pub fn logs(&self) -> String {
@@ -173,7 +201,10 @@ fn collect_logs(dir: &Path) -> String {
 }
 
 fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status()?;
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()?;
     if !status.success() {
         bail!("kill -{sig} {pid} failed");
     }
@@ -183,7 +214,12 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
 fn alive(pid: u32) -> bool {
     // A zombie (exited, not yet reaped by its parent) counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -219,12 +255,23 @@ pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> anyhow:
 
 /// An `aws-sdk-s3` client for one endpoint, path-style, with the SDK's default checksum and
 /// retry settings.
-pub fn client(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> aws_sdk_s3::Client {
+pub fn client(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_string()))
-        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "dmpstore-tests"))
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret_key,
+            None,
+            None,
+            "dmpstore-tests",
+        ))
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(config)
@@ -255,7 +302,12 @@ pub fn md5_hex(data: &[u8]) -> String {
 }
 
 /// PUT `data` and return the ETag.
-pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[u8]) -> anyhow::Result<String> {
+pub async fn put_bytes(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+) -> anyhow::Result<String> {
     let out = c
         .put_object()
         .bucket(bucket)
@@ -269,6 +321,18 @@ pub async fn put_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str, data: &[
 
 /// GET a whole object.
 pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
-    let out = c.get_object().bucket(bucket).key(key).send().await.with_context(|| format!("get {bucket}/{key}"))?;
-    Ok(out.body.collect().await.with_context(|| format!("read body of {bucket}/{key}"))?.into_bytes().to_vec())
+    let out = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("get {bucket}/{key}"))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("read body of {bucket}/{key}"))?
+        .into_bytes()
+        .to_vec())
 }

@@ -20,7 +20,12 @@ fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
 /// Flips one byte inside every occurrence of `marker` in `file`; returns how many it changed.
 fn corrupt(file: &Path, marker: &[u8]) -> usize {
     let mut bytes = std::fs::read(file).unwrap();
-    let hits: Vec<usize> = bytes.windows(marker.len()).enumerate().filter(|(_, w)| *w == marker).map(|(i, _)| i).collect();
+    let hits: Vec<usize> = bytes
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(_, w)| *w == marker)
+        .map(|(i, _)| i)
+        .collect();
     for &i in &hits {
         bytes[i + marker.len() / 2] ^= 0xFF;
     }
@@ -47,20 +52,40 @@ async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes
     let mut damaged_nodes = Vec::new();
     for i in 0..6 {
         let dir = PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
-        let n: usize = files_with_extension(&dir, "blob").iter().map(|f| corrupt(f, marker)).sum();
+        let n: usize = files_with_extension(&dir, "blob")
+            .iter()
+            .map(|f| corrupt(f, marker))
+            .sum();
         if n > 0 {
             damaged_nodes.push(i);
         }
     }
-    assert_eq!(damaged_nodes.len(), 1, "chunk 0 should be stored on exactly one node");
+    assert_eq!(
+        damaged_nodes.len(),
+        1,
+        "chunk 0 should be stored on exactly one node"
+    );
     for i in 0..6 {
         cluster.restart_node(i).unwrap();
     }
 
     let got = get_bytes(&c, "scrub", "victim").await.unwrap();
     assert!(got == data, "GET returned wrong bytes after corruption");
-    let ranged = c.get_object().bucket("scrub").key("victim").range("bytes=1000-1063").send().await.unwrap();
-    assert_eq!(&ranged.body.collect().await.unwrap().into_bytes()[..], marker);
+    let ranged = c
+        .get_object()
+        .bucket("scrub")
+        .key("victim")
+        .range("bytes=1000-1063")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &ranged.body.collect().await.unwrap().into_bytes()[..],
+        marker
+    );
     let log = cluster.node_log(damaged_nodes[0]);
-    assert!(log.contains("corrupt data detected"), "the node did not report the corruption:\n{log}");
+    assert!(
+        log.contains("corrupt data detected"),
+        "the node did not report the corruption:\n{log}"
+    );
 }

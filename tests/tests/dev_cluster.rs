@@ -10,7 +10,14 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
     let mut child = Command::new(bin_dir().join("gateway"))
         .args(["dev", "--data-dir"])
         .arg(dir)
-        .args(["--s3-addr", &format!("127.0.0.1:{port}"), "--access-key", "devkey", "--secret-key", "devsecret"])
+        .args([
+            "--s3-addr",
+            &format!("127.0.0.1:{port}"),
+            "--access-key",
+            "devkey",
+            "--secret-key",
+            "devsecret",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -19,22 +26,38 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
     // The endpoint line is printed once the S3 listener is bound.
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let endpoint_line = lines.by_ref().map_while(Result::ok).find(|l| l.contains("endpoint:"));
+    let endpoint_line = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("endpoint:"));
     assert!(endpoint_line.is_some_and(|l| l.contains(&format!("127.0.0.1:{port}"))));
     std::thread::spawn(move || for _ in lines {});
     child
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn interrupt_and_wait(mut child: Child) {
     let pid = child.id();
-    Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
-    wait_until(Duration::from_secs(60), || child.try_wait().unwrap().is_some()).unwrap();
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    })
+    .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "gateway dev did not stop cleanly: {status}");
+    assert!(
+        status.success(),
+        "gateway dev did not stop cleanly: {status}"
+    );
     wait_exit(pid, Duration::from_secs(5)).unwrap();
 }
 

@@ -7,29 +7,57 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Sizes that cover inline records, single short stripes, and many full stripes.
-const SIZES: [usize; 6] = [0, 700, 16 * 1024 + 1, 300 * 1024, 1024 * 1024, 3 * 1024 * 1024 + 17];
+const SIZES: [usize; 6] = [
+    0,
+    700,
+    16 * 1024 + 1,
+    300 * 1024,
+    1024 * 1024,
+    3 * 1024 * 1024 + 17,
+];
 
-async fn write_set(c: &aws_sdk_s3::Client, bucket: &str, tag: &str, seed_base: u64) -> BTreeMap<String, u64> {
+async fn write_set(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    tag: &str,
+    seed_base: u64,
+) -> BTreeMap<String, u64> {
     let mut written = BTreeMap::new();
     for (i, size) in SIZES.iter().enumerate() {
         let key = format!("{tag}/obj-{i}");
         let seed = seed_base + i as u64;
-        put_bytes(c, bucket, &key, &test_data(seed, *size)).await.unwrap();
+        put_bytes(c, bucket, &key, &test_data(seed, *size))
+            .await
+            .unwrap();
         written.insert(key, seed * 1_000_000_000 + *size as u64);
     }
     written
 }
 
-async fn check_all(c: &aws_sdk_s3::Client, bucket: &str, written: &BTreeMap<String, u64>, when: &str) {
+async fn check_all(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    written: &BTreeMap<String, u64>,
+    when: &str,
+) {
     for (key, code) in written {
         let (seed, size) = (code / 1_000_000_000, (code % 1_000_000_000) as usize);
-        let got = get_bytes(c, bucket, key).await.unwrap_or_else(|e| panic!("{when}: {key}: {e:?}"));
-        assert!(got == test_data(seed, size), "{when}: {key} differs ({} bytes read, {size} written)", got.len());
+        let got = get_bytes(c, bucket, key)
+            .await
+            .unwrap_or_else(|e| panic!("{when}: {key}: {e:?}"));
+        assert!(
+            got == test_data(seed, size),
+            "{when}: {key} differs ({} bytes read, {size} written)",
+            got.len()
+        );
     }
     let listed = c.list_objects_v2().bucket(bucket).send().await.unwrap();
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     for key in written.keys() {
-        assert!(keys.contains(&key.as_str()), "{when}: {key} missing from LIST");
+        assert!(
+            keys.contains(&key.as_str()),
+            "{when}: {key} missing from LIST"
+        );
     }
 }
 
@@ -98,12 +126,16 @@ async fn a_node_killed_in_a_stream_of_puts_loses_no_acknowledged_object() {
                 if stop.load(Ordering::Relaxed) && i > 0 {
                     break;
                 }
-                let size = [900usize, 200 * 1024, 1024 * 1024 + 3, 2 * 1024 * 1024][(i % 4) as usize];
+                let size =
+                    [900usize, 200 * 1024, 1024 * 1024 + 3, 2 * 1024 * 1024][(i % 4) as usize];
                 let seed = w * 10_000 + i;
                 let key = format!("w{w}/{i}");
                 match put_bytes(&c, "stream", &key, &test_data(seed, size)).await {
                     Ok(_) => {
-                        acked.lock().unwrap().insert(key, seed * 1_000_000_000 + size as u64);
+                        acked
+                            .lock()
+                            .unwrap()
+                            .insert(key, seed * 1_000_000_000 + size as u64);
                     }
                     Err(_) => failures += 1,
                 }
@@ -112,10 +144,16 @@ async fn a_node_killed_in_a_stream_of_puts_loses_no_acknowledged_object() {
         }));
     }
     // Kill a node once writes are flowing, let writes continue, then stop them.
-    dmpstore_tests::wait_until(std::time::Duration::from_secs(120), || acked.lock().unwrap().len() >= 20).unwrap();
+    dmpstore_tests::wait_until(std::time::Duration::from_secs(120), || {
+        acked.lock().unwrap().len() >= 20
+    })
+    .unwrap();
     cluster.kill_node(1).unwrap();
     let at_kill = acked.lock().unwrap().len();
-    dmpstore_tests::wait_until(std::time::Duration::from_secs(120), || acked.lock().unwrap().len() >= at_kill + 30).unwrap();
+    dmpstore_tests::wait_until(std::time::Duration::from_secs(120), || {
+        acked.lock().unwrap().len() >= at_kill + 30
+    })
+    .unwrap();
     stop.store(true, Ordering::Relaxed);
     let mut failures = 0;
     for w in writers {
@@ -126,9 +164,18 @@ async fn a_node_killed_in_a_stream_of_puts_loses_no_acknowledged_object() {
     assert!(acked.len() >= at_kill + 30);
     let c = cluster.client(1);
     check_all(&c, "stream", &acked, "after kill and restart").await;
-    eprintln!("{} acknowledged objects intact; {failures} PUTs failed around the kill", acked.len());
+    eprintln!(
+        "{} acknowledged objects intact; {failures} PUTs failed around the kill",
+        acked.len()
+    );
 }
 
 async fn c_setup(cluster: &Cluster) {
-    cluster.client(0).create_bucket().bucket("stream").send().await.unwrap();
+    cluster
+        .client(0)
+        .create_bucket()
+        .bucket("stream")
+        .send()
+        .await
+        .unwrap();
 }

@@ -21,7 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Parser)]
-#[command(name = "dmpstore-bench", about = "Benchmarks a dmpstore cluster against bare baselines")]
+#[command(
+    name = "dmpstore-bench",
+    about = "Benchmarks a dmpstore cluster against bare baselines"
+)]
 struct Args {
     /// Number of large objects written and read.
     #[arg(long, default_value_t = 32)]
@@ -47,37 +50,77 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    println!("dmpstore-bench: {} x {} MiB large objects, {} x 4 KiB small objects, concurrency {}", args.large_objects, args.large_mib, args.small_ops, args.concurrency);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "dmpstore-bench: {} x {} MiB large objects, {} x 4 KiB small objects, concurrency {}",
+        args.large_objects, args.large_mib, args.small_ops, args.concurrency
+    );
 
     let encode = codec_encode_mib_s();
     println!("baseline codec RS(4,2) encode, 1 core:        {encode:>9.1} MiB/s");
     let (raw_large, raw_small) = raw_rocksdb(&args)?;
     println!("baseline raw RocksDB synced 256 KiB writes:    {raw_large:>9.1} MiB/s");
-    println!("baseline raw RocksDB synced 4 KiB writes:      {:>9.0} ops/s", raw_small.ops_s);
+    println!(
+        "baseline raw RocksDB synced 4 KiB writes:      {:>9.0} ops/s",
+        raw_small.ops_s
+    );
 
     let cluster = rt.block_on(embedded_cluster(&args))?;
     println!();
-    println!("embedded cluster (1 gateway + 6 nodes, RS(4,2)), concurrency {}:", args.concurrency);
-    println!("  PUT {} MiB objects: {:>9.1} MiB/s   ({:.2}x raw RocksDB)", args.large_mib, cluster.put_mib_s, cluster.put_mib_s / raw_large);
-    println!("  GET {} MiB objects: {:>9.1} MiB/s   ({:.2}x raw RocksDB write)", args.large_mib, cluster.get_mib_s, cluster.get_mib_s / raw_large);
+    println!(
+        "embedded cluster (1 gateway + 6 nodes, RS(4,2)), concurrency {}:",
+        args.concurrency
+    );
+    println!(
+        "  PUT {} MiB objects: {:>9.1} MiB/s   ({:.2}x raw RocksDB)",
+        args.large_mib,
+        cluster.put_mib_s,
+        cluster.put_mib_s / raw_large
+    );
+    println!(
+        "  GET {} MiB objects: {:>9.1} MiB/s   ({:.2}x raw RocksDB write)",
+        args.large_mib,
+        cluster.get_mib_s,
+        cluster.get_mib_s / raw_large
+    );
     for (name, s) in [("PUT", &cluster.small_put), ("GET", &cluster.small_get)] {
-        println!("  {name} 4 KiB: {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms", s.ops_s, s.p50_ms, s.p99_ms);
+        println!(
+            "  {name} 4 KiB: {:>9.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            s.ops_s, s.p50_ms, s.p99_ms
+        );
     }
-    println!("  4 KiB PUT ops/s vs raw RocksDB synced 4 KiB writes: {:.2}x", cluster.small_put.ops_s / raw_small.ops_s);
+    println!(
+        "  4 KiB PUT ops/s vs raw RocksDB synced 4 KiB writes: {:.2}x",
+        cluster.small_put.ops_s / raw_small.ops_s
+    );
 
     if !args.skip_rss {
         let (put_rss, get_rss) = rt.block_on(gateway_rss(args.rss_mib))?;
         println!();
         println!("gateway peak RSS (multi-process cluster, gateway process only):");
         println!("  during a {} MiB PUT: {:>7.1} MiB", args.rss_mib, put_rss);
-        println!("  during a {} MiB GET: {:>7.1} MiB   (limit 300 MiB: {})", args.rss_mib, get_rss, if put_rss.max(get_rss) < 300.0 { "ok" } else { "EXCEEDED" });
+        println!(
+            "  during a {} MiB GET: {:>7.1} MiB   (limit 300 MiB: {})",
+            args.rss_mib,
+            get_rss,
+            if put_rss.max(get_rss) < 300.0 {
+                "ok"
+            } else {
+                "EXCEEDED"
+            }
+        );
     }
     Ok(())
 }
 
 fn codec_encode_mib_s() -> f64 {
-    let layout = StripeLayout { k: 4, m: 2, chunk_size_bytes: 256 * 1024 };
+    let layout = StripeLayout {
+        k: 4,
+        m: 2,
+        chunk_size_bytes: 256 * 1024,
+    };
     let codec = Codec::new(layout).expect("valid profile");
     let stripe = test_data(1, layout.stripe_size_bytes() as usize);
     let start = Instant::now();
@@ -98,8 +141,15 @@ struct OpStats {
 
 fn stats(mut latencies: Vec<Duration>, wall: Duration) -> OpStats {
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64() * 1000.0;
-    OpStats { ops_s: latencies.len() as f64 / wall.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64()
+            * 1000.0
+    };
+    OpStats {
+        ops_s: latencies.len() as f64 / wall.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
 }
 
 /// The same bytes written straight into one RocksDB with synced WAL writes, from as many
@@ -122,7 +172,8 @@ fn raw_rocksdb(args: &Args) -> anyhow::Result<(f64, OpStats)> {
                 let mut w = rocksdb::WriteOptions::default();
                 w.set_sync(true);
                 for i in 0..per_thread {
-                    db.put_opt(format!("large/{t}/{i}"), &value[..], &w).expect("put");
+                    db.put_opt(format!("large/{t}/{i}"), &value[..], &w)
+                        .expect("put");
                 }
             });
         }
@@ -142,14 +193,18 @@ fn raw_rocksdb(args: &Args) -> anyhow::Result<(f64, OpStats)> {
                     (0..per_thread)
                         .map(|i| {
                             let t0 = Instant::now();
-                            db.put_opt(format!("small/{t}/{i}"), &small[..], &w).expect("put");
+                            db.put_opt(format!("small/{t}/{i}"), &small[..], &w)
+                                .expect("put");
                             t0.elapsed()
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
     });
     Ok((large, stats(latencies, start.elapsed())))
 }
@@ -164,22 +219,40 @@ struct ClusterFigures {
 /// Runs `gateway dev` in a temporary directory and measures it.
 async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut child = Command::new(bin_dir().join("gateway"))
         .args(["dev", "--data-dir"])
         .arg(dir.path())
-        .args(["--s3-addr", &format!("127.0.0.1:{port}"), "--access-key", "bench", "--secret-key", "bench-secret"])
+        .args([
+            "--s3-addr",
+            &format!("127.0.0.1:{port}"),
+            "--access-key",
+            "bench",
+            "--secret-key",
+            "bench-secret",
+        ])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .context("spawn gateway dev")?;
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    if !lines.by_ref().map_while(Result::ok).any(|l| l.contains("endpoint:")) {
+    if !lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("endpoint:"))
+    {
         bail!("gateway dev did not start");
     }
     std::thread::spawn(move || for _ in lines {});
-    let c = client(&format!("http://127.0.0.1:{port}"), "bench", "bench-secret", "us-east-1");
+    let c = client(
+        &format!("http://127.0.0.1:{port}"),
+        "bench",
+        "bench-secret",
+        "us-east-1",
+    );
     c.create_bucket().bucket("bench").send().await?;
 
     let large = Bytes::from(test_data(5, args.large_mib * 1024 * 1024));
@@ -187,7 +260,16 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     let start = Instant::now();
     run_concurrently(args.large_objects, args.concurrency, |i| {
         let (c, large) = (c.clone(), large.clone());
-        async move { c.put_object().bucket("bench").key(format!("large/{i}")).body(ByteStream::from(large)).send().await.map(|_| ()).map_err(anyhow::Error::from) }
+        async move {
+            c.put_object()
+                .bucket("bench")
+                .key(format!("large/{i}"))
+                .body(ByteStream::from(large))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        }
     })
     .await?;
     let put_mib_s = total_mib / start.elapsed().as_secs_f64();
@@ -196,7 +278,12 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     run_concurrently(args.large_objects, args.concurrency, |i| {
         let c = c.clone();
         async move {
-            let out = c.get_object().bucket("bench").key(format!("large/{i}")).send().await?;
+            let out = c
+                .get_object()
+                .bucket("bench")
+                .key(format!("large/{i}"))
+                .send()
+                .await?;
             let mut body = out.body;
             let mut n = 0;
             while let Some(chunk) = body.try_next().await? {
@@ -215,7 +302,16 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     let start = Instant::now();
     let put_lat = run_concurrently(args.small_ops, args.concurrency, |i| {
         let (c, small) = (c.clone(), small.clone());
-        async move { c.put_object().bucket("bench").key(format!("small/{i}")).body(ByteStream::from(small)).send().await.map(|_| ()).map_err(anyhow::Error::from) }
+        async move {
+            c.put_object()
+                .bucket("bench")
+                .key(format!("small/{i}"))
+                .body(ByteStream::from(small))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        }
     })
     .await?;
     let small_put = stats(put_lat, start.elapsed());
@@ -223,7 +319,12 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     let get_lat = run_concurrently(args.small_ops, args.concurrency, |i| {
         let c = c.clone();
         async move {
-            let out = c.get_object().bucket("bench").key(format!("small/{i}")).send().await?;
+            let out = c
+                .get_object()
+                .bucket("bench")
+                .key(format!("small/{i}"))
+                .send()
+                .await?;
             let body = out.body.collect().await?.into_bytes();
             if body.len() != 4096 {
                 bail!("small/{i}: wrong length");
@@ -234,13 +335,24 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     .await?;
     let small_get = stats(get_lat, start.elapsed());
 
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status()?;
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
     child.wait()?;
-    Ok(ClusterFigures { put_mib_s, get_mib_s, small_put, small_get })
+    Ok(ClusterFigures {
+        put_mib_s,
+        get_mib_s,
+        small_put,
+        small_get,
+    })
 }
 
 /// Runs `n` operations with `concurrency` in flight; returns each one's latency.
-async fn run_concurrently<F, Fut>(n: usize, concurrency: usize, op: F) -> anyhow::Result<Vec<Duration>>
+async fn run_concurrently<F, Fut>(
+    n: usize,
+    concurrency: usize,
+    op: F,
+) -> anyhow::Result<Vec<Duration>>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -262,15 +374,28 @@ where
 
 fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
     Ok(kib / 1024.0)
 }
 
 /// Peak RSS of a lone gateway process after a large streamed PUT, then after a large GET.
 async fn gateway_rss(size_mib: usize) -> anyhow::Result<(f64, f64)> {
     let cluster = Cluster::start(6, 1)?;
-    let gateway_pid = cluster.info.processes.iter().find(|p| p.role == "gateway").context("gateway")?.pid;
+    let gateway_pid = cluster
+        .info
+        .processes
+        .iter()
+        .find(|p| p.role == "gateway")
+        .context("gateway")?
+        .pid;
     let c = cluster.client(0);
     c.create_bucket().bucket("rss").send().await?;
     let file = cluster.dir.path().join("big.bin");
@@ -282,7 +407,12 @@ async fn gateway_rss(size_mib: usize) -> anyhow::Result<(f64, f64)> {
         }
     }
     let body = ByteStream::from_path(&file).await?;
-    c.put_object().bucket("rss").key("big").body(body).send().await?;
+    c.put_object()
+        .bucket("rss")
+        .key("big")
+        .body(body)
+        .send()
+        .await?;
     std::fs::remove_file(&file)?;
     let after_put = peak_rss_mib(gateway_pid)?;
     let out = c.get_object().bucket("rss").key("big").send().await?;
