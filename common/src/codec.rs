@@ -51,23 +51,29 @@ impl Codec {
     }
 
     /// Encodes one stripe (at most `k * chunk_size` bytes, at least one) into `k + m` chunks of
-    /// equal length. Data chunks are the stripe's bytes in order, the last one zero-padded.
-    pub fn encode_stripe(&self, stripe: &[u8]) -> Result<Vec<Bytes>, CodecError> {
+    /// equal length. Data chunks are the stripe's bytes in order (zero-copy slices of `stripe`
+    /// when it fills them exactly; the last one zero-padded otherwise).
+    pub fn encode_stripe(&self, stripe: &Bytes) -> Result<Vec<Bytes>, CodecError> {
         let k = usize::from(self.layout.k);
         let chunk_len = self.layout.chunk_len(stripe.len() as u64);
-        let mut shards: Vec<Vec<u8>> = (0..self.layout.n_chunks())
-            .map(|i| {
-                let mut shard = vec![0u8; chunk_len];
-                if i < k {
-                    let start = (i * chunk_len).min(stripe.len());
-                    let end = ((i + 1) * chunk_len).min(stripe.len());
-                    shard[..end - start].copy_from_slice(&stripe[start..end]);
-                }
-                shard
-            })
+        let padded = if stripe.len() == k * chunk_len {
+            stripe.clone()
+        } else {
+            let mut buf = vec![0u8; k * chunk_len];
+            buf[..stripe.len()].copy_from_slice(stripe);
+            Bytes::from(buf)
+        };
+        let data: Vec<Bytes> = (0..k)
+            .map(|i| padded.slice(i * chunk_len..(i + 1) * chunk_len))
             .collect();
-        self.rs.encode(&mut shards).map_err(CodecError::Rs)?;
-        Ok(shards.into_iter().map(Bytes::from).collect())
+        let mut parity = vec![vec![0u8; chunk_len]; usize::from(self.layout.m)];
+        self.rs
+            .encode_sep(&data, &mut parity)
+            .map_err(CodecError::Rs)?;
+        Ok(data
+            .into_iter()
+            .chain(parity.into_iter().map(Bytes::from))
+            .collect())
     }
 
     /// Rebuilds the data of one stripe of `stripe_len` bytes from any `k` of its chunks
@@ -174,9 +180,9 @@ mod tests {
             k in 1u8..=8, m in 1u8..=4, data in proptest::collection::vec(any::<u8>(), 1..4096), seed in any::<u64>()
         ) {
             let layout = StripeLayout { k, m, chunk_size_bytes: 1024 };
-            let data = &data[..data.len().min(layout.stripe_size_bytes() as usize)];
+            let data = Bytes::copy_from_slice(&data[..data.len().min(layout.stripe_size_bytes() as usize)]);
             let codec = Codec::new(layout).unwrap();
-            let chunks = codec.encode_stripe(data).unwrap();
+            let chunks = codec.encode_stripe(&data).unwrap();
             prop_assert_eq!(chunks.len(), layout.n_chunks());
             let present = subsets_of_size(layout.n_chunks(), usize::from(k), seed);
             let partial: Vec<Option<Bytes>> = chunks
@@ -185,7 +191,7 @@ mod tests {
                 .map(|(c, &p)| p.then(|| c.clone()))
                 .collect();
             let decoded = codec.decode_stripe(partial.clone(), data.len()).unwrap();
-            prop_assert_eq!(&decoded[..], data);
+            prop_assert_eq!(&decoded[..], &data[..]);
             let rebuilt = codec.rebuild_chunks(partial).unwrap();
             prop_assert_eq!(rebuilt, chunks);
         }
@@ -194,7 +200,7 @@ mod tests {
         fn fewer_than_k_chunks_is_an_error(k in 2u8..=8, m in 1u8..=4, seed in any::<u64>()) {
             let layout = StripeLayout { k, m, chunk_size_bytes: 64 };
             let codec = Codec::new(layout).unwrap();
-            let data = vec![7u8; 100.min(layout.stripe_size_bytes() as usize)];
+            let data = Bytes::from(vec![7u8; 100.min(layout.stripe_size_bytes() as usize)]);
             let chunks = codec.encode_stripe(&data).unwrap();
             let present = subsets_of_size(layout.n_chunks(), usize::from(k) - 1, seed);
             let partial: Vec<Option<Bytes>> = chunks.iter().zip(&present).map(|(c, &p)| p.then(|| c.clone())).collect();

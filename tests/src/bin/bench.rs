@@ -122,7 +122,7 @@ fn codec_encode_mib_s() -> f64 {
         chunk_size_bytes: 256 * 1024,
     };
     let codec = Codec::new(layout).expect("valid profile");
-    let stripe = test_data(1, layout.stripe_size_bytes() as usize);
+    let stripe = Bytes::from(test_data(1, layout.stripe_size_bytes() as usize));
     let start = Instant::now();
     let mut n = 0;
     while start.elapsed() < Duration::from_secs(2) {
