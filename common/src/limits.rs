@@ -22,6 +22,15 @@ pub const MAX_INLINE_MAX_BYTES: usize = 256 * 1024;
 /// Largest single PUT body (S3's own limit).
 pub const MAX_PUT_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
+/// Multipart uploads (S3's limits): parts per upload, and the minimum size of every part but
+/// the last.
+pub const MAX_PARTS: usize = 10_000;
+pub const MIN_PART_SIZE_BYTES: u64 = 5 * 1024 * 1024;
+/// Keys one DeleteObjects request may name.
+pub const MAX_DELETE_OBJECTS_KEYS: usize = 1000;
+/// Concurrent deletions one DeleteObjects request runs.
+pub const DELETE_OBJECTS_CONCURRENCY: usize = 16;
+
 /// Stripes a single PUT encodes and writes concurrently; bounds gateway memory per PUT to
 /// roughly `(PUT_STRIPES_IN_FLIGHT + 1) * stripe * (k + m) / k`.
 pub const PUT_STRIPES_IN_FLIGHT: usize = 3;

@@ -48,6 +48,56 @@ pub enum MetaValue {
     Tombstone {
         deleted_ms: u64,
     },
+    /// A multipart upload in progress (in the bucket's uploads partition).
+    Upload(UploadRecord),
+    /// One uploaded part of a multipart upload (in the bucket's parts partition).
+    Part(PartRecord),
+}
+
+/// Partition of a bucket's multipart uploads; sort key [`upload_sort_key`].
+pub fn uploads_partition(bucket: &str) -> String {
+    format!("{bucket}#uploads")
+}
+
+/// Partition of a bucket's uploaded parts; sort key [`part_sort_key`]. `#` never occurs in a
+/// bucket name, so these never collide with a bucket's own partition.
+pub fn parts_partition(bucket: &str) -> String {
+    format!("{bucket}#parts")
+}
+
+/// Uploads sort by object key, then upload id (`\0` sorts before every other character).
+pub fn upload_sort_key(key: &str, upload_id: &str) -> String {
+    format!("{key}\0{upload_id}")
+}
+
+pub fn part_sort_key(upload_id: &str, part_number: u32) -> String {
+    format!("{upload_id}\0{part_number:05}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub key: String,
+    pub initiated_ms: u64,
+    pub content_type: Option<String>,
+    pub user_metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub part_number: u32,
+    pub last_modified_ms: u64,
+    pub part: PartData,
+}
+
+/// One part's bytes. A completed multipart object is the concatenation of its parts, each
+/// stored (inline or erasure-coded) exactly as it was uploaded: completion copies no data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartData {
+    pub size_bytes: u64,
+    /// Hex MD5 of the part's bytes.
+    pub etag: String,
+    /// Never [`ObjectData::Multipart`].
+    pub data: ObjectData,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +121,21 @@ pub enum ObjectData {
     /// Small objects live inside the record (DESIGN 6).
     Inline(Vec<u8>),
     Erasure(ErasureData),
+    /// A completed multipart upload: its parts in order.
+    Multipart(Vec<PartData>),
+}
+
+impl ObjectData {
+    /// Every erasure-coded piece this data consists of (for cleanup).
+    pub fn erasure_pieces(&self) -> Vec<&ErasureData> {
+        match self {
+            ObjectData::Inline(_) => Vec::new(),
+            ObjectData::Erasure(e) => vec![e],
+            ObjectData::Multipart(parts) => {
+                parts.iter().flat_map(|p| p.data.erasure_pieces()).collect()
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,22 @@ pub enum GatewayError {
     EntityTooLarge { limit: u64 },
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0} is not implemented")]
+    NotImplemented(&'static str),
+    #[error("at least one of the preconditions you specified did not hold")]
+    PreconditionFailed,
+    #[error("not modified")]
+    NotModified,
+    #[error("the specified multipart upload does not exist")]
+    NoSuchUpload,
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("the list of parts was not in ascending order")]
+    InvalidPartOrder,
+    #[error("part {part_number} is smaller than the minimum allowed object size")]
+    EntityTooSmall { part_number: u32 },
     #[error("reading the request body failed: {0}")]
     Body(String),
     /// Not enough nodes answered to meet a quorum or to rebuild data.
@@ -47,6 +63,14 @@ impl From<GatewayError> for S3Error {
             G::IncompleteBody { .. } => S3ErrorCode::IncompleteBody,
             G::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
             G::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+            G::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            G::NotImplemented(_) => S3ErrorCode::NotImplemented,
+            G::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            G::NotModified => S3ErrorCode::NotModified,
+            G::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+            G::InvalidPart(_) => S3ErrorCode::InvalidPart,
+            G::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+            G::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
             G::Body(_) => S3ErrorCode::IncompleteBody,
             G::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
             G::Internal(_) => S3ErrorCode::InternalError,

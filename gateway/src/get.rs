@@ -52,46 +52,102 @@ pub fn resolve_range(
     }
 }
 
-/// The bytes `range` of the object as a stream.
-pub fn body(state: &Arc<GatewayState>, record: &ObjectRecord, range: Range<u64>) -> StreamingBlob {
-    match &record.data {
-        ObjectData::Inline(bytes) => {
-            let part = Bytes::copy_from_slice(&bytes[range.start as usize..range.end as usize]);
-            StreamingBlob::wrap(futures::stream::iter([Ok::<_, GatewayError>(part)]))
-        }
-        ObjectData::Erasure(data) => erasure_body(
-            state.clone(),
-            Arc::new(data.clone()),
-            record.size_bytes,
+/// One contiguous piece of an object's bytes as stored: a whole object, or one part of a
+/// multipart object, with the byte range wanted from it.
+enum Segment {
+    Inline(Bytes),
+    Erasure {
+        data: ErasureData,
+        size_bytes: u64,
+        range: Range<u64>,
+    },
+}
+
+/// The segments holding `range` of an object, in order.
+fn segments(data: &ObjectData, size_bytes: u64, range: Range<u64>) -> Vec<Segment> {
+    match data {
+        ObjectData::Inline(bytes) => vec![Segment::Inline(Bytes::copy_from_slice(
+            &bytes[range.start as usize..range.end as usize],
+        ))],
+        ObjectData::Erasure(e) => vec![Segment::Erasure {
+            data: e.clone(),
+            size_bytes,
             range,
-        ),
+        }],
+        ObjectData::Multipart(parts) => {
+            let mut out = Vec::new();
+            let mut offset = 0u64;
+            for part in parts {
+                let part_range = offset..offset + part.size_bytes;
+                offset = part_range.end;
+                let (start, end) = (
+                    range.start.max(part_range.start),
+                    range.end.min(part_range.end),
+                );
+                if start < end {
+                    let within = start - part_range.start..end - part_range.start;
+                    out.extend(segments(&part.data, part.size_bytes, within));
+                }
+            }
+            out
+        }
     }
 }
 
-/// Streams the range from erasure-coded stripes. A producer task (owned by the gateway's task
+/// The bytes `range` of the object as a stream. A producer task (owned by the gateway's task
 /// tracker) fetches up to [`GET_STRIPES_PREFETCH`] stripes ahead into a one-slot channel, so a
 /// slow client holds back the fetching instead of filling memory.
-fn erasure_body(
-    state: Arc<GatewayState>,
-    data: Arc<ErasureData>,
+pub fn body(
+    state: &Arc<GatewayState>,
+    data: &ObjectData,
     size_bytes: u64,
     range: Range<u64>,
 ) -> StreamingBlob {
+    let mut segs = segments(data, size_bytes, range);
+    if let [Segment::Inline(bytes)] = segs.as_mut_slice() {
+        let part = std::mem::take(bytes);
+        return StreamingBlob::wrap(futures::stream::iter([Ok::<_, GatewayError>(part)]));
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let producer = state.clone();
-    producer.spawn(async move {
-        let stripes = data.layout.stripes_covering(&range);
-        let mut parts = futures::stream::iter(stripes)
-            .map(|s| fetch_stripe_part(&state, &data, size_bytes, StripeIdx(s), &range))
-            .buffered(GET_STRIPES_PREFETCH);
-        while let Some(part) = parts.next().await {
-            let failed = part.is_err();
-            if tx.send(part).await.is_err() || failed {
-                break;
+    state.spawn(async move {
+        for seg in segs {
+            let sent = match seg {
+                Segment::Inline(bytes) => tx.send(Ok(bytes)).await.is_ok(),
+                Segment::Erasure {
+                    data,
+                    size_bytes,
+                    range,
+                } => send_stripes(&producer, &data, size_bytes, &range, &tx).await,
+            };
+            if !sent {
+                return;
             }
         }
     });
     StreamingBlob::wrap(ChannelBody(rx))
+}
+
+/// Streams the range of one erasure-coded segment; false if the stream ended early (the client
+/// went away, or a stripe could not be read and the error was sent instead).
+async fn send_stripes(
+    state: &Arc<GatewayState>,
+    data: &ErasureData,
+    size_bytes: u64,
+    range: &Range<u64>,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, GatewayError>>,
+) -> bool {
+    let stripes = data.layout.stripes_covering(range);
+    let mut parts = futures::stream::iter(stripes)
+        .map(|s| fetch_stripe_part(state, data, size_bytes, StripeIdx(s), range))
+        .buffered(GET_STRIPES_PREFETCH);
+    while let Some(part) = parts.next().await {
+        let failed = part.is_err();
+        if tx.send(part).await.is_err() || failed {
+            return false;
+        }
+    }
+    true
 }
 
 struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, GatewayError>>);

@@ -9,6 +9,9 @@
 //! - [`get`]: the read path: record -> stripes in range -> data chunks, or parity + decode.
 //! - [`list`]: listing with prefixes, delimiters and cursors over merged partition scans.
 //! - [`delete`]: tombstones and dropping the old version's chunks.
+//! - [`multipart`]: multipart uploads: parts stored as they arrive, Complete writes one record.
+//! - [`copy`]: CopyObject and UploadPartCopy, keeping the source's ETag.
+//! - [`preconditions`]: conditional reads and writes.
 //! - [`buckets`]: bucket records.
 //! - [`meta`]: quorum reads, writes and scans of metadata partitions, with read repair.
 //! - [`nodes`]: the RPC client of the storage nodes and the gateway's view of who is up.
@@ -20,13 +23,16 @@
 pub mod auth;
 pub mod buckets;
 pub mod config;
+pub mod copy;
 pub mod delete;
 pub mod dev;
 pub mod error;
 pub mod get;
 pub mod list;
 pub mod meta;
+pub mod multipart;
 pub mod nodes;
+pub mod preconditions;
 pub mod put;
 pub mod s3;
 pub mod server;

@@ -6,6 +6,7 @@ use crate::buckets;
 use crate::error::GatewayError;
 use crate::meta;
 use crate::nodes::RpcError;
+use crate::preconditions;
 use crate::state::GatewayState;
 use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
@@ -28,6 +29,7 @@ pub struct PutRequest {
     pub content_md5: Option<String>,
     pub content_type: Option<String>,
     pub user_metadata: Vec<(String, String)>,
+    pub conditions: preconditions::WriteConditions,
 }
 
 #[derive(Debug)]
@@ -42,40 +44,84 @@ pub async fn put_object(
     req: PutRequest,
 ) -> Result<PutResult, GatewayError> {
     buckets::ensure_exists(state, &req.bucket).await?;
-    let expected_md5 = req
-        .content_md5
-        .as_deref()
-        .map(parse_content_md5)
-        .transpose()?;
-    let mut body = BodyReader::new(req.body, req.content_length)?;
-    let stripe_size = state.layout.stripe_size_bytes() as usize;
+    let stored = store_body(
+        state,
+        req.body,
+        req.content_length,
+        req.content_md5.as_deref(),
+    )
+    .await?;
+    if let Err(e) = preconditions::check_write(state, &req.bucket, &req.key, &req.conditions).await
+    {
+        discard(state, &stored.data);
+        return Err(e);
+    }
+    let record = ObjectRecord {
+        size_bytes: stored.size_bytes,
+        etag: stored.etag.clone(),
+        content_type: req.content_type,
+        user_metadata: req.user_metadata,
+        last_modified_ms: GatewayState::now_ms(),
+        data: stored.data,
+    };
+    commit_object(state, &req.bucket, &req.key, record).await?;
+    Ok(PutResult {
+        etag: stored.etag,
+        size_bytes: stored.size_bytes,
+    })
+}
 
+/// Writes the record that makes an object (version) exist, then drops the data of the
+/// versions it replaced. A failed commit may still have reached some replicas, so its data is
+/// left for GC rather than deleted: a record must never point at missing data (DESIGN 7).
+pub async fn commit_object(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    record: ObjectRecord,
+) -> Result<(), GatewayError> {
+    let replaced = meta::put(state, bucket, key, &MetaValue::Object(record)).await?;
+    drop_replaced_data(state, replaced);
+    Ok(())
+}
+
+/// Bytes received and stored durably, not yet referenced by any record.
+#[derive(Debug)]
+pub struct Stored {
+    pub data: ObjectData,
+    /// Hex MD5 of the bytes.
+    pub etag: String,
+    pub size_bytes: u64,
+}
+
+/// Receives a body and stores it: inline if it fits `inline_max_bytes`, else erasure-coded
+/// stripe by stripe while it arrives. Checks the length and the Content-MD5; on any failure
+/// the chunks written so far are dropped.
+pub async fn store_body(
+    state: &Arc<GatewayState>,
+    body: StreamingBlob,
+    content_length: Option<u64>,
+    content_md5: Option<&str>,
+) -> Result<Stored, GatewayError> {
+    let expected_md5 = content_md5.map(parse_content_md5).transpose()?;
+    let mut body = BodyReader::new(body, content_length)?;
+    let stripe_size = state.layout.stripe_size_bytes() as usize;
     let first = body.next_stripe(stripe_size).await?;
     let data = if first.len() < stripe_size && first.len() <= state.config.inline_max_bytes {
         ObjectData::Inline(first.to_vec())
     } else {
         ObjectData::Erasure(write_erasure(state, first, &mut body).await?)
     };
-
     let (md5, size_bytes) = body.finish();
     if expected_md5.is_some_and(|e| e != md5) {
         discard(state, &data);
         return Err(GatewayError::BadDigest);
     }
-    let etag = hex::encode(md5);
-    let record = ObjectRecord {
-        size_bytes,
-        etag: etag.clone(),
-        content_type: req.content_type,
-        user_metadata: req.user_metadata,
-        last_modified_ms: GatewayState::now_ms(),
+    Ok(Stored {
         data,
-    };
-    // A failed commit may still have reached some replicas, so its chunks are left for GC
-    // rather than deleted: a record must never point at missing data (DESIGN 7).
-    let replaced = meta::put(state, &req.bucket, &req.key, &MetaValue::Object(record)).await?;
-    drop_replaced_data(state, replaced);
-    Ok(PutResult { etag, size_bytes })
+        etag: hex::encode(md5),
+        size_bytes,
+    })
 }
 
 fn parse_content_md5(b64: &str) -> Result<[u8; 16], GatewayError> {
@@ -306,21 +352,20 @@ fn discard_chunks(state: &Arc<GatewayState>, version: VersionId, placement: &[Op
     }
 }
 
-fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
-    if let ObjectData::Erasure(e) = data {
+/// Drops every chunk of `data` (best effort).
+pub fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
+    for e in data.erasure_pieces() {
         discard_chunks(state, e.version, &e.placement);
     }
 }
 
-/// Drops the chunks of versions a committed write has replaced.
+/// Drops the chunks of records a committed write has replaced (objects and parts).
 pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
     for old in replaced {
-        if let Ok(MetaValue::Object(ObjectRecord {
-            data: ObjectData::Erasure(e),
-            ..
-        })) = MetaValue::decode(&old.value)
-        {
-            discard_chunks(state, e.version, &e.placement);
+        match MetaValue::decode(&old.value) {
+            Ok(MetaValue::Object(r)) => discard(state, &r.data),
+            Ok(MetaValue::Part(p)) => discard(state, &p.part.data),
+            _ => {}
         }
     }
 }

@@ -3,14 +3,20 @@
 //! `501 NotImplemented`.
 
 use crate::buckets;
+use crate::copy::{self, CopyRequest};
 use crate::delete;
 use crate::error::GatewayError;
 use crate::get;
 use crate::list::{self, ListParams};
+use crate::multipart;
+use crate::preconditions::{self, ReadConditions, WriteConditions};
 use crate::put::{self, PutRequest};
 use crate::state::GatewayState;
-use dmpstore_common::limits::MAX_LIST_KEYS;
+use dmpstore_common::limits::{
+    DELETE_OBJECTS_CONCURRENCY, MAX_DELETE_OBJECTS_KEYS, MAX_LIST_KEYS, MAX_PARTS,
+};
 use dmpstore_common::record::ObjectRecord;
+use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
 use std::sync::Arc;
@@ -95,6 +101,59 @@ fn wants_url(e: &Option<EncodingType>) -> bool {
     e.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL)
 }
 
+fn sorted_metadata(m: Option<Metadata>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m.unwrap_or_default().into_iter().collect();
+    v.sort();
+    v
+}
+
+fn copy_source(src: &CopySource) -> Result<(String, String), GatewayError> {
+    match src {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id: None,
+        } => Ok((bucket.to_string(), key.to_string())),
+        CopySource::Bucket {
+            version_id: Some(_),
+            ..
+        } => Err(GatewayError::NotImplemented("copy from a version id")),
+        _ => Err(GatewayError::NotImplemented("copy from an access point")),
+    }
+}
+
+/// `x-amz-copy-source-range: bytes=first-last`, which (unlike a GET range) must lie wholly
+/// inside the source.
+fn copy_source_range(header: &str, size_bytes: u64) -> Result<std::ops::Range<u64>, GatewayError> {
+    match Range::parse(header) {
+        Ok(Range::Int {
+            first,
+            last: Some(last),
+        }) if first <= last => {
+            if last >= size_bytes {
+                return Err(GatewayError::InvalidRange { size_bytes });
+            }
+            Ok(first..last + 1)
+        }
+        _ => Err(GatewayError::InvalidArgument(format!(
+            "x-amz-copy-source-range must be bytes=first-last, got {header}"
+        ))),
+    }
+}
+
+fn content_length(n: Option<i64>) -> Result<Option<u64>, GatewayError> {
+    match n {
+        Some(n) if n < 0 => Err(GatewayError::InvalidArgument(
+            "negative Content-Length".into(),
+        )),
+        other => Ok(other.map(|n| n as u64)),
+    }
+}
+
+fn empty_body() -> StreamingBlob {
+    StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+}
+
 #[async_trait::async_trait]
 impl S3 for DmpS3 {
     async fn create_bucket(
@@ -177,6 +236,10 @@ impl S3 for DmpS3 {
                 content_md5: input.content_md5,
                 content_type: input.content_type,
                 user_metadata,
+                conditions: WriteConditions {
+                    if_match: input.if_match,
+                    if_none_match: input.if_none_match,
+                },
             },
         )
         .await?;
@@ -193,13 +256,22 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
+        preconditions::check_read(
+            &record,
+            &ReadConditions {
+                if_match: input.if_match,
+                if_none_match: input.if_none_match,
+                if_modified_since: input.if_modified_since,
+                if_unmodified_since: input.if_unmodified_since,
+            },
+        )?;
         let size = record.size_bytes;
         let range = get::resolve_range(input.range.as_ref(), size)?;
         let content_range = range
             .as_ref()
             .map(|r| format!("bytes {}-{}/{size}", r.start, r.end - 1));
         let range = range.unwrap_or(0..size);
-        let body = get::body(&self.state, &record, range.clone());
+        let body = get::body(&self.state, &record.data, size, range.clone());
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length: Some((range.end - range.start) as i64),
@@ -219,6 +291,15 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
+        preconditions::check_read(
+            &record,
+            &ReadConditions {
+                if_match: input.if_match,
+                if_none_match: input.if_none_match,
+                if_modified_since: input.if_modified_since,
+                if_unmodified_since: input.if_unmodified_since,
+            },
+        )?;
         Ok(S3Response::new(HeadObjectOutput {
             content_length: Some(record.size_bytes as i64),
             accept_ranges: Some("bytes".into()),
@@ -318,6 +399,335 @@ impl S3 for DmpS3 {
             contents: Some(listed_objects(&listing, url)),
             common_prefixes: Some(listed_prefixes(&listing, url)),
             encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        let upload_id = multipart::create(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            input.content_type,
+            sorted_metadata(input.metadata),
+        )
+        .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let part_number = multipart::check_part_number(input.part_number)?;
+        let body = input.body.unwrap_or_else(empty_body);
+        let stored = put::store_body(
+            &self.state,
+            body,
+            content_length(input.content_length)?,
+            input.content_md5.as_deref(),
+        )
+        .await?;
+        let etag = multipart::record_part(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            part_number,
+            stored,
+        )
+        .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let part_number = multipart::check_part_number(input.part_number)?;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let conditions = ReadConditions {
+            if_match: input.copy_source_if_match,
+            if_none_match: input.copy_source_if_none_match,
+            if_modified_since: input.copy_source_if_modified_since,
+            if_unmodified_since: input.copy_source_if_unmodified_since,
+        };
+        let src = copy::source(&self.state, &src_bucket, &src_key, &conditions).await?;
+        let range = match input.copy_source_range.as_deref() {
+            None => 0..src.size_bytes,
+            Some(r) => copy_source_range(r, src.size_bytes)?,
+        };
+        let stored =
+            copy::copy_range(&self.state, &src.data, src.size_bytes, range, &src.etag).await?;
+        let etag = multipart::record_part(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            part_number,
+            stored,
+        )
+        .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(GatewayState::now_ms())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let mut requested = Vec::new();
+        for p in input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default()
+        {
+            let number = multipart::check_part_number(p.part_number.unwrap_or(0))?;
+            let etag = p.e_tag.map(|e| e.value().to_string()).unwrap_or_default();
+            requested.push((number, etag));
+        }
+        let conditions = WriteConditions {
+            if_match: input.if_match,
+            if_none_match: input.if_none_match,
+        };
+        let etag = multipart::complete(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            &input.upload_id,
+            requested,
+            &conditions,
+        )
+        .await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(ETag::Strong(etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        multipart::abort(&self.state, &input.bucket, &input.key, &input.upload_id).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let marker = input
+            .part_number_marker
+            .unwrap_or(0)
+            .clamp(0, MAX_PARTS as i32) as u32;
+        buckets::ensure_exists(&self.state, &input.bucket).await?;
+        let (parts, truncated) =
+            multipart::parts(&self.state, &input.bucket, &input.upload_id, marker, max).await?;
+        if parts.is_empty() && marker == 0 {
+            // Distinguish an upload without parts from one that does not exist.
+            multipart::list_uploads(&self.state, &input.bucket, &input.key, "", "", usize::MAX)
+                .await?
+                .0
+                .iter()
+                .find(|u| u.upload_id == input.upload_id && u.key == input.key)
+                .ok_or(GatewayError::NoSuchUpload)?;
+        }
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: input.part_number_marker,
+            is_truncated: Some(truncated),
+            next_part_number_marker: parts.last().map(|p| p.part_number as i32),
+            parts: Some(
+                parts
+                    .iter()
+                    .map(|p| Part {
+                        part_number: Some(p.part_number as i32),
+                        e_tag: Some(ETag::Strong(p.part.etag.clone())),
+                        size: Some(p.part.size_bytes as i64),
+                        last_modified: Some(timestamp(p.last_modified_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        if input.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
+            return Err(
+                GatewayError::NotImplemented("ListMultipartUploads with a delimiter").into(),
+            );
+        }
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let (uploads, truncated) = multipart::list_uploads(
+            &self.state,
+            &input.bucket,
+            &prefix,
+            input.key_marker.as_deref().unwrap_or(""),
+            input.upload_id_marker.as_deref().unwrap_or(""),
+            max,
+        )
+        .await?;
+        let last = uploads.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: if truncated {
+                last.as_ref().map(|l| l.0.clone())
+            } else {
+                None
+            },
+            next_upload_id_marker: if truncated { last.map(|l| l.1) } else { None },
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(u.key),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.record.initiated_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let replace_metadata = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+            None | Some(MetadataDirective::COPY) => false,
+            Some(MetadataDirective::REPLACE) => true,
+            Some(other) => {
+                return Err(GatewayError::InvalidArgument(format!(
+                    "unknown metadata directive {other}"
+                ))
+                .into())
+            }
+        };
+        let record = copy::copy_object(
+            &self.state,
+            CopyRequest {
+                src_bucket,
+                src_key,
+                dst_bucket: input.bucket,
+                dst_key: input.key,
+                replace_metadata,
+                content_type: input.content_type,
+                user_metadata: sorted_metadata(input.metadata),
+                source_conditions: ReadConditions {
+                    if_match: input.copy_source_if_match,
+                    if_none_match: input.copy_source_if_none_match,
+                    if_modified_since: input.copy_source_if_modified_since,
+                    if_unmodified_since: input.copy_source_if_unmodified_since,
+                },
+            },
+        )
+        .await?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag(&record)),
+                last_modified: Some(timestamp(record.last_modified_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let objects = input.delete.objects;
+        if objects.len() > MAX_DELETE_OBJECTS_KEYS {
+            return Err(GatewayError::InvalidRequest(format!(
+                "at most {MAX_DELETE_OBJECTS_KEYS} keys per request"
+            ))
+            .into());
+        }
+        buckets::ensure_exists(&self.state, &input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let bucket = &input.bucket;
+        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(objects)
+            .map(|o| async move {
+                let result = match o.version_id {
+                    Some(_) => Err(GatewayError::NotImplemented("deleting a version id")),
+                    None => delete::delete_object(&self.state, bucket, &o.key).await,
+                };
+                (o.key, result)
+            })
+            .buffered(DELETE_OBJECTS_CONCURRENCY)
+            .collect()
+            .await;
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for (key, result) in results {
+            match result {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(key),
+                    ..Default::default()
+                }),
+                Err(e) => {
+                    let s3 = s3s::S3Error::from(e);
+                    errors.push(Error {
+                        code: Some(s3.code().as_str().to_string()),
+                        message: s3.message().map(str::to_string),
+                        key: Some(key),
+                        version_id: None,
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
             ..Default::default()
         }))
     }

@@ -1,0 +1,797 @@
+//! The S3 surface real clients rely on beyond single PUT/GET: multipart uploads across
+//! gateways, copies that keep ETags, bulk deletes, conditional requests, keys ending in `/`,
+//! and 501 for what is not implemented. Driven by `aws-sdk-s3` with its default settings.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier,
+};
+use aws_sdk_s3::Client;
+use dmpstore_tests::{get_bytes, md5_hex, put_bytes, test_data, Cluster};
+use md5::Digest;
+
+const MIB: usize = 1024 * 1024;
+
+fn code<E: ProvideErrorMetadata>(e: SdkError<E, HttpResponse>) -> (String, u16) {
+    let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
+    (e.code().unwrap_or("<none>").to_string(), status)
+}
+
+async fn upload_part(
+    c: &Client,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    n: i32,
+    data: &[u8],
+) -> CompletedPart {
+    let out = c
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .part_number(n)
+        .body(ByteStream::from(data.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    CompletedPart::builder()
+        .part_number(n)
+        .e_tag(out.e_tag().unwrap())
+        .build()
+}
+
+fn expected_multipart_etag(parts: &[&[u8]]) -> String {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(md5::Md5::digest(p));
+    }
+    format!("\"{}-{}\"", md5_hex(&all), parts.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_uploads_work_across_gateways_and_keep_one_etag() {
+    let cluster = Cluster::start(6, 2).unwrap();
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    a.create_bucket().bucket("mpu").send().await.unwrap();
+    let parts: Vec<Vec<u8>> = vec![
+        test_data(1, 5 * MIB),
+        test_data(2, 5 * MIB + 7),
+        test_data(3, MIB + 3),
+    ];
+    let whole: Vec<u8> = parts.concat();
+
+    // Start on gateway A, upload parts through both (out of order), complete through B.
+    let id = a
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("out/part-0000.parquet")
+        .content_type("application/octet-stream")
+        .metadata("job", "42")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let p3 = upload_part(&b, "mpu", "out/part-0000.parquet", &id, 3, &parts[2]).await;
+    let p1 = upload_part(&a, "mpu", "out/part-0000.parquet", &id, 1, &parts[0]).await;
+    let p2 = upload_part(&b, "mpu", "out/part-0000.parquet", &id, 2, &parts[1]).await;
+
+    let listed = b
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .prefix("out/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.uploads().len(), 1);
+    assert_eq!(listed.uploads()[0].upload_id(), Some(id.as_str()));
+    let lp = a
+        .list_parts()
+        .bucket("mpu")
+        .key("out/part-0000.parquet")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lp.parts()
+            .iter()
+            .map(|p| (p.part_number().unwrap(), p.size().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, 5 * MIB as i64),
+            (2, 5 * MIB as i64 + 7),
+            (3, MIB as i64 + 3)
+        ]
+    );
+
+    let done = b
+        .complete_multipart_upload()
+        .bucket("mpu")
+        .key("out/part-0000.parquet")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(p1)
+                .parts(p2)
+                .parts(p3)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let etag = expected_multipart_etag(&[&parts[0], &parts[1], &parts[2]]);
+    assert_eq!(done.e_tag(), Some(etag.as_str()));
+    assert!(get_bytes(&a, "mpu", "out/part-0000.parquet").await.unwrap() == whole);
+    let head = a
+        .head_object()
+        .bucket("mpu")
+        .key("out/part-0000.parquet")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (head.e_tag(), head.content_length()),
+        (Some(etag.as_str()), Some(whole.len() as i64))
+    );
+    assert_eq!(
+        head.metadata().unwrap().get("job").map(String::as_str),
+        Some("42")
+    );
+    let list = b.list_objects_v2().bucket("mpu").send().await.unwrap();
+    assert_eq!(list.contents()[0].e_tag(), Some(etag.as_str()));
+    assert!(b
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .send()
+        .await
+        .unwrap()
+        .uploads()
+        .is_empty());
+
+    // Ranged reads across part boundaries.
+    for (start, end) in [
+        (5 * MIB - 3, 5 * MIB + 3),
+        (10 * MIB, 10 * MIB + 20),
+        (0, whole.len() - 1),
+        (whole.len() - 9, whole.len() - 1),
+    ] {
+        let got = a
+            .get_object()
+            .bucket("mpu")
+            .key("out/part-0000.parquet")
+            .range(format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            got.body.collect().await.unwrap().into_bytes()[..] == whole[start..=end],
+            "range {start}-{end}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multipart_errors_have_the_right_codes() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = cluster.client(0);
+    c.create_bucket().bucket("mpu-errors").send().await.unwrap();
+    let id = c
+        .create_multipart_upload()
+        .bucket("mpu-errors")
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let small = upload_part(&c, "mpu-errors", "k", &id, 1, &test_data(1, 1000)).await;
+    let last = upload_part(&c, "mpu-errors", "k", &id, 2, &test_data(2, 1000)).await;
+    let complete = |parts: Vec<CompletedPart>, id: String| {
+        let c = c.clone();
+        async move {
+            c.complete_multipart_upload()
+                .bucket("mpu-errors")
+                .key("k")
+                .upload_id(id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+        }
+    };
+    let err = complete(vec![small.clone(), last.clone()], id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("EntityTooSmall".into(), 400));
+    let err = complete(vec![last.clone(), small.clone()], id.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("InvalidPartOrder".into(), 400));
+    let wrong = CompletedPart::builder()
+        .part_number(1)
+        .e_tag("\"00000000000000000000000000000000\"")
+        .build();
+    let err = complete(vec![wrong], id.clone()).await.unwrap_err();
+    assert_eq!(code(err), ("InvalidPart".into(), 400));
+    let err = c
+        .upload_part()
+        .bucket("mpu-errors")
+        .key("k")
+        .upload_id("no-such-upload")
+        .part_number(1)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NoSuchUpload".into(), 404));
+
+    // A single small part is a valid upload (only parts before the last have a minimum).
+    complete(vec![small.clone()], id.clone()).await.unwrap();
+    let err = complete(vec![small], id).await.unwrap_err();
+    assert_eq!(code(err), ("NoSuchUpload".into(), 404));
+
+    let id = c
+        .create_multipart_upload()
+        .bucket("mpu-errors")
+        .key("aborted")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    upload_part(&c, "mpu-errors", "aborted", &id, 1, &test_data(3, 2 * MIB)).await;
+    c.abort_multipart_upload()
+        .bucket("mpu-errors")
+        .key("aborted")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(c
+        .list_multipart_uploads()
+        .bucket("mpu-errors")
+        .send()
+        .await
+        .unwrap()
+        .uploads()
+        .is_empty());
+    let err = c
+        .list_parts()
+        .bucket("mpu-errors")
+        .key("aborted")
+        .upload_id(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NoSuchUpload".into(), 404));
+    let err = c
+        .get_object()
+        .bucket("mpu-errors")
+        .key("aborted")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NoSuchKey".into(), 404));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_keep_etags_and_follow_metadata_directives_and_conditions() {
+    let cluster = Cluster::start(6, 2).unwrap();
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    for bucket in ["copy-src", "copy-dst"] {
+        a.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let single = test_data(10, 3 * MIB + 1);
+    a.put_object()
+        .bucket("copy-src")
+        .key("single")
+        .content_type("text/csv")
+        .metadata("k", "v")
+        .body(ByteStream::from(single.clone()))
+        .send()
+        .await
+        .unwrap();
+    let small = test_data(11, 100);
+    put_bytes(&a, "copy-src", "small", &small).await.unwrap();
+    let id = a
+        .create_multipart_upload()
+        .bucket("copy-src")
+        .key("multi")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let (m1, m2) = (test_data(12, 5 * MIB), test_data(13, 2 * MIB));
+    let c1 = upload_part(&a, "copy-src", "multi", &id, 1, &m1).await;
+    let c2 = upload_part(&a, "copy-src", "multi", &id, 2, &m2).await;
+    let multi_etag = a
+        .complete_multipart_upload()
+        .bucket("copy-src")
+        .key("multi")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(c1)
+                .parts(c2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_string();
+
+    for (src, data) in [
+        ("single", single.clone()),
+        ("small", small.clone()),
+        ("multi", [m1.clone(), m2.clone()].concat()),
+    ] {
+        let src_etag = a
+            .head_object()
+            .bucket("copy-src")
+            .key(src)
+            .send()
+            .await
+            .unwrap()
+            .e_tag()
+            .unwrap()
+            .to_string();
+        let out = b
+            .copy_object()
+            .bucket("copy-dst")
+            .key(format!("{src}-copy"))
+            .copy_source(format!("copy-src/{src}"))
+            .copy_source_if_match(&src_etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.copy_object_result().and_then(|r| r.e_tag()),
+            Some(src_etag.as_str()),
+            "{src}: copy result ETag"
+        );
+        let head = a
+            .head_object()
+            .bucket("copy-dst")
+            .key(format!("{src}-copy"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.e_tag(),
+            Some(src_etag.as_str()),
+            "{src}: copied object's ETag"
+        );
+        assert!(
+            get_bytes(&a, "copy-dst", &format!("{src}-copy"))
+                .await
+                .unwrap()
+                == data,
+            "{src}: copied bytes"
+        );
+    }
+    assert_eq!(
+        a.head_object()
+            .bucket("copy-dst")
+            .key("multi-copy")
+            .send()
+            .await
+            .unwrap()
+            .e_tag(),
+        Some(multi_etag.as_str())
+    );
+
+    // COPY keeps content type and metadata; REPLACE takes the request's.
+    let head = a
+        .head_object()
+        .bucket("copy-dst")
+        .key("single-copy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("text/csv"));
+    assert_eq!(
+        head.metadata().unwrap().get("k").map(String::as_str),
+        Some("v")
+    );
+    b.copy_object()
+        .bucket("copy-src")
+        .key("single")
+        .copy_source("copy-src/single")
+        .metadata_directive(MetadataDirective::Replace)
+        .content_type("application/json")
+        .metadata("k2", "v2")
+        .send()
+        .await
+        .unwrap();
+    let head = a
+        .head_object()
+        .bucket("copy-src")
+        .key("single")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/json"));
+    assert_eq!(
+        head.metadata().unwrap().get("k2").map(String::as_str),
+        Some("v2")
+    );
+    assert!(!head.metadata().unwrap().contains_key("k"));
+    assert!(get_bytes(&a, "copy-src", "single").await.unwrap() == single);
+
+    // Deleting the source leaves the copy intact (no shared chunks).
+    a.delete_object()
+        .bucket("copy-src")
+        .key("multi")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        get_bytes(&b, "copy-dst", "multi-copy").await.unwrap() == [m1.clone(), m2.clone()].concat()
+    );
+
+    let err = b
+        .copy_object()
+        .bucket("copy-dst")
+        .key("x")
+        .copy_source("copy-src/small")
+        .copy_source_if_match("\"nope\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("PreconditionFailed".into(), 412));
+    let err = b
+        .copy_object()
+        .bucket("copy-dst")
+        .key("x")
+        .copy_source("copy-src/small")
+        .copy_source_if_none_match(md5_hex(&small))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 412);
+    let err = b
+        .copy_object()
+        .bucket("copy-dst")
+        .key("x")
+        .copy_source("copy-src/missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NoSuchKey".into(), 404));
+    let err = b
+        .copy_object()
+        .bucket("copy-src")
+        .key("small")
+        .copy_source("copy-src/small")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("InvalidRequest".into(), 400));
+
+    // UploadPartCopy with ranges assembles a new object from pieces of a source.
+    let id = a
+        .create_multipart_upload()
+        .bucket("copy-dst")
+        .key("assembled")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    let mut parts = Vec::new();
+    for (n, (start, end)) in [(1, (0usize, 5 * MIB - 1)), (2, (2 * MIB, 3 * MIB))].into_iter() {
+        let out = b
+            .upload_part_copy()
+            .bucket("copy-dst")
+            .key("assembled")
+            .upload_id(&id)
+            .part_number(n)
+            .copy_source("copy-src/single")
+            .copy_source_range(format!("bytes={start}-{end}"))
+            .send()
+            .await;
+        // The source is 3 MiB + 1 byte: the first range is beyond its end.
+        if n == 1 {
+            assert_eq!(code(out.unwrap_err()).1, 416);
+            let fixed = b
+                .upload_part_copy()
+                .bucket("copy-dst")
+                .key("assembled")
+                .upload_id(&id)
+                .part_number(n)
+                .copy_source("copy-dst/multi-copy")
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await
+                .unwrap();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(fixed.copy_part_result().unwrap().e_tag().unwrap())
+                    .build(),
+            );
+        } else {
+            let out = out.unwrap();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(out.copy_part_result().unwrap().e_tag().unwrap())
+                    .build(),
+            );
+        }
+    }
+    a.complete_multipart_upload()
+        .bucket("copy-dst")
+        .key("assembled")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let expected = [&m1[..5 * MIB], &single[2 * MIB..=3 * MIB]].concat();
+    assert!(get_bytes(&b, "copy-dst", "assembled").await.unwrap() == expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_objects_removes_keys_in_bulk_and_reports_them() {
+    let cluster = Cluster::start(6, 2).unwrap();
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    a.create_bucket().bucket("bulk").send().await.unwrap();
+    let keys: Vec<String> = (0..300).map(|i| format!("tmp/_temporary/{i:03}")).collect();
+    for k in &keys {
+        put_bytes(&a, "bulk", k, k.as_bytes()).await.unwrap();
+    }
+    put_bytes(&a, "bulk", "keep", b"keep").await.unwrap();
+    let ids = |ks: &[String]| {
+        ks.iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let loud = b
+        .delete_objects()
+        .bucket("bulk")
+        .delete(
+            Delete::builder()
+                .set_objects(Some(ids(&keys[..250])))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loud.deleted().len(), 250);
+    assert!(loud.errors().is_empty());
+    let quiet = b
+        .delete_objects()
+        .bucket("bulk")
+        .delete(
+            Delete::builder()
+                .set_objects(Some(ids(&keys[250..])))
+                .quiet(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(quiet.deleted().is_empty() && quiet.errors().is_empty());
+    let left = a.list_objects_v2().bucket("bulk").send().await.unwrap();
+    assert_eq!(
+        left.contents()
+            .iter()
+            .map(|o| o.key().unwrap())
+            .collect::<Vec<_>>(),
+        ["keep"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_reads_and_writes() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = cluster.client(0);
+    c.create_bucket().bucket("cond").send().await.unwrap();
+    let data = test_data(20, 2 * MIB);
+    let etag = put_bytes(&c, "cond", "obj", &data).await.unwrap();
+
+    let ok = c
+        .get_object()
+        .bucket("cond")
+        .key("obj")
+        .if_match(&etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.e_tag(), Some(etag.as_str()));
+    let err = c
+        .get_object()
+        .bucket("cond")
+        .key("obj")
+        .if_match("\"other\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("PreconditionFailed".into(), 412));
+    let err = c
+        .get_object()
+        .bucket("cond")
+        .key("obj")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 304);
+    let err = c
+        .head_object()
+        .bucket("cond")
+        .key("obj")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 304);
+    let future = aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000);
+    let past = aws_sdk_s3::primitives::DateTime::from_secs(1_000_000_000);
+    let err = c
+        .get_object()
+        .bucket("cond")
+        .key("obj")
+        .if_modified_since(future)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 304);
+    c.get_object()
+        .bucket("cond")
+        .key("obj")
+        .if_modified_since(past)
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .get_object()
+        .bucket("cond")
+        .key("obj")
+        .if_unmodified_since(past)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 412);
+
+    // If-None-Match: * creates only when absent; If-Match replaces only the expected version.
+    let err = c
+        .put_object()
+        .bucket("cond")
+        .key("obj")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"new"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("PreconditionFailed".into(), 412));
+    assert!(
+        get_bytes(&c, "cond", "obj").await.unwrap() == data,
+        "a refused write changed the object"
+    );
+    c.put_object()
+        .bucket("cond")
+        .key("fresh")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"new"))
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .put_object()
+        .bucket("cond")
+        .key("obj")
+        .if_match("\"stale\"")
+        .body(ByteStream::from_static(b"new"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 412);
+    c.put_object()
+        .bucket("cond")
+        .key("obj")
+        .if_match(&etag)
+        .body(ByteStream::from_static(b"v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_bytes(&c, "cond", "obj").await.unwrap(), b"v2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_markers_list_beside_children_and_unsupported_calls_get_501() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = cluster.client(0);
+    c.create_bucket().bucket("dirs").send().await.unwrap();
+    for k in ["a/b", "a/b/", "a/b/c", "a/bc"] {
+        put_bytes(&c, "dirs", k, k.as_bytes()).await.unwrap();
+    }
+    assert_eq!(get_bytes(&c, "dirs", "a/b/").await.unwrap(), b"a/b/");
+    assert_eq!(get_bytes(&c, "dirs", "a/b").await.unwrap(), b"a/b");
+    let all = c.list_objects_v2().bucket("dirs").send().await.unwrap();
+    assert_eq!(
+        all.contents()
+            .iter()
+            .map(|o| o.key().unwrap())
+            .collect::<Vec<_>>(),
+        ["a/b", "a/b/", "a/b/c", "a/bc"]
+    );
+    let under = c
+        .list_objects_v2()
+        .bucket("dirs")
+        .prefix("a/b/")
+        .max_keys(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        under
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap())
+            .collect::<Vec<_>>(),
+        ["a/b/", "a/b/c"]
+    );
+    let delimited = c
+        .list_objects_v2()
+        .bucket("dirs")
+        .prefix("a/")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        delimited
+            .contents()
+            .iter()
+            .map(|o| o.key().unwrap())
+            .collect::<Vec<_>>(),
+        ["a/b", "a/bc"]
+    );
+    assert_eq!(
+        delimited
+            .common_prefixes()
+            .iter()
+            .map(|p| p.prefix().unwrap())
+            .collect::<Vec<_>>(),
+        ["a/b/"]
+    );
+
+    let err = c
+        .get_bucket_policy()
+        .bucket("dirs")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NotImplemented".into(), 501));
+    let err = c
+        .get_object_acl()
+        .bucket("dirs")
+        .key("a/b")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NotImplemented".into(), 501));
+}
