@@ -114,6 +114,24 @@ pub struct ObjectRecord {
     pub user_metadata: Vec<(String, String)>,
     pub last_modified_ms: u64,
     pub data: ObjectData,
+    /// The `x-amz-checksum-*` the client sent (verified against the bytes) or asked for.
+    pub checksum: Option<ObjectChecksum>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    /// Base64 of the digest, as S3 sends it.
+    pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +222,7 @@ mod tests {
                     user_metadata: meta,
                     last_modified_ms: size / 3,
                     data,
+                    checksum: None,
                 })
             })
     }

@@ -63,6 +63,7 @@ pub async fn copy_object(
         user_metadata,
         last_modified_ms: GatewayState::now_ms(),
         data,
+        checksum: src.checksum.clone(),
     };
     put::commit_object(state, &req.dst_bucket, &req.dst_key, record.clone()).await?;
     Ok(record)
@@ -126,7 +127,7 @@ pub async fn copy_range(
     let len = range.end - range.start;
     let whole = range.start == 0 && range.end == size_bytes;
     let body = get::body(state, data, size_bytes, range);
-    let stored = put::store_body(state, body, Some(len), None).await?;
+    let stored = put::store_body(state, body, Some(len), None, None).await?;
     if whole && stored.etag != expected_md5 {
         put::discard(state, &stored.data);
         return Err(GatewayError::Internal(format!(

@@ -12,6 +12,7 @@
 //! - [`multipart`]: multipart uploads: parts stored as they arrive, Complete writes one record.
 //! - [`copy`]: CopyObject and UploadPartCopy, keeping the source's ETag.
 //! - [`preconditions`]: conditional reads and writes.
+//! - [`checksum`]: `x-amz-checksum-*` verification (headers and aws-chunked trailers).
 //! - [`buckets`]: bucket records.
 //! - [`meta`]: quorum reads, writes and scans of metadata partitions, with read repair.
 //! - [`nodes`]: the RPC client of the storage nodes and the gateway's view of who is up.
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod buckets;
+pub mod checksum;
 pub mod config;
 pub mod copy;
 pub mod delete;

@@ -161,6 +161,7 @@ pub async fn complete(
         user_metadata: upload.user_metadata,
         last_modified_ms: GatewayState::now_ms(),
         data: ObjectData::Multipart(chosen.iter().map(|p| p.part.clone()).collect()),
+        checksum: None,
     };
     put::commit_object(state, bucket, key, record).await?;
 

@@ -124,6 +124,7 @@ mod tests {
             user_metadata: vec![],
             last_modified_ms: 1_000_500,
             data: ObjectData::Inline(vec![1]),
+            checksum: None,
         }
     }
 

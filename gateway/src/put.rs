@@ -3,6 +3,7 @@
 //! it makes the object exist.
 
 use crate::buckets;
+use crate::checksum::ChecksumCheck;
 use crate::error::GatewayError;
 use crate::meta;
 use crate::nodes::RpcError;
@@ -12,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
 use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT};
 use dmpstore_common::placement;
-use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, ObjectRecord, Versioned};
+use dmpstore_common::record::{
+    ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned,
+};
 use dmpstore_common::rpc::Request;
 use futures::stream::{FuturesOrdered, StreamExt};
 use md5::{Digest, Md5};
@@ -30,12 +33,14 @@ pub struct PutRequest {
     pub content_type: Option<String>,
     pub user_metadata: Vec<(String, String)>,
     pub conditions: preconditions::WriteConditions,
+    pub checksum: Option<ChecksumCheck>,
 }
 
 #[derive(Debug)]
 pub struct PutResult {
     pub etag: String,
     pub size_bytes: u64,
+    pub checksum: Option<ObjectChecksum>,
 }
 
 /// PutObject: receive and store the data, then commit the record.
@@ -49,6 +54,7 @@ pub async fn put_object(
         req.body,
         req.content_length,
         req.content_md5.as_deref(),
+        req.checksum,
     )
     .await?;
     if let Err(e) = preconditions::check_write(state, &req.bucket, &req.key, &req.conditions).await
@@ -63,11 +69,13 @@ pub async fn put_object(
         user_metadata: req.user_metadata,
         last_modified_ms: GatewayState::now_ms(),
         data: stored.data,
+        checksum: stored.checksum.clone(),
     };
     commit_object(state, &req.bucket, &req.key, record).await?;
     Ok(PutResult {
         etag: stored.etag,
         size_bytes: stored.size_bytes,
+        checksum: stored.checksum,
     })
 }
 
@@ -92,6 +100,8 @@ pub struct Stored {
     /// Hex MD5 of the bytes.
     pub etag: String,
     pub size_bytes: u64,
+    /// The verified `x-amz-checksum-*`, if the client sent one.
+    pub checksum: Option<ObjectChecksum>,
 }
 
 /// Receives a body and stores it: inline if it fits `inline_max_bytes`, else erasure-coded
@@ -102,9 +112,10 @@ pub async fn store_body(
     body: StreamingBlob,
     content_length: Option<u64>,
     content_md5: Option<&str>,
+    checksum: Option<ChecksumCheck>,
 ) -> Result<Stored, GatewayError> {
     let expected_md5 = content_md5.map(parse_content_md5).transpose()?;
-    let mut body = BodyReader::new(body, content_length)?;
+    let mut body = BodyReader::new(body, content_length, checksum)?;
     let stripe_size = state.layout.stripe_size_bytes() as usize;
     let first = body.next_stripe(stripe_size).await?;
     let data = if first.len() < stripe_size && first.len() <= state.config.inline_max_bytes {
@@ -112,15 +123,18 @@ pub async fn store_body(
     } else {
         ObjectData::Erasure(write_erasure(state, first, &mut body).await?)
     };
-    let (md5, size_bytes) = body.finish();
-    if expected_md5.is_some_and(|e| e != md5) {
-        discard(state, &data);
-        return Err(GatewayError::BadDigest);
-    }
+    let (md5, size_bytes, checksum) = body.finish();
+    let verified = if expected_md5.is_some_and(|e| e != md5) {
+        Err(GatewayError::BadDigest)
+    } else {
+        checksum.map(ChecksumCheck::finish).transpose()
+    };
+    let checksum = verified.inspect_err(|_| discard(state, &data))?;
     Ok(Stored {
         data,
         etag: hex::encode(md5),
         size_bytes,
+        checksum,
     })
 }
 
@@ -379,10 +393,15 @@ struct BodyReader {
     expected: Option<u64>,
     /// The body stream returned its end; it must not be polled again.
     ended: bool,
+    checksum: Option<ChecksumCheck>,
 }
 
 impl BodyReader {
-    fn new(body: StreamingBlob, expected: Option<u64>) -> Result<BodyReader, GatewayError> {
+    fn new(
+        body: StreamingBlob,
+        expected: Option<u64>,
+        checksum: Option<ChecksumCheck>,
+    ) -> Result<BodyReader, GatewayError> {
         if let Some(len) = expected {
             if len > MAX_PUT_OBJECT_BYTES {
                 return Err(GatewayError::EntityTooLarge {
@@ -397,6 +416,7 @@ impl BodyReader {
             received: 0,
             expected,
             ended: false,
+            checksum,
         })
     }
 
@@ -432,6 +452,9 @@ impl BodyReader {
                 });
             }
             self.md5.update(&piece);
+            if let Some(c) = &mut self.checksum {
+                c.update(&piece);
+            }
             if buf.is_empty() && piece.len() == stripe_size {
                 return Ok(piece);
             }
@@ -456,7 +479,7 @@ impl BodyReader {
         }
     }
 
-    fn finish(self) -> ([u8; 16], u64) {
-        (self.md5.finalize().into(), self.received)
+    fn finish(self) -> ([u8; 16], u64, Option<ChecksumCheck>) {
+        (self.md5.finalize().into(), self.received, self.checksum)
     }
 }

@@ -3,6 +3,7 @@
 //! `501 NotImplemented`.
 
 use crate::buckets;
+use crate::checksum::{ChecksumCheck, HeaderChecksums};
 use crate::copy::{self, CopyRequest};
 use crate::delete;
 use crate::error::GatewayError;
@@ -15,7 +16,7 @@ use crate::state::GatewayState;
 use dmpstore_common::limits::{
     DELETE_OBJECTS_CONCURRENCY, MAX_DELETE_OBJECTS_KEYS, MAX_LIST_KEYS, MAX_PARTS,
 };
-use dmpstore_common::record::ObjectRecord;
+use dmpstore_common::record::{ChecksumAlgorithm, ObjectChecksum, ObjectRecord};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -141,6 +142,12 @@ fn copy_source_range(header: &str, size_bytes: u64) -> Result<std::ops::Range<u6
     }
 }
 
+fn checksum_value(c: &Option<ObjectChecksum>, algorithm: ChecksumAlgorithm) -> Option<String> {
+    c.as_ref()
+        .filter(|c| c.algorithm == algorithm)
+        .map(|c| c.value.clone())
+}
+
 fn content_length(n: Option<i64>) -> Result<Option<u64>, GatewayError> {
     match n {
         Some(n) if n < 0 => Err(GatewayError::InvalidArgument(
@@ -213,7 +220,20 @@ impl S3 for DmpS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
-        let input = req.input;
+        let S3Request {
+            input,
+            headers,
+            trailing_headers,
+            ..
+        } = req;
+        let values = HeaderChecksums {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+        };
+        let checksum = ChecksumCheck::from_request(&headers, &values, trailing_headers)?;
         let content_length = match input.content_length {
             Some(n) if n < 0 => {
                 return Err(GatewayError::InvalidArgument("negative Content-Length".into()).into())
@@ -240,12 +260,18 @@ impl S3 for DmpS3 {
                     if_match: input.if_match,
                     if_none_match: input.if_none_match,
                 },
+                checksum,
             },
         )
         .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(result.etag)),
             size: Some(result.size_bytes as i64),
+            checksum_crc32: checksum_value(&result.checksum, ChecksumAlgorithm::Crc32),
+            checksum_crc32c: checksum_value(&result.checksum, ChecksumAlgorithm::Crc32c),
+            checksum_crc64nvme: checksum_value(&result.checksum, ChecksumAlgorithm::Crc64Nvme),
+            checksum_sha1: checksum_value(&result.checksum, ChecksumAlgorithm::Sha1),
+            checksum_sha256: checksum_value(&result.checksum, ChecksumAlgorithm::Sha256),
             ..Default::default()
         }))
     }
@@ -256,6 +282,17 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
+        let checksum_mode = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let wanted = |a| {
+            if checksum_mode {
+                checksum_value(&record.checksum, a)
+            } else {
+                None
+            }
+        };
         preconditions::check_read(
             &record,
             &ReadConditions {
@@ -281,6 +318,11 @@ impl S3 for DmpS3 {
             last_modified: Some(timestamp(record.last_modified_ms)),
             content_type: record.content_type.clone(),
             metadata: user_metadata(&record),
+            checksum_crc32: wanted(ChecksumAlgorithm::Crc32),
+            checksum_crc32c: wanted(ChecksumAlgorithm::Crc32c),
+            checksum_crc64nvme: wanted(ChecksumAlgorithm::Crc64Nvme),
+            checksum_sha1: wanted(ChecksumAlgorithm::Sha1),
+            checksum_sha256: wanted(ChecksumAlgorithm::Sha256),
             ..Default::default()
         }))
     }
@@ -291,6 +333,17 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
+        let checksum_mode = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let wanted = |a| {
+            if checksum_mode {
+                checksum_value(&record.checksum, a)
+            } else {
+                None
+            }
+        };
         preconditions::check_read(
             &record,
             &ReadConditions {
@@ -307,6 +360,11 @@ impl S3 for DmpS3 {
             last_modified: Some(timestamp(record.last_modified_ms)),
             content_type: record.content_type.clone(),
             metadata: user_metadata(&record),
+            checksum_crc32: wanted(ChecksumAlgorithm::Crc32),
+            checksum_crc32c: wanted(ChecksumAlgorithm::Crc32c),
+            checksum_crc64nvme: wanted(ChecksumAlgorithm::Crc64Nvme),
+            checksum_sha1: wanted(ChecksumAlgorithm::Sha1),
+            checksum_sha256: wanted(ChecksumAlgorithm::Sha256),
             ..Default::default()
         }))
     }
@@ -428,14 +486,28 @@ impl S3 for DmpS3 {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let input = req.input;
+        let S3Request {
+            input,
+            headers,
+            trailing_headers,
+            ..
+        } = req;
         let part_number = multipart::check_part_number(input.part_number)?;
+        let values = HeaderChecksums {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+        };
+        let checksum = ChecksumCheck::from_request(&headers, &values, trailing_headers)?;
         let body = input.body.unwrap_or_else(empty_body);
         let stored = put::store_body(
             &self.state,
             body,
             content_length(input.content_length)?,
             input.content_md5.as_deref(),
+            checksum,
         )
         .await?;
         let etag = multipart::record_part(

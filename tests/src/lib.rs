@@ -76,6 +76,12 @@ impl Cluster {
                 &n_gateways.to_string(),
             ])
             .env("DMPSTORE_BIN_DIR", bin_dir())
+            // Tests read these debug lines to see which path a request took.
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "info,dmpstore_gateway::checksum=debug".into()),
+            )
             .stdin(Stdio::null())
             .output()
             .context("run deploy/local-cluster.sh up")?;
@@ -167,6 +173,15 @@ impl Cluster {
         let id = self.node(idx).id.trim_start_matches('n').to_string();
         std::fs::read_to_string(self.dir.path().join(format!("logs/node-{id}.log")))
             .unwrap_or_default()
+    }
+
+    pub fn gateway_log(&self, idx: usize) -> String {
+        std::fs::read_to_string(
+            self.dir
+                .path()
+                .join(format!("logs/gateway-{}.log", idx + 1)),
+        )
+        .unwrap_or_default()
     }
 
     pub fn logs(&self) -> String {

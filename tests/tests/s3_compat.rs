@@ -795,3 +795,108 @@ async fn directory_markers_list_beside_children_and_unsupported_calls_get_501() 
         .unwrap_err();
     assert_eq!(code(err), ("NotImplemented".into(), 501));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksums_are_verified_stored_and_returned() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+    use base64::Engine;
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = cluster.client(0);
+    c.create_bucket().bucket("sums").send().await.unwrap();
+    for size in [10usize, 3 * MIB + 5] {
+        let data = test_data(30, size);
+        let crc =
+            base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(&data).to_be_bytes());
+        // The SDK's default: a CRC32 it computes itself (sent as a header or an aws-chunked trailer).
+        let out = c
+            .put_object()
+            .bucket("sums")
+            .key(format!("k{size}"))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.checksum_crc32(),
+            Some(crc.as_str()),
+            "PUT echoes the verified checksum"
+        );
+        let got = c
+            .get_object()
+            .bucket("sums")
+            .key(format!("k{size}"))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.checksum_crc32(), Some(crc.as_str()));
+        assert!(got.body.collect().await.unwrap().into_bytes()[..] == data[..]);
+        let head = c
+            .head_object()
+            .bucket("sums")
+            .key(format!("k{size}"))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.checksum_crc32(), Some(crc.as_str()));
+
+        // A checksum that does not match the body is refused and changes nothing.
+        let err = c
+            .put_object()
+            .bucket("sums")
+            .key(format!("k{size}"))
+            .checksum_crc32("AAAAAA==")
+            .body(ByteStream::from(test_data(31, size)))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(err), ("BadDigest".into(), 400));
+        assert!(get_bytes(&c, "sums", &format!("k{size}")).await.unwrap() == data);
+    }
+    // A body streamed from a file goes as aws-chunked with the CRC32 in a trailer.
+    let file = cluster.dir.path().join("streamed.bin");
+    let data = test_data(32, 2 * MIB + 1);
+    std::fs::write(&file, &data).unwrap();
+    let body = ByteStream::from_path(&file).await.unwrap();
+    let out = c
+        .put_object()
+        .bucket("sums")
+        .key("streamed")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let crc =
+        base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(&data).to_be_bytes());
+    assert_eq!(out.checksum_crc32(), Some(crc.as_str()));
+    assert!(get_bytes(&c, "sums", "streamed").await.unwrap() == data);
+    assert!(
+        cluster
+            .gateway_log(0)
+            .contains("checksum expected in an aws-chunked trailer"),
+        "the streamed PUT did not use a trailer"
+    );
+
+    // Content-MD5 is verified too.
+    let err = c
+        .put_object()
+        .bucket("sums")
+        .key("md5")
+        .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(ByteStream::from_static(b"not empty"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("BadDigest".into(), 400));
+    let err = c
+        .get_object()
+        .bucket("sums")
+        .key("md5")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).1, 404);
+}
