@@ -10,11 +10,23 @@ dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v pip3 >/dev/null 2>&1 || need+=(python3-pip)
+# Real S3 clients for the client-matrix tests.
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
+command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# aws cli and boto3 from PyPI, pinned; skipped when these versions are there already.
+if ! python3 -c "import boto3, sys; sys.exit(boto3.__version__ != '1.43.11')" 2>/dev/null \
+  || ! aws --version 2>/dev/null | grep -q "aws-cli/1.45.11"; then
+  echo "setup: installing awscli and boto3"
+  pip_install() { python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$@"; }
+  # Debian's own python3 refuses system-wide installs (PEP 668) unless told otherwise.
+  pip_install "awscli==1.45.11" "boto3==1.43.11" || pip_install --break-system-packages "awscli==1.45.11" "boto3==1.43.11"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust 1.95 with rustup" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy >/dev/null 2>&1 || true
