@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build and test dmpstore: the system packages RocksDB's
-# bindings need (libclang for bindgen, a C++ compiler) and python3 for the cluster launcher.
+# bindings need (libclang for bindgen, a C++ compiler), python3 for the cluster launcher, and the
+# real clients the tests drive (aws cli, boto3, rclone, s3cmd, pyspark with Java 17).
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ command -v pip3 >/dev/null 2>&1 || need+=(python3-pip)
 # Real S3 clients for the client-matrix tests.
 command -v rclone >/dev/null 2>&1 || need+=(rclone)
 command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
+# Java 17 for Spark (the S3A test).
+java -version 2>&1 | grep -q 'version "17' || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -21,12 +24,18 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # aws cli and boto3 from PyPI, pinned; skipped when these versions are there already.
+pip_install() { python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$@"; }
 if ! python3 -c "import boto3, sys; sys.exit(boto3.__version__ != '1.43.11')" 2>/dev/null \
   || ! aws --version 2>/dev/null | grep -q "aws-cli/1.45.11"; then
   echo "setup: installing awscli and boto3"
-  pip_install() { python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$@"; }
   # Debian's own python3 refuses system-wide installs (PEP 668) unless told otherwise.
   pip_install "awscli==1.45.11" "boto3==1.43.11" || pip_install --break-system-packages "awscli==1.45.11" "boto3==1.43.11"
+fi
+# pyspark for the S3A test; its hadoop-aws jars come from Maven at first use (cached in
+# ~/.cache/dmpstore/ivy).
+if ! python3 -c "import pyspark, sys; sys.exit(pyspark.__version__ != '3.5.4')" 2>/dev/null; then
+  echo "setup: installing pyspark"
+  pip_install "pyspark==3.5.4" || pip_install --break-system-packages "pyspark==3.5.4"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust 1.95 with rustup" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy >/dev/null 2>&1 || true
