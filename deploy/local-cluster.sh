@@ -81,6 +81,7 @@ TOML
     cat >"$cfg" <<TOML
 s3_listen_addr = "127.0.0.1:$port"
 region = "$region"
+virtual_host_domains = ["localhost"]
 cluster_secret = "$secret"
 
 [[credentials]]

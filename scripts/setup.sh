@@ -38,4 +38,9 @@ if ! python3 -c "import pyspark, sys; sys.exit(pyspark.__version__ != '3.5.4')" 
   pip_install "pyspark==3.5.4" || pip_install --break-system-packages "pyspark==3.5.4"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust 1.95 with rustup" >&2; exit 1; }
+# The s3s-e2e conformance suite, built once into a cache directory.
+if ! "$HOME/.cache/dmpstore/tools/bin/s3s-e2e" --version 2>/dev/null | grep -q "0.14.1"; then
+  echo "setup: building s3s-e2e 0.14.1 (once, several minutes)"
+  cargo install --quiet --locked s3s-e2e --version 0.14.1 --root "$HOME/.cache/dmpstore/tools"
+fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy >/dev/null 2>&1 || true

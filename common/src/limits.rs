@@ -31,6 +31,11 @@ pub const MAX_DELETE_OBJECTS_KEYS: usize = 1000;
 /// Concurrent deletions one DeleteObjects request runs.
 pub const DELETE_OBJECTS_CONCURRENCY: usize = 16;
 
+/// Object tags (S3's limits).
+pub const MAX_TAGS: usize = 10;
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+
 /// Stripes a single PUT encodes and writes concurrently; bounds gateway memory per PUT to
 /// roughly `(PUT_STRIPES_IN_FLIGHT + 1) * stripe * (k + m) / k`.
 pub const PUT_STRIPES_IN_FLIGHT: usize = 3;

@@ -52,6 +52,19 @@ pub enum MetaValue {
     Upload(UploadRecord),
     /// One uploaded part of a multipart upload (in the bucket's parts partition).
     Part(PartRecord),
+    /// The tag set of one object version (in the bucket's tags partition).
+    Tags(Vec<(String, String)>),
+}
+
+/// Partition of a bucket's tag sets set after the write (PutObjectTagging).
+pub fn tags_partition(bucket: &str) -> String {
+    format!("{bucket}#tags")
+}
+
+/// Tag sets are keyed by object key and version, so a tag change can never touch (or bring
+/// back) another version of the object.
+pub fn tags_sort_key(key: &str, record: &ObjectRecord) -> String {
+    format!("{key}\0{}", record.version_token())
 }
 
 /// Partition of a bucket's multipart uploads; sort key [`upload_sort_key`].
@@ -80,6 +93,7 @@ pub struct UploadRecord {
     pub initiated_ms: u64,
     pub content_type: Option<String>,
     pub user_metadata: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +130,16 @@ pub struct ObjectRecord {
     pub data: ObjectData,
     /// The `x-amz-checksum-*` the client sent (verified against the bytes) or asked for.
     pub checksum: Option<ObjectChecksum>,
+    /// Tags given when the object was written (`x-amz-tagging`); later changes live in the
+    /// bucket's tags partition, keyed by [`tags_sort_key`].
+    pub tags: Vec<(String, String)>,
+}
+
+impl ObjectRecord {
+    /// Identifies this version of the object among the versions of its key.
+    pub fn version_token(&self) -> String {
+        format!("{}:{}", self.last_modified_ms, self.etag)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +247,7 @@ mod tests {
                     last_modified_ms: size / 3,
                     data,
                     checksum: None,
+                    tags: vec![],
                 })
             })
     }

@@ -22,6 +22,9 @@ pub struct GatewayConfig {
     /// Objects at or under this many bytes are stored inline in their metadata record.
     #[serde(default = "default_inline_max")]
     pub inline_max_bytes: usize,
+    /// Domains for virtual-hosted-style requests (`BUCKET.DOMAIN`); empty: path-style only.
+    #[serde(default)]
+    pub virtual_host_domains: Vec<String>,
     /// Erasure profile for new objects.
     #[serde(default)]
     pub erasure: ErasureConfig,

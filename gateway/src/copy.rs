@@ -64,6 +64,7 @@ pub async fn copy_object(
         last_modified_ms: GatewayState::now_ms(),
         data,
         checksum: src.checksum.clone(),
+        tags: crate::tagging::effective(state, &req.src_bucket, &req.src_key, &src).await?,
     };
     put::commit_object(state, &req.dst_bucket, &req.dst_key, record.clone()).await?;
     Ok(record)

@@ -59,6 +59,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         region: opts.region.clone(),
         cluster_secret,
         inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
+        virtual_host_domains: vec!["localhost".into()],
         erasure: ErasureConfig::default(),
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),

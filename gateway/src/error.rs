@@ -26,6 +26,8 @@ pub enum GatewayError {
     InvalidArgument(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("{0}")]
+    InvalidTag(String),
     #[error("{0} is not implemented")]
     NotImplemented(&'static str),
     #[error("at least one of the preconditions you specified did not hold")]
@@ -64,6 +66,7 @@ impl From<GatewayError> for S3Error {
             G::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
             G::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
             G::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+            G::InvalidTag(_) => S3ErrorCode::InvalidTag,
             G::NotImplemented(_) => S3ErrorCode::NotImplemented,
             G::PreconditionFailed => S3ErrorCode::PreconditionFailed,
             G::NotModified => S3ErrorCode::NotModified,

@@ -12,6 +12,7 @@
 //! - [`multipart`]: multipart uploads: parts stored as they arrive, Complete writes one record.
 //! - [`copy`]: CopyObject and UploadPartCopy, keeping the source's ETag.
 //! - [`preconditions`]: conditional reads and writes.
+//! - [`tagging`]: object tags, kept per object version.
 //! - [`checksum`]: `x-amz-checksum-*` verification (headers and aws-chunked trailers).
 //! - [`buckets`]: bucket records.
 //! - [`meta`]: quorum reads, writes and scans of metadata partitions, with read repair.
@@ -19,6 +20,7 @@
 //! - [`state`]: what all requests share.
 //! - [`error`]: the gateway's errors and the one place they become S3 errors.
 //! - [`auth`]: access keys for SigV4 verification.
+//! - [`host`]: virtual-hosted-style addressing.
 //! - [`config`]: the typed configuration.
 
 pub mod auth;
@@ -30,6 +32,7 @@ pub mod delete;
 pub mod dev;
 pub mod error;
 pub mod get;
+pub mod host;
 pub mod list;
 pub mod meta;
 pub mod multipart;
@@ -39,3 +42,4 @@ pub mod put;
 pub mod s3;
 pub mod server;
 pub mod state;
+pub mod tagging;

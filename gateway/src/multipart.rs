@@ -24,6 +24,7 @@ pub async fn create(
     key: &str,
     content_type: Option<String>,
     user_metadata: Vec<(String, String)>,
+    tags: Vec<(String, String)>,
 ) -> Result<String, GatewayError> {
     buckets::ensure_exists(state, bucket).await?;
     let upload_id = hex::encode(rand::random::<[u8; 16]>());
@@ -32,6 +33,7 @@ pub async fn create(
         initiated_ms: GatewayState::now_ms(),
         content_type,
         user_metadata,
+        tags,
     };
     meta::put(
         state,
@@ -162,6 +164,7 @@ pub async fn complete(
         last_modified_ms: GatewayState::now_ms(),
         data: ObjectData::Multipart(chosen.iter().map(|p| p.part.clone()).collect()),
         checksum: None,
+        tags: upload.tags,
     };
     put::commit_object(state, bucket, key, record).await?;
 

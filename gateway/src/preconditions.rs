@@ -125,6 +125,7 @@ mod tests {
             last_modified_ms: 1_000_500,
             data: ObjectData::Inline(vec![1]),
             checksum: None,
+            tags: vec![],
         }
     }
 

@@ -34,6 +34,7 @@ pub struct PutRequest {
     pub user_metadata: Vec<(String, String)>,
     pub conditions: preconditions::WriteConditions,
     pub checksum: Option<ChecksumCheck>,
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -70,6 +71,7 @@ pub async fn put_object(
         last_modified_ms: GatewayState::now_ms(),
         data: stored.data,
         checksum: stored.checksum.clone(),
+        tags: req.tags,
     };
     commit_object(state, &req.bucket, &req.key, record).await?;
     Ok(PutResult {

@@ -13,6 +13,7 @@ use crate::multipart;
 use crate::preconditions::{self, ReadConditions, WriteConditions};
 use crate::put::{self, PutRequest};
 use crate::state::GatewayState;
+use crate::tagging;
 use dmpstore_common::limits::{
     DELETE_OBJECTS_CONCURRENCY, MAX_DELETE_OBJECTS_KEYS, MAX_LIST_KEYS, MAX_PARTS,
 };
@@ -234,6 +235,7 @@ impl S3 for DmpS3 {
             sha256: input.checksum_sha256.clone(),
         };
         let checksum = ChecksumCheck::from_request(&headers, &values, trailing_headers)?;
+        let tags = tagging::parse_header(input.tagging.as_deref())?;
         let content_length = match input.content_length {
             Some(n) if n < 0 => {
                 return Err(GatewayError::InvalidArgument("negative Content-Length".into()).into())
@@ -261,6 +263,7 @@ impl S3 for DmpS3 {
                     if_none_match: input.if_none_match,
                 },
                 checksum,
+                tags,
             },
         )
         .await?;
@@ -472,6 +475,7 @@ impl S3 for DmpS3 {
             &input.key,
             input.content_type,
             sorted_metadata(input.metadata),
+            tagging::parse_header(input.tagging.as_deref())?,
         )
         .await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
@@ -510,6 +514,7 @@ impl S3 for DmpS3 {
             checksum,
         )
         .await?;
+        let checksum = stored.checksum.clone();
         let etag = multipart::record_part(
             &self.state,
             &input.bucket,
@@ -521,6 +526,11 @@ impl S3 for DmpS3 {
         .await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32: checksum_value(&checksum, ChecksumAlgorithm::Crc32),
+            checksum_crc32c: checksum_value(&checksum, ChecksumAlgorithm::Crc32c),
+            checksum_crc64nvme: checksum_value(&checksum, ChecksumAlgorithm::Crc64Nvme),
+            checksum_sha1: checksum_value(&checksum, ChecksumAlgorithm::Sha1),
+            checksum_sha256: checksum_value(&checksum, ChecksumAlgorithm::Sha256),
             ..Default::default()
         }))
     }
@@ -802,5 +812,70 @@ impl S3 for DmpS3 {
             errors: Some(errors),
             ..Default::default()
         }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        buckets::ensure_exists(&self.state, &req.input.bucket).await?;
+        // S3 answers an empty constraint for us-east-1.
+        let region = &self.state.config.region;
+        let location_constraint =
+            (region != "us-east-1").then(|| BucketLocationConstraint::from(region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint,
+        }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = req.input;
+        if input.version_id.is_some() {
+            return Err(GatewayError::NotImplemented("tagging a version id").into());
+        }
+        let tags = input
+            .tagging
+            .tag_set
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect();
+        tagging::put_tags(&self.state, &input.bucket, &input.key, tags).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = req.input;
+        if input.version_id.is_some() {
+            return Err(GatewayError::NotImplemented("tags of a version id").into());
+        }
+        let tags = tagging::get_tags(&self.state, &input.bucket, &input.key).await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: tags
+                .into_iter()
+                .map(|(k, v)| Tag {
+                    key: Some(k),
+                    value: Some(v),
+                })
+                .collect(),
+            version_id: None,
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = req.input;
+        if input.version_id.is_some() {
+            return Err(GatewayError::NotImplemented("tagging a version id").into());
+        }
+        tagging::put_tags(&self.state, &input.bucket, &input.key, Vec::new()).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
     }
 }

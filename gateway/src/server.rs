@@ -3,6 +3,7 @@
 
 use crate::auth::KeyRing;
 use crate::config::GatewayConfig;
+use crate::host::VirtualHosts;
 use crate::s3::DmpS3;
 use crate::state::GatewayState;
 use dmpstore_common::limits::MAX_S3_HEADER_BYTES;
@@ -28,6 +29,9 @@ pub async fn run(
 
     let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
     builder.set_auth(KeyRing::new(&state.config.credentials));
+    if !state.config.virtual_host_domains.is_empty() {
+        builder.set_host(VirtualHosts::new(&state.config.virtual_host_domains));
+    }
     let service = builder.build();
     tracing::info!(addr = %listener.local_addr()?, nodes = state.nodes.map().len(), "gateway serving S3");
 

@@ -193,7 +193,42 @@ def check_s3cmd(c, tmp):
     return "put (single, multipart), get, info, ls, cp, del, rb (s3cmd has no ranged get)"
 
 
-CHECKS = {"awscli": check_awscli, "boto3": check_boto3, "rclone": check_rclone, "s3cmd": check_s3cmd}
+def check_virtual_host(c, tmp):
+    """A SigV4 request signed for vhost.localhost:PORT, sent to 127.0.0.1 with that Host header
+    (no DNS needed), must address bucket `vhost`; path-style keeps working beside it."""
+    import http.client
+    import urllib.parse
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    port = urllib.parse.urlparse(c.endpoint).port
+    s3 = c.boto3()
+    s3.create_bucket(Bucket="vhost")
+    expect(s3.get_bucket_location(Bucket="vhost").get("LocationConstraint") in (None, ""), "GetBucketLocation for us-east-1")
+    creds = Credentials(c.access_key, c.secret_key)
+
+    def send(method, path, payload=b""):
+        req = AWSRequest(method=method, url=f"http://vhost.localhost:{port}{path}", data=payload,
+                         headers={"x-amz-content-sha256": hashlib.sha256(payload).hexdigest()})
+        SigV4Auth(creds, "s3", c.region).add_auth(req)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request(method, path, body=payload, headers={"Host": f"vhost.localhost:{port}", **dict(req.headers.items())})
+        r = conn.getresponse()
+        return r.status, r.read()
+
+    body = data(70, 3000)
+    status, out = send("PUT", "/dir/obj", body)
+    expect(status == 200, f"virtual-hosted PUT: {status} {out[:300]}")
+    status, got = send("GET", "/dir/obj")
+    expect(status == 200 and got == body, f"virtual-hosted GET: {status}")
+    expect(s3.get_object(Bucket="vhost", Key="dir/obj")["Body"].read() == body, "path-style read of a virtual-hosted write")
+    status, listing = send("GET", "/?list-type=2&prefix=dir%2F")
+    expect(status == 200 and b"<Key>dir/obj</Key>" in listing, f"virtual-hosted list: {status} {listing[:300]}")
+    return "PUT, GET, ListObjectsV2 as BUCKET.localhost beside path-style; GetBucketLocation"
+
+
+CHECKS = {"awscli": check_awscli, "boto3": check_boto3, "rclone": check_rclone, "s3cmd": check_s3cmd,
+          "virtual-host": check_virtual_host}
 
 
 def main():

@@ -1,5 +1,6 @@
 //! The client matrix: aws cli (s3 and s3api, sync, multipart thresholds), boto3, rclone and
-//! s3cmd against a multi-process cluster, through `tests/clients/matrix.py`. The Rust SDK is
+//! s3cmd against a multi-process cluster, and virtual-hosted-style requests, through
+//! `tests/clients/matrix.py`. The Rust SDK is
 //! exercised by the other test files with its default settings (CRC32 checksums included).
 
 use dmpstore_tests::{repo_root, Cluster};
@@ -21,7 +22,7 @@ fn aws_cli_boto3_rclone_and_s3cmd_work_unmodified() {
         "client matrix failed:\n{stdout}\n{}",
         cluster.logs()
     );
-    for client in ["awscli", "boto3", "rclone", "s3cmd"] {
+    for client in ["awscli", "boto3", "rclone", "s3cmd", "virtual-host"] {
         assert!(
             stdout.contains(&format!("PASS {client}")),
             "{client} did not pass"

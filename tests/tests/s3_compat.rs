@@ -900,3 +900,114 @@ async fn checksums_are_verified_stored_and_returned() {
         .unwrap_err();
     assert_eq!(code(err).1, 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_tags_follow_the_object_version() {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let cluster = Cluster::start(6, 2).unwrap();
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    a.create_bucket().bucket("tags").send().await.unwrap();
+    let tags_of = |c: Client, key: &'static str| async move {
+        let out = c
+            .get_object_tagging()
+            .bucket("tags")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        out.tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect::<Vec<_>>()
+    };
+    a.put_object()
+        .bucket("tags")
+        .key("obj")
+        .tagging("team=dmp&stage=raw%20data")
+        .body(ByteStream::from_static(b"v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(b.clone(), "obj").await,
+        vec![
+            ("team".into(), "dmp".into()),
+            ("stage".into(), "raw data".into())
+        ]
+    );
+
+    let set = Tagging::builder()
+        .tag_set(Tag::builder().key("stage").value("clean").build().unwrap())
+        .build()
+        .unwrap();
+    b.put_object_tagging()
+        .bucket("tags")
+        .key("obj")
+        .tagging(set)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(a.clone(), "obj").await,
+        vec![("stage".into(), "clean".into())]
+    );
+    b.copy_object()
+        .bucket("tags")
+        .key("copy")
+        .copy_source("tags/obj")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(a.clone(), "copy").await,
+        vec![("stage".into(), "clean".into())]
+    );
+    a.delete_object_tagging()
+        .bucket("tags")
+        .key("obj")
+        .send()
+        .await
+        .unwrap();
+    assert!(tags_of(b.clone(), "obj").await.is_empty());
+
+    // A new version of the object starts with its own tags.
+    b.put_object_tagging()
+        .bucket("tags")
+        .key("obj")
+        .tagging(
+            Tagging::builder()
+                .tag_set(Tag::builder().key("k").value("v").build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    a.put_object()
+        .bucket("tags")
+        .key("obj")
+        .body(ByteStream::from_static(b"v2"))
+        .send()
+        .await
+        .unwrap();
+    assert!(tags_of(b.clone(), "obj").await.is_empty());
+
+    let err = a
+        .put_object()
+        .bucket("tags")
+        .key("bad")
+        .tagging("a=1&a=2")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("InvalidTag".into(), 400));
+    let err = a
+        .get_object_tagging()
+        .bucket("tags")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ("NoSuchKey".into(), 404));
+}
