@@ -285,10 +285,12 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
-        let checksum_mode = input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        // A full-object checksum describes the whole body only: none on range responses.
+        let checksum_mode = input.range.is_none()
+            && input
+                .checksum_mode
+                .as_ref()
+                .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
         let wanted = |a| {
             if checksum_mode {
                 checksum_value(&record.checksum, a)
