@@ -143,10 +143,42 @@ fn copy_source_range(header: &str, size_bytes: u64) -> Result<std::ops::Range<u6
     }
 }
 
-fn checksum_value(c: &Option<ObjectChecksum>, algorithm: ChecksumAlgorithm) -> Option<String> {
-    c.as_ref()
-        .filter(|c| c.algorithm == algorithm)
-        .map(|c| c.value.clone())
+/// The `x-amz-checksum-*` response fields for one stored checksum.
+#[derive(Default)]
+struct ChecksumFields {
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+}
+
+impl ChecksumFields {
+    fn of(c: Option<&ObjectChecksum>) -> ChecksumFields {
+        let mut f = ChecksumFields::default();
+        if let Some(c) = c {
+            let slot = match c.algorithm {
+                ChecksumAlgorithm::Crc32 => &mut f.crc32,
+                ChecksumAlgorithm::Crc32c => &mut f.crc32c,
+                ChecksumAlgorithm::Crc64Nvme => &mut f.crc64nvme,
+                ChecksumAlgorithm::Sha1 => &mut f.sha1,
+                ChecksumAlgorithm::Sha256 => &mut f.sha256,
+            };
+            *slot = Some(c.value.clone());
+        }
+        f
+    }
+}
+
+/// The stored checksum, when the client asked for it (`x-amz-checksum-mode: ENABLED`) and the
+/// response carries the whole body it describes.
+fn requested_checksum<'r>(
+    record: &'r ObjectRecord,
+    mode: Option<&ChecksumMode>,
+    whole_body: bool,
+) -> Option<&'r ObjectChecksum> {
+    let enabled = mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+    record.checksum.as_ref().filter(|_| enabled && whole_body)
 }
 
 fn content_length(n: Option<i64>) -> Result<Option<u64>, GatewayError> {
@@ -267,14 +299,15 @@ impl S3 for DmpS3 {
             },
         )
         .await?;
+        let sums = ChecksumFields::of(result.checksum.as_ref());
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(result.etag)),
             size: Some(result.size_bytes as i64),
-            checksum_crc32: checksum_value(&result.checksum, ChecksumAlgorithm::Crc32),
-            checksum_crc32c: checksum_value(&result.checksum, ChecksumAlgorithm::Crc32c),
-            checksum_crc64nvme: checksum_value(&result.checksum, ChecksumAlgorithm::Crc64Nvme),
-            checksum_sha1: checksum_value(&result.checksum, ChecksumAlgorithm::Sha1),
-            checksum_sha256: checksum_value(&result.checksum, ChecksumAlgorithm::Sha256),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }
@@ -285,19 +318,6 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
-        // A full-object checksum describes the whole body only: none on range responses.
-        let checksum_mode = input.range.is_none()
-            && input
-                .checksum_mode
-                .as_ref()
-                .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        let wanted = |a| {
-            if checksum_mode {
-                checksum_value(&record.checksum, a)
-            } else {
-                None
-            }
-        };
         preconditions::check_read(
             &record,
             &ReadConditions {
@@ -307,6 +327,13 @@ impl S3 for DmpS3 {
                 if_unmodified_since: input.if_unmodified_since,
             },
         )?;
+        // A full-object checksum describes the whole body only: none on range responses.
+        let whole = input.range.is_none();
+        let sums = ChecksumFields::of(requested_checksum(
+            &record,
+            input.checksum_mode.as_ref(),
+            whole,
+        ));
         let size = record.size_bytes;
         let range = get::resolve_range(input.range.as_ref(), size)?;
         let content_range = range
@@ -323,11 +350,11 @@ impl S3 for DmpS3 {
             last_modified: Some(timestamp(record.last_modified_ms)),
             content_type: record.content_type.clone(),
             metadata: user_metadata(&record),
-            checksum_crc32: wanted(ChecksumAlgorithm::Crc32),
-            checksum_crc32c: wanted(ChecksumAlgorithm::Crc32c),
-            checksum_crc64nvme: wanted(ChecksumAlgorithm::Crc64Nvme),
-            checksum_sha1: wanted(ChecksumAlgorithm::Sha1),
-            checksum_sha256: wanted(ChecksumAlgorithm::Sha256),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }
@@ -338,17 +365,11 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let record = get::head(&self.state, &input.bucket, &input.key).await?;
-        let checksum_mode = input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        let wanted = |a| {
-            if checksum_mode {
-                checksum_value(&record.checksum, a)
-            } else {
-                None
-            }
-        };
+        let sums = ChecksumFields::of(requested_checksum(
+            &record,
+            input.checksum_mode.as_ref(),
+            true,
+        ));
         preconditions::check_read(
             &record,
             &ReadConditions {
@@ -365,11 +386,11 @@ impl S3 for DmpS3 {
             last_modified: Some(timestamp(record.last_modified_ms)),
             content_type: record.content_type.clone(),
             metadata: user_metadata(&record),
-            checksum_crc32: wanted(ChecksumAlgorithm::Crc32),
-            checksum_crc32c: wanted(ChecksumAlgorithm::Crc32c),
-            checksum_crc64nvme: wanted(ChecksumAlgorithm::Crc64Nvme),
-            checksum_sha1: wanted(ChecksumAlgorithm::Sha1),
-            checksum_sha256: wanted(ChecksumAlgorithm::Sha256),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }
@@ -526,13 +547,14 @@ impl S3 for DmpS3 {
             stored,
         )
         .await?;
+        let sums = ChecksumFields::of(checksum.as_ref());
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
-            checksum_crc32: checksum_value(&checksum, ChecksumAlgorithm::Crc32),
-            checksum_crc32c: checksum_value(&checksum, ChecksumAlgorithm::Crc32c),
-            checksum_crc64nvme: checksum_value(&checksum, ChecksumAlgorithm::Crc64Nvme),
-            checksum_sha1: checksum_value(&checksum, ChecksumAlgorithm::Sha1),
-            checksum_sha256: checksum_value(&checksum, ChecksumAlgorithm::Sha256),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
             ..Default::default()
         }))
     }
