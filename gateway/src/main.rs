@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+/// Without RUST_LOG: info, minus s3s's own ERROR lines for every failed operation and every 5xx
+/// (a 404 or a 501 is not an error a human must look at). The gateway logs failures itself where
+/// they become S3 errors, at ERROR only for internal faults (gateway/src/error.rs).
+const DEFAULT_LOG_FILTER: &str = "info,s3s::ops=off,s3s::http::de=off,s3s::service=off";
+
 #[derive(Debug, Parser)]
 #[command(name = "gateway", about = "dmpstore S3 gateway")]
 struct Args {
@@ -43,9 +48,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .init();
     let shutdown = CancellationToken::new();

@@ -79,8 +79,9 @@ impl Cluster {
             // Tests read these debug lines to see which path a request took.
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG")
-                    .unwrap_or_else(|_| "info,dmpstore_gateway::checksum=debug".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| {
+                    "info,s3s::ops=off,s3s::http::de=off,s3s::service=off,dmpstore_gateway::checksum=debug".into()
+                }),
             )
             .stdin(Stdio::null())
             .output()
@@ -182,6 +183,27 @@ impl Cluster {
                 .join(format!("logs/gateway-{}.log", idx + 1)),
         )
         .unwrap_or_default()
+    }
+
+    /// Fails the test if any process logged at ERROR level: ERROR means a human must look
+    /// (STYLE 10), so a test that provokes one has found a bug or a mislabelled log line.
+    pub fn assert_no_error_logs(&self) {
+        let mut errors = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                errors.extend(
+                    text.lines()
+                        .filter(|l| l.contains(" ERROR "))
+                        .map(|l| format!("{}: {l}", e.path().display())),
+                );
+            }
+        }
+        assert!(
+            errors.is_empty(),
+            "unexpected ERROR log lines:\n{}",
+            errors.join("\n")
+        );
     }
 
     pub fn logs(&self) -> String {

@@ -99,6 +99,7 @@ async fn objects_of_every_size_class_round_trip_with_one_etag_everywhere() {
             )
         );
     }
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,6 +131,7 @@ async fn content_type_and_user_metadata_are_kept() {
         assert_eq!(meta.get("segment").map(String::as_str), Some("sports-fans"));
         assert_eq!(meta.get("rows").map(String::as_str), Some("1000"));
     }
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,6 +208,7 @@ async fn ranges_read_exact_bytes_and_unsatisfiable_ranges_are_416() {
             "{key} {range}"
         );
     }
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -402,6 +405,7 @@ async fn listing_pages_and_delimits_over_2500_keys() {
         ["dir3/", "dir4/"]
     );
     assert_eq!(v1d2.contents()[0].key(), Some("top-0000"));
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -477,6 +481,7 @@ async fn overwrite_and_delete_are_seen_at_once_by_every_gateway() {
         .unwrap();
     // The bucket is empty right after the last delete, on the other gateway too.
     b.delete_bucket().bucket("overwrite").send().await.unwrap();
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -548,6 +553,7 @@ async fn bucket_errors_have_the_right_codes() {
         let err = a.create_bucket().bucket(bad).send().await.unwrap_err();
         assert_eq!(code(err).0, "InvalidBucketName", "{bad}");
     }
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -595,4 +601,5 @@ async fn wrong_signatures_and_unknown_keys_are_refused() {
         .unwrap()
         .contents()
         .is_empty());
+    cluster.assert_no_error_logs();
 }

@@ -173,6 +173,7 @@ async fn multipart_uploads_work_across_gateways_and_keep_one_etag() {
             "range {start}-{end}"
         );
     }
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -282,6 +283,7 @@ async fn multipart_errors_have_the_right_codes() {
         .await
         .unwrap_err();
     assert_eq!(code(err), ("NoSuchKey".into(), 404));
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -549,6 +551,7 @@ async fn copies_keep_etags_and_follow_metadata_directives_and_conditions() {
         .unwrap();
     let expected = [&m1[..5 * MIB], &single[2 * MIB..=3 * MIB]].concat();
     assert!(get_bytes(&b, "copy-dst", "assembled").await.unwrap() == expected);
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -602,6 +605,7 @@ async fn delete_objects_removes_keys_in_bulk_and_reports_them() {
             .collect::<Vec<_>>(),
         ["keep"]
     );
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -718,6 +722,7 @@ async fn conditional_reads_and_writes() {
         .await
         .unwrap();
     assert_eq!(get_bytes(&c, "cond", "obj").await.unwrap(), b"v2");
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -794,6 +799,7 @@ async fn directory_markers_list_beside_children_and_unsupported_calls_get_501() 
         .await
         .unwrap_err();
     assert_eq!(code(err), ("NotImplemented".into(), 501));
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -911,6 +917,7 @@ async fn checksums_are_verified_stored_and_returned() {
         .await
         .unwrap_err();
     assert_eq!(code(err).1, 404);
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1022,4 +1029,5 @@ async fn object_tags_follow_the_object_version() {
         .await
         .unwrap_err();
     assert_eq!(code(err), ("NoSuchKey".into(), 404));
+    cluster.assert_no_error_logs();
 }
