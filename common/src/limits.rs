@@ -42,6 +42,10 @@ pub const PUT_STRIPES_IN_FLIGHT: usize = 3;
 /// Stripes a single GET fetches ahead of the one being sent.
 pub const GET_STRIPES_PREFETCH: usize = 2;
 
+/// How long the chunks of a replaced or deleted version outlive its record, so a GET that was
+/// already streaming that version can finish. Abandoned at shutdown (GC reclaims them).
+pub const REPLACED_DATA_GRACE: Duration = Duration::from_secs(30);
+
 /// Deadline of one internal RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for opening a TCP connection to a node.

@@ -11,7 +11,7 @@ use crate::preconditions;
 use crate::state::GatewayState;
 use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
-use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT};
+use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT, REPLACED_DATA_GRACE};
 use dmpstore_common::placement;
 use dmpstore_common::record::{
     ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned,
@@ -375,15 +375,28 @@ pub fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
     }
 }
 
-/// Drops the chunks of records a committed write has replaced (objects and parts).
+/// Drops the chunks of records a committed write has replaced (objects and parts), after
+/// [`REPLACED_DATA_GRACE`] so that GETs already streaming them can finish.
 pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
-    for old in replaced {
-        match MetaValue::decode(&old.value) {
-            Ok(MetaValue::Object(r)) => discard(state, &r.data),
-            Ok(MetaValue::Part(p)) => discard(state, &p.part.data),
-            _ => {}
-        }
+    let old: Vec<ObjectData> = replaced
+        .iter()
+        .filter_map(|v| match MetaValue::decode(&v.value) {
+            Ok(MetaValue::Object(r)) => Some(r.data),
+            Ok(MetaValue::Part(p)) => Some(p.part.data),
+            _ => None,
+        })
+        .filter(|d| !d.erasure_pieces().is_empty())
+        .collect();
+    if old.is_empty() {
+        return;
     }
+    let st = state.clone();
+    state.spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(REPLACED_DATA_GRACE) => old.iter().for_each(|d| discard(&st, d)),
+            () = st.shutdown.cancelled() => tracing::debug!("shutting down: replaced chunks left for GC"),
+        }
+    });
 }
 
 /// Reads the request body in stripe-sized pieces while computing its MD5 and length.

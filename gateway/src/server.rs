@@ -60,6 +60,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    state.shutdown.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

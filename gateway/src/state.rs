@@ -10,6 +10,7 @@ use dmpstore_common::stripe::StripeLayout;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct GatewayState {
     /// Owns background work (metadata write stragglers, read repair, chunk cleanup, GET
     /// producers); the server waits for it at shutdown.
     pub tasks: TaskTracker,
+    /// Cancelled when the gateway starts shutting down; deferred work gives up on it.
+    pub shutdown: CancellationToken,
 }
 
 impl GatewayState {
@@ -36,6 +39,7 @@ impl GatewayState {
             config,
             clock: HlcClock::new(),
             tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
         })
     }
 

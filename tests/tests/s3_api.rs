@@ -603,3 +603,54 @@ async fn wrong_signatures_and_unknown_keys_are_refused() {
         .is_empty());
     cluster.assert_no_error_logs();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_streaming_a_version_finishes_even_if_it_is_overwritten_meanwhile() {
+    let cluster = Cluster::start(6, 2).unwrap();
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    a.create_bucket().bucket("streaming").send().await.unwrap();
+    let v1 = test_data(1, 24 * 1024 * 1024);
+    put(&a, "streaming", "obj", &v1).await;
+    // Start reading v1 through one gateway, overwrite and delete through the other, then read on.
+    let mut body = b
+        .get_object()
+        .bucket("streaming")
+        .key("obj")
+        .send()
+        .await
+        .unwrap()
+        .body;
+    let mut got = body
+        .try_next()
+        .await
+        .unwrap()
+        .expect("first piece")
+        .to_vec();
+    assert!(
+        got.len() < v1.len() / 4,
+        "the test needs most of the body still unread"
+    );
+    put(&a, "streaming", "obj", &test_data(2, 1000)).await;
+    a.delete_object()
+        .bucket("streaming")
+        .key("obj")
+        .send()
+        .await
+        .unwrap();
+    while let Some(piece) = body.try_next().await.unwrap() {
+        got.extend_from_slice(&piece);
+    }
+    assert!(
+        got == v1,
+        "the in-flight GET did not return the version it started on"
+    );
+    let err = b
+        .get_object()
+        .bucket("streaming")
+        .key("obj")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).0, "NoSuchKey");
+    cluster.assert_no_error_logs();
+}
