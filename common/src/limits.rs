@@ -46,6 +46,11 @@ pub const GET_STRIPES_PREFETCH: usize = 2;
 /// already streaming that version can finish. Abandoned at shutdown (GC reclaims them).
 pub const REPLACED_DATA_GRACE: Duration = Duration::from_secs(30);
 
+/// Lease a conditional write holds on a key while it checks and commits, and how long it tries
+/// to win a majority of leases before answering 409 ConditionalRequestConflict.
+pub const CONDITIONAL_LEASE_TTL: Duration = Duration::from_secs(10);
+pub const CONDITIONAL_LOCK_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Deadline of one internal RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for opening a TCP connection to a node.

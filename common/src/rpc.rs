@@ -52,6 +52,21 @@ pub enum Request {
         start_after: Vec<u8>,
         limit: u32,
     },
+    /// Takes (or renews) a lease on one metadata key for `token`, for `ttl_ms`, unless another
+    /// token holds an unexpired lease. Conditional writes hold a majority of these while they
+    /// check and commit, so two of them can never decide the same key at once.
+    MetaLock {
+        partition: String,
+        key: String,
+        token: [u8; 16],
+        ttl_ms: u32,
+    },
+    /// Releases the lease if `token` holds it.
+    MetaUnlock {
+        partition: String,
+        key: String,
+        token: [u8; 16],
+    },
     Heartbeat {
         from: NodeId,
         map_version: u64,
@@ -69,6 +84,8 @@ impl Request {
             Request::MetaPut { .. } => "meta_put",
             Request::MetaGet { .. } => "meta_get",
             Request::MetaScan { .. } => "meta_scan",
+            Request::MetaLock { .. } => "meta_lock",
+            Request::MetaUnlock { .. } => "meta_unlock",
             Request::Heartbeat { .. } => "heartbeat",
             Request::Health => "health",
         }
@@ -95,6 +112,9 @@ pub enum Response {
         more: bool,
     },
     Health(HealthReport),
+    Lock {
+        granted: bool,
+    },
     Error {
         kind: ErrorKind,
         message: String,

@@ -32,6 +32,8 @@ pub enum GatewayError {
     NotImplemented(&'static str),
     #[error("at least one of the preconditions you specified did not hold")]
     PreconditionFailed,
+    #[error("a conflicting conditional operation is in progress on this key; retry")]
+    ConditionalRequestConflict,
     #[error("not modified")]
     NotModified,
     #[error("the specified multipart upload does not exist")]
@@ -69,6 +71,7 @@ impl From<GatewayError> for S3Error {
             G::InvalidTag(_) => S3ErrorCode::InvalidTag,
             G::NotImplemented(_) => S3ErrorCode::NotImplemented,
             G::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+            G::ConditionalRequestConflict => S3ErrorCode::ConditionalRequestConflict,
             G::NotModified => S3ErrorCode::NotModified,
             G::NoSuchUpload => S3ErrorCode::NoSuchUpload,
             G::InvalidPart(_) => S3ErrorCode::InvalidPart,

@@ -10,6 +10,7 @@ use crate::error::GatewayError;
 use crate::state::GatewayState;
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
+use dmpstore_common::limits::{CONDITIONAL_LEASE_TTL, CONDITIONAL_LOCK_PATIENCE};
 use dmpstore_common::placement::partition_replicas;
 use dmpstore_common::quorum::quorum;
 use dmpstore_common::record::{MetaValue, Versioned};
@@ -261,4 +262,81 @@ pub async fn scan(
         entries: out,
         next: bound.map(String::into_bytes),
     })
+}
+
+/// A majority of leases on one key, held by a conditional write while it checks its condition
+/// and commits. Any two majorities share a replica, and a replica grants a key to one token at a
+/// time, so two conditional writers can never decide the same key at once. Known limit: a
+/// holder stalled for longer than the lease TTL loses that guarantee.
+#[derive(Debug)]
+pub struct KeyLease {
+    partition: String,
+    key: String,
+    token: [u8; 16],
+    nodes: Vec<NodeId>,
+}
+
+/// Takes a majority of leases on `key`, retrying with jittered backoff while another writer
+/// holds them; 409 ConditionalRequestConflict after [`CONDITIONAL_LOCK_PATIENCE`].
+pub async fn lease(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+) -> Result<KeyLease, GatewayError> {
+    let (nodes, needed) = replicas(state, partition);
+    let token: [u8; 16] = rand::random();
+    let request = Request::MetaLock {
+        partition: partition.to_string(),
+        key: key.to_string(),
+        token,
+        ttl_ms: CONDITIONAL_LEASE_TTL.as_millis() as u32,
+    };
+    let give_up = tokio::time::Instant::now() + CONDITIONAL_LOCK_PATIENCE;
+    for attempt in 1u64.. {
+        let answers = futures::future::join_all(nodes.iter().map(|&node| {
+            let req = &request;
+            async move { (node, state.nodes.call(node, req, Bytes::new()).await) }
+        }))
+        .await;
+        let granted: Vec<NodeId> = answers
+            .into_iter()
+            .filter(|(_, r)| matches!(r, Ok((Response::Lock { granted: true }, _))))
+            .map(|(n, _)| n)
+            .collect();
+        let lease = KeyLease {
+            partition: partition.to_string(),
+            key: key.to_string(),
+            token,
+            nodes: granted,
+        };
+        if lease.nodes.len() >= needed {
+            return Ok(lease);
+        }
+        release(state, lease).await;
+        if tokio::time::Instant::now() >= give_up {
+            break;
+        }
+        // Deliberate backoff: the holder needs a moment to finish; jitter breaks ties.
+        let wait_ms = rand::random_range(10..50) * attempt.min(5);
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+    }
+    Err(GatewayError::ConditionalRequestConflict)
+}
+
+/// Releases the leases (best effort: an unreleased lease expires by itself).
+pub async fn release(state: &Arc<GatewayState>, lease: KeyLease) {
+    let request = Request::MetaUnlock {
+        partition: lease.partition,
+        key: lease.key,
+        token: lease.token,
+    };
+    futures::future::join_all(lease.nodes.iter().map(|&node| {
+        let req = &request;
+        async move {
+            if let Err(e) = state.nodes.call(node, req, Bytes::new()).await {
+                tracing::debug!(%node, error = %e, "lease release failed; it will expire");
+            }
+        }
+    }))
+    .await;
 }

@@ -7,7 +7,7 @@
 use crate::buckets;
 use crate::error::GatewayError;
 use crate::meta;
-use crate::preconditions::{self, WriteConditions};
+use crate::preconditions::WriteConditions;
 use crate::put::{self, discard, Stored};
 use crate::state::GatewayState;
 use dmpstore_common::limits::{MAX_PARTS, MAX_SCAN_ENTRIES, MIN_PART_SIZE_BYTES};
@@ -153,7 +153,6 @@ pub async fn complete(
     let upload = get_upload(state, bucket, key, upload_id).await?;
     let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
     let chosen = choose_parts(&recorded, &requested)?;
-    preconditions::check_write(state, bucket, key, conditions).await?;
 
     let etag = multipart_etag(chosen.iter().map(|p| p.part.etag.as_str()))?;
     let record = ObjectRecord {
@@ -166,7 +165,12 @@ pub async fn complete(
         checksum: None,
         tags: upload.tags,
     };
-    put::commit_object(state, bucket, key, record).await?;
+    // A refused completion leaves the upload and its parts as they were, to retry or abort.
+    put::commit_object_if(state, bucket, key, record, conditions)
+        .await
+        .map_err(|f| match f {
+            put::CommitFailure::Refused(e, _) | put::CommitFailure::Failed(e) => e,
+        })?;
 
     // The upload is over: its records go, and so does the data of parts left out.
     let used: Vec<u32> = chosen.iter().map(|p| p.part_number).collect();

@@ -2,9 +2,9 @@
 //! `If-Modified-Since`, `If-Unmodified-Since` on GET and HEAD (and on copy sources), and
 //! `If-None-Match: *` / `If-Match` on writes.
 //!
-//! Known limit: write conditions are checked against a quorum read just before the commit, not
-//! atomically with it, so two writers racing through different gateways inside that window can
-//! both succeed (the later commit wins, as for unconditional writes).
+//! Write conditions are checked and committed under a majority of per-key leases
+//! (`put::commit_object_if`), so conditional writers racing through different gateways are
+//! serialized: exactly one `If-None-Match: *` create wins.
 
 use crate::error::GatewayError;
 use crate::meta;

@@ -58,11 +58,6 @@ pub async fn put_object(
         req.checksum,
     )
     .await?;
-    if let Err(e) = preconditions::check_write(state, &req.bucket, &req.key, &req.conditions).await
-    {
-        discard(state, &stored.data);
-        return Err(e);
-    }
     let record = ObjectRecord {
         size_bytes: stored.size_bytes,
         etag: stored.etag.clone(),
@@ -73,12 +68,58 @@ pub async fn put_object(
         checksum: stored.checksum.clone(),
         tags: req.tags,
     };
-    commit_object(state, &req.bucket, &req.key, record).await?;
+    match commit_object_if(state, &req.bucket, &req.key, record, &req.conditions).await {
+        Ok(()) => {}
+        Err(CommitFailure::Refused(e, data)) => {
+            discard(state, &data);
+            return Err(e);
+        }
+        Err(CommitFailure::Failed(e)) => return Err(e),
+    }
     Ok(PutResult {
         etag: stored.etag,
         size_bytes: stored.size_bytes,
         checksum: stored.checksum,
     })
+}
+
+/// Why a conditional commit did not happen.
+#[derive(Debug)]
+pub enum CommitFailure {
+    /// Refused before anything was written (condition false, lease conflict): the record's
+    /// data is handed back, unreferenced.
+    Refused(GatewayError, ObjectData),
+    /// The commit itself failed and may have reached some replicas.
+    Failed(GatewayError),
+}
+
+/// Commits `record` if `conditions` hold, deciding under a majority of leases on the key so
+/// that conditional writers racing through different gateways are serialized (exactly one
+/// `If-None-Match: *` writer wins). Unconditional writes skip the leases.
+pub async fn commit_object_if(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    record: ObjectRecord,
+    conditions: &preconditions::WriteConditions,
+) -> Result<(), CommitFailure> {
+    if conditions.is_empty() {
+        return commit_object(state, bucket, key, record)
+            .await
+            .map_err(CommitFailure::Failed);
+    }
+    let lease = match meta::lease(state, bucket, key).await {
+        Ok(lease) => lease,
+        Err(e) => return Err(CommitFailure::Refused(e, record.data)),
+    };
+    let result = match preconditions::check_write(state, bucket, key, conditions).await {
+        Err(e) => Err(CommitFailure::Refused(e, record.data)),
+        Ok(()) => commit_object(state, bucket, key, record)
+            .await
+            .map_err(CommitFailure::Failed),
+    };
+    meta::release(state, lease).await;
+    result
 }
 
 /// Writes the record that makes an object (version) exist, then drops the data of the

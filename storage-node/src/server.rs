@@ -250,6 +250,27 @@ fn dispatch(
             let (entries, more) = store.meta_scan(&partition, &prefix, &start_after, limit)?;
             done(Response::MetaEntries { entries, more })
         }
+        Request::MetaLock {
+            partition,
+            key,
+            token,
+            ttl_ms,
+        } => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let granted = store.meta_lock(&partition, &key, &token, now_ms, u64::from(ttl_ms))?;
+            done(Response::Lock { granted })
+        }
+        Request::MetaUnlock {
+            partition,
+            key,
+            token,
+        } => {
+            store.meta_unlock(&partition, &key, &token)?;
+            done(Response::Done)
+        }
         Request::Heartbeat { .. } | Request::Health => done(Response::Health(HealthReport {
             node_id: node.config.id(),
             uptime_ms: node.started.elapsed().as_millis() as u64,

@@ -82,6 +82,15 @@ fn meta_key(partition: &str, key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Key of a metadata lease in the queues family: `[v1]['L'][partition][0x00][key]`.
+fn lease_key(partition: &str, key: &str) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1, b'L'];
+    out.extend_from_slice(partition.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
 fn encode_meta_value(v: &Versioned) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + v.value.len());
     out.push(FORMAT_V1);
@@ -274,6 +283,59 @@ impl Store {
         Ok((out, false))
     }
 
+    /// Grants a lease on a metadata key to `token` unless another token holds an unexpired one.
+    /// Leases are stored (synced) in the queues family, so a restart cannot hand out a lease
+    /// that another writer still holds.
+    pub fn meta_lock(
+        &self,
+        partition: &str,
+        key: &str,
+        token: &[u8; 16],
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let lkey = lease_key(partition, key);
+        let stripe = blake3::hash(&lkey).as_bytes()[0] as usize % META_LOCK_STRIPES;
+        let _guard = self.meta_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(raw) = self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
+            if raw.len() == 25 && raw[0] == FORMAT_V1 {
+                let holder = &raw[1..17];
+                let expires_ms = u64::from_be_bytes(raw[17..25].try_into().expect("8 bytes"));
+                if holder != token && expires_ms > now_ms {
+                    return Ok(false);
+                }
+            }
+        }
+        let mut value = Vec::with_capacity(25);
+        value.push(FORMAT_V1);
+        value.extend_from_slice(token);
+        value.extend_from_slice(&(now_ms + ttl_ms).to_be_bytes());
+        self.db
+            .put_cf_opt(self.cf(CF_QUEUES), &lkey, value, &synced())?;
+        Ok(true)
+    }
+
+    pub fn meta_unlock(
+        &self,
+        partition: &str,
+        key: &str,
+        token: &[u8; 16],
+    ) -> Result<(), StoreError> {
+        let lkey = lease_key(partition, key);
+        let stripe = blake3::hash(&lkey).as_bytes()[0] as usize % META_LOCK_STRIPES;
+        let _guard = self.meta_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(raw) = self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
+            if raw.len() == 25 && &raw[1..17] == token {
+                self.db.delete_cf(self.cf(CF_QUEUES), &lkey)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn estimate_chunks(&self) -> u64 {
         self.db
             .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")
@@ -346,6 +408,40 @@ mod tests {
             ));
             assert!(store.get_chunk(&key(2, s, 5)).is_ok());
         }
+    }
+
+    #[test]
+    fn leases_exclude_other_tokens_until_released_or_expired_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store.meta_lock("b", "k", &[1; 16], 1000, 500).unwrap());
+            assert!(!store.meta_lock("b", "k", &[2; 16], 1200, 500).unwrap());
+            assert!(
+                store.meta_lock("b", "k", &[1; 16], 1200, 500).unwrap(),
+                "the holder renews"
+            );
+            assert!(
+                store.meta_lock("b", "other", &[2; 16], 1200, 500).unwrap(),
+                "another key is free"
+            );
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(
+            !store.meta_lock("b", "k", &[2; 16], 1300, 500).unwrap(),
+            "a lease survives a restart"
+        );
+        store.meta_unlock("b", "k", &[2; 16]).unwrap();
+        assert!(
+            !store.meta_lock("b", "k", &[2; 16], 1300, 500).unwrap(),
+            "only the holder releases"
+        );
+        assert!(
+            store.meta_lock("b", "k", &[2; 16], 1701, 500).unwrap(),
+            "an expired lease is free"
+        );
+        store.meta_unlock("b", "k", &[2; 16]).unwrap();
+        assert!(store.meta_lock("b", "k", &[3; 16], 1702, 500).unwrap());
     }
 
     #[test]

@@ -1031,3 +1031,55 @@ async fn object_tags_follow_the_object_version() {
     assert_eq!(code(err), ("NoSuchKey".into(), 404));
     cluster.assert_no_error_logs();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_creates_racing_through_two_gateways_have_exactly_one_winner() {
+    let cluster = Cluster::start(6, 2).unwrap();
+    let (a, b) = (cluster.client(0), cluster.client(1));
+    a.create_bucket().bucket("race").send().await.unwrap();
+    let create = |c: Client, key: String, body: Vec<u8>| async move {
+        c.put_object()
+            .bucket("race")
+            .key(key)
+            .if_none_match("*")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+    };
+    for round in 0..20u64 {
+        let key = format!("terraform.tfstate.lock-{round}");
+        let (body_a, body_b) = (
+            test_data(round * 2, 100 + round as usize),
+            test_data(round * 2 + 1, 5000),
+        );
+        let (ra, rb) = tokio::join!(
+            create(a.clone(), key.clone(), body_a.clone()),
+            create(b.clone(), key.clone(), body_b.clone())
+        );
+        let winner = match (ra, rb) {
+            (Ok(_), Err(e)) => {
+                let (code, status) = code(e);
+                assert!(
+                    status == 412 || code == "ConditionalRequestConflict",
+                    "round {round}: loser got {code} {status}"
+                );
+                body_a
+            }
+            (Err(e), Ok(_)) => {
+                let (code, status) = code(e);
+                assert!(
+                    status == 412 || code == "ConditionalRequestConflict",
+                    "round {round}: loser got {code} {status}"
+                );
+                body_b
+            }
+            (Ok(_), Ok(_)) => panic!("round {round}: both conditional creates succeeded"),
+            (Err(x), Err(y)) => panic!("round {round}: both failed: {:?} / {:?}", code(x), code(y)),
+        };
+        assert!(
+            get_bytes(&b, "race", &key).await.unwrap() == winner,
+            "round {round}: stored bytes are not the winner's"
+        );
+    }
+    cluster.assert_no_error_logs();
+}
