@@ -37,7 +37,7 @@ pub fn past_prefix(prefix: &str) -> Vec<u8> {
 }
 
 /// The common prefix `key` rolls up into, if any.
-fn rolled_up<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k str> {
+pub fn rolled_up<'k>(key: &'k str, prefix: &str, delimiter: Option<&str>) -> Option<&'k str> {
     let d = delimiter.filter(|d| !d.is_empty())?;
     let rest = key.get(prefix.len()..)?;
     rest.find(d).map(|pos| &key[..prefix.len() + pos + d.len()])

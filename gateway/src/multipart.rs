@@ -6,6 +6,7 @@
 
 use crate::buckets;
 use crate::error::GatewayError;
+use crate::list;
 use crate::meta;
 use crate::preconditions::WriteConditions;
 use crate::put::{self, discard, Stored};
@@ -45,7 +46,7 @@ pub async fn create(
     Ok(upload_id)
 }
 
-async fn get_upload(
+pub async fn get_upload(
     state: &Arc<GatewayState>,
     bucket: &str,
     key: &str,
@@ -290,14 +291,20 @@ pub async fn list_uploads(
     state: &Arc<GatewayState>,
     bucket: &str,
     prefix: &str,
+    delimiter: Option<&str>,
     key_marker: &str,
     upload_id_marker: &str,
     max: usize,
-) -> Result<(Vec<UploadEntry>, bool), GatewayError> {
+) -> Result<UploadListing, GatewayError> {
     buckets::ensure_exists(state, bucket).await?;
     let partition = uploads_partition(bucket);
+    // A key marker that is a common prefix (a previous page's NextKeyMarker) continues past it.
+    let marker_is_prefix = delimiter.is_some_and(|d| {
+        !d.is_empty() && key_marker.starts_with(prefix) && key_marker[prefix.len()..].ends_with(d)
+    });
     let mut cursor = match (key_marker, upload_id_marker) {
         ("", _) => Vec::new(),
+        (k, _) if marker_is_prefix => list::past_prefix(k),
         (k, "") => {
             let mut c = format!("{k}\0").into_bytes();
             c.push(0xFF);
@@ -305,28 +312,47 @@ pub async fn list_uploads(
         }
         (k, u) => upload_sort_key(k, u).into_bytes(),
     };
-    let mut out = Vec::new();
+    let mut out = UploadListing::default();
     loop {
         let page = meta::scan(state, &partition, prefix, &cursor, MAX_SCAN_ENTRIES).await?;
+        let mut skip: Option<String> = None;
         for (sort_key, value) in page.entries {
             let MetaValue::Upload(record) = value else {
                 continue;
             };
-            if out.len() == max {
-                return Ok((out, true));
+            if skip.as_deref().is_some_and(|p| record.key.starts_with(p)) {
+                continue;
+            }
+            if out.uploads.len() + out.common_prefixes.len() == max {
+                out.truncated = true;
+                return Ok(out);
+            }
+            if let Some(cp) = list::rolled_up(&record.key, prefix, delimiter) {
+                out.common_prefixes.push(cp.to_string());
+                skip = Some(cp.to_string());
+                continue;
             }
             let upload_id = sort_key.rsplit('\0').next().unwrap_or_default().to_string();
-            out.push(UploadEntry {
+            out.uploads.push(UploadEntry {
                 key: record.key.clone(),
                 upload_id,
                 record,
             });
         }
-        match page.next {
-            Some(next) => cursor = next,
-            None => return Ok((out, false)),
+        match (page.next, skip) {
+            (Some(next), Some(cp)) => cursor = next.max(list::past_prefix(&cp)),
+            (Some(next), None) => cursor = next,
+            (None, _) => return Ok(out),
         }
     }
+}
+
+#[derive(Debug, Default)]
+pub struct UploadListing {
+    pub uploads: Vec<UploadEntry>,
+    /// With a delimiter: the key prefixes uploads were rolled up into.
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
 }
 
 #[cfg(test)]

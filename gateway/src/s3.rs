@@ -659,12 +659,7 @@ impl S3 for DmpS3 {
             multipart::parts(&self.state, &input.bucket, &input.upload_id, marker, max).await?;
         if parts.is_empty() && marker == 0 {
             // Distinguish an upload without parts from one that does not exist.
-            multipart::list_uploads(&self.state, &input.bucket, &input.key, "", "", usize::MAX)
-                .await?
-                .0
-                .iter()
-                .find(|u| u.upload_id == input.upload_id && u.key == input.key)
-                .ok_or(GatewayError::NoSuchUpload)?;
+            multipart::get_upload(&self.state, &input.bucket, &input.key, &input.upload_id).await?;
         }
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(input.bucket),
@@ -695,38 +690,52 @@ impl S3 for DmpS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
-        if input.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(
-                GatewayError::NotImplemented("ListMultipartUploads with a delimiter").into(),
-            );
-        }
         let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let (uploads, truncated) = multipart::list_uploads(
+        let listing = multipart::list_uploads(
             &self.state,
             &input.bucket,
             &prefix,
+            input.delimiter.as_deref(),
             input.key_marker.as_deref().unwrap_or(""),
             input.upload_id_marker.as_deref().unwrap_or(""),
             max,
         )
         .await?;
-        let last = uploads.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+        // The page's last entry, an upload or a common prefix, is where the next one starts.
+        let last_upload = listing
+            .uploads
+            .last()
+            .map(|u| (u.key.clone(), Some(u.upload_id.clone())));
+        let last_prefix = listing.common_prefixes.last().map(|p| (p.clone(), None));
+        let last = last_upload
+            .into_iter()
+            .chain(last_prefix)
+            .max_by(|a, b| a.0.cmp(&b.0));
+        let (next_key_marker, next_upload_id_marker) = match (listing.truncated, last) {
+            (true, Some((key, id))) => (Some(key), id),
+            _ => (None, None),
+        };
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
             prefix: input.prefix,
+            delimiter: input.delimiter,
             key_marker: input.key_marker,
             upload_id_marker: input.upload_id_marker,
             max_uploads: Some(max as i32),
-            is_truncated: Some(truncated),
-            next_key_marker: if truncated {
-                last.as_ref().map(|l| l.0.clone())
-            } else {
-                None
-            },
-            next_upload_id_marker: if truncated { last.map(|l| l.1) } else { None },
+            is_truncated: Some(listing.truncated),
+            next_key_marker,
+            next_upload_id_marker,
+            common_prefixes: Some(
+                listing
+                    .common_prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
             uploads: Some(
-                uploads
+                listing
+                    .uploads
                     .into_iter()
                     .map(|u| MultipartUpload {
                         key: Some(u.key),

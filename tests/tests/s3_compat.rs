@@ -1083,3 +1083,102 @@ async fn conditional_creates_racing_through_two_gateways_have_exactly_one_winner
     }
     cluster.assert_no_error_logs();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_multipart_uploads_rolls_up_prefixes_and_pages() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = cluster.client(0);
+    c.create_bucket().bucket("uploads").send().await.unwrap();
+    let mut ids = Vec::new();
+    for key in ["logs/2026/a", "logs/2026/b", "logs/2027/c", "logs/d", "top"] {
+        let id = c
+            .create_multipart_upload()
+            .bucket("uploads")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        ids.push((key, id.upload_id().unwrap().to_string()));
+    }
+    let out = c
+        .list_multipart_uploads()
+        .bucket("uploads")
+        .prefix("logs/")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.common_prefixes()
+            .iter()
+            .map(|p| p.prefix().unwrap())
+            .collect::<Vec<_>>(),
+        ["logs/2026/", "logs/2027/"]
+    );
+    assert_eq!(
+        out.uploads()
+            .iter()
+            .map(|u| u.key().unwrap())
+            .collect::<Vec<_>>(),
+        ["logs/d"]
+    );
+
+    // Paging from the returned markers: one entry a page with a delimiter (the marker is then a
+    // common prefix), two a page without (upload-id markers).
+    for (delimiter, per_page, want) in [
+        (Some("/"), 1, vec!["logs/", "top"]),
+        (
+            None,
+            2,
+            vec!["logs/2026/a", "logs/2026/b", "logs/2027/c", "logs/d", "top"],
+        ),
+    ] {
+        let mut seen = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        let mut pages = 0;
+        loop {
+            let page = c
+                .list_multipart_uploads()
+                .bucket("uploads")
+                .set_delimiter(delimiter.map(str::to_string))
+                .max_uploads(per_page)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .unwrap();
+            pages += 1;
+            seen.extend(
+                page.common_prefixes()
+                    .iter()
+                    .map(|p| p.prefix().unwrap().to_string()),
+            );
+            seen.extend(page.uploads().iter().map(|u| u.key().unwrap().to_string()));
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+        }
+        assert_eq!(seen, want, "delimiter {delimiter:?}");
+        assert!(pages >= want.len() / per_page as usize, "{pages} pages");
+    }
+    let all = c
+        .list_multipart_uploads()
+        .bucket("uploads")
+        .send()
+        .await
+        .unwrap();
+    let listed: Vec<(&str, &str)> = all
+        .uploads()
+        .iter()
+        .map(|u| (u.key().unwrap(), u.upload_id().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        ids.iter()
+            .map(|(k, i)| (*k, i.as_str()))
+            .collect::<Vec<_>>()
+    );
+    cluster.assert_no_error_logs();
+}
