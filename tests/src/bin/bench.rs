@@ -60,8 +60,11 @@ fn main() -> anyhow::Result<()> {
 
     let encode = codec_encode_mib_s();
     println!("baseline codec RS(4,2) encode, 1 core:        {encode:>9.1} MiB/s");
-    let (raw_large, raw_small) = raw_rocksdb(&args)?;
+    let raw = raw_rocksdb(&args)?;
+    let (raw_large, raw_read, raw_small) =
+        (raw.large_write_mib_s, raw.large_read_mib_s, raw.small_write);
     println!("baseline raw RocksDB synced 256 KiB writes:    {raw_large:>9.1} MiB/s");
+    println!("baseline raw RocksDB 256 KiB reads:            {raw_read:>9.1} MiB/s");
     println!(
         "baseline raw RocksDB synced 4 KiB writes:      {:>9.0} ops/s",
         raw_small.ops_s
@@ -80,10 +83,10 @@ fn main() -> anyhow::Result<()> {
         cluster.put_mib_s / raw_large
     );
     println!(
-        "  GET {} MiB objects: {:>9.1} MiB/s   ({:.2}x raw RocksDB write)",
+        "  GET {} MiB objects: {:>9.1} MiB/s   ({:.2}x raw RocksDB reads)",
         args.large_mib,
         cluster.get_mib_s,
-        cluster.get_mib_s / raw_large
+        cluster.get_mib_s / raw_read
     );
     for (name, s) in [("PUT", &cluster.small_put), ("GET", &cluster.small_get)] {
         println!(
@@ -154,7 +157,13 @@ fn stats(mut latencies: Vec<Duration>, wall: Duration) -> OpStats {
 
 /// The same bytes written straight into one RocksDB with synced WAL writes, from as many
 /// threads as the cluster phases have requests in flight.
-fn raw_rocksdb(args: &Args) -> anyhow::Result<(f64, OpStats)> {
+struct RawFigures {
+    large_write_mib_s: f64,
+    large_read_mib_s: f64,
+    small_write: OpStats,
+}
+
+fn raw_rocksdb(args: &Args) -> anyhow::Result<RawFigures> {
     let dir = tempfile::tempdir()?;
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(true);
@@ -179,6 +188,24 @@ fn raw_rocksdb(args: &Args) -> anyhow::Result<(f64, OpStats)> {
         }
     });
     let large = (per_thread * args.concurrency) as f64 * 0.25 / start.elapsed().as_secs_f64();
+
+    // The same values read back, from as many threads.
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..args.concurrency {
+            let db = db.clone();
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let v = db
+                        .get(format!("large/{t}/{i}"))
+                        .expect("get")
+                        .expect("present");
+                    std::hint::black_box(v);
+                }
+            });
+        }
+    });
+    let large_read = (per_thread * args.concurrency) as f64 * 0.25 / start.elapsed().as_secs_f64();
 
     let small = Arc::new(test_data(4, 4096));
     let per_thread = args.small_ops.div_ceil(args.concurrency);
@@ -206,7 +233,11 @@ fn raw_rocksdb(args: &Args) -> anyhow::Result<(f64, OpStats)> {
             .flat_map(|h| h.join().expect("thread"))
             .collect()
     });
-    Ok((large, stats(latencies, start.elapsed())))
+    Ok(RawFigures {
+        large_write_mib_s: large,
+        large_read_mib_s: large_read,
+        small_write: stats(latencies, start.elapsed()),
+    })
 }
 
 struct ClusterFigures {
