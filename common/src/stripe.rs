@@ -4,7 +4,7 @@
 //! shorter. A stripe of `len` bytes is split into `k` data chunks of `ceil(len / k)` bytes each
 //! (the last data chunk zero-padded), plus `m` parity chunks of the same length.
 
-use crate::ids::{ChunkIdx, StripeIdx};
+use crate::ids::StripeIdx;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
@@ -64,10 +64,6 @@ impl StripeLayout {
         let first = within.start / chunk_len;
         let last = (within.end - 1) / chunk_len;
         (first as u8)..(last as u8 + 1)
-    }
-
-    pub fn is_parity(&self, idx: ChunkIdx) -> bool {
-        idx.0 >= self.k
     }
 }
 

@@ -42,15 +42,6 @@ pub enum RpcError {
     Protocol { node: NodeId, message: String },
 }
 
-impl RpcError {
-    pub fn kind(&self) -> Option<ErrorKind> {
-        match self {
-            RpcError::Remote { kind, .. } => Some(*kind),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NodeState {
     Up,
@@ -96,18 +87,6 @@ impl NodeClient {
 
     pub fn is_up(&self, node: NodeId) -> bool {
         self.states.read().expect("node state lock").get(&node) == Some(&NodeState::Up)
-    }
-
-    pub fn states(&self) -> Vec<(NodeId, NodeState)> {
-        let mut v: Vec<_> = self
-            .states
-            .read()
-            .expect("node state lock")
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .collect();
-        v.sort();
-        v
     }
 
     fn set_state(&self, node: NodeId, state: NodeState) {
