@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 scripts/setup.sh
 dir=${1:-./data}
 shift || true
-cargo build --release -p dmpstore-gateway --bin gateway
+# The same build as run-tests.sh, so the two commands never rebuild each other.
+cargo build --release --workspace --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c "import json,sys; print(json.load(sys.stdin)['target_directory'])")
 exec "$target_dir/release/gateway" dev --data-dir "$dir" --s3-addr "${DMPSTORE_S3_ADDR:-127.0.0.1:9000}" "$@"

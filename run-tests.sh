@@ -5,7 +5,7 @@
 # Extra arguments go to `cargo test` (e.g. ./run-tests.sh --test failures).
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/setup.sh
+scripts/setup.sh --test-clients
 # Integration tests spawn the binaries, so build them first in the same profile.
 cargo build --release --workspace --bins
 log=$(mktemp)
