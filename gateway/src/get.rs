@@ -12,6 +12,7 @@ use crate::state::GatewayState;
 use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, StripeIdx};
 use dmpstore_common::limits::GET_STRIPES_PREFETCH;
+use dmpstore_common::quorum::quorum;
 use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, ObjectRecord};
 use dmpstore_common::rpc::{Request, Response};
 use futures::stream::StreamExt;
@@ -178,7 +179,18 @@ async fn fetch_stripe_part(
     // Fast path: only the data chunks holding the range.
     let mut chunks: Vec<Option<Bytes>> = vec![None; layout.n_chunks()];
     let first_try: Vec<u8> = wanted.clone().collect();
-    let missing = fetch_chunks(state, data, stripe_idx, chunk_len, &first_try, &mut chunks).await;
+    let wanted_n = first_try.len();
+    let missing = fetch_chunks(
+        state,
+        data,
+        stripe_idx,
+        chunk_len,
+        &first_try,
+        wanted_n,
+        true,
+        &mut chunks,
+    )
+    .await;
     if missing.is_empty() {
         let mut joined = BytesMut::with_capacity(first_try.len() * chunk_len);
         for i in wanted.clone() {
@@ -190,11 +202,24 @@ async fn fetch_stripe_part(
             .slice((within.start - base) as usize..(within.end - base) as usize));
     }
 
-    // Degraded path: read every other chunk and reconstruct.
+    // Degraded path: ask every other chunk, including nodes believed down, and go on as soon as
+    // `k` are in hand; a slow or hung node cannot hold the read up.
     let rest: Vec<u8> = (0..layout.n_chunks() as u8)
-        .filter(|i| !first_try.contains(i))
+        .filter(|&i| chunks[usize::from(i)].is_none())
         .collect();
-    let _ = fetch_chunks(state, data, stripe_idx, chunk_len, &rest, &mut chunks).await;
+    let have = chunks.iter().filter(|c| c.is_some()).count();
+    let still_needed = usize::from(layout.k).saturating_sub(have);
+    let _ = fetch_chunks(
+        state,
+        data,
+        stripe_idx,
+        chunk_len,
+        &rest,
+        still_needed,
+        false,
+        &mut chunks,
+    )
+    .await;
     tracing::warn!(version = %data.version, stripe = stripe_idx.0, ?missing, "degraded read: reconstructing stripe from parity");
     let stripe_bytes = state
         .codec
@@ -208,45 +233,56 @@ async fn fetch_stripe_part(
     Ok(Bytes::from(stripe_bytes).slice(within.start as usize..within.end as usize))
 }
 
-/// Fetches chunks `indexes` in parallel into `chunks`; returns the indexes that could not be
-/// read intact (no placement, node down, missing, corrupt).
+/// Fetches chunks `indexes` in parallel into `chunks` and returns as soon as `needed` have
+/// arrived intact (the rest are abandoned). With `skip_down`, nodes the gateway has marked Down
+/// are not asked at all. Returns the indexes still missing.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_chunks(
     state: &Arc<GatewayState>,
     data: &ErasureData,
     stripe_idx: StripeIdx,
     chunk_len: usize,
     indexes: &[u8],
+    needed: usize,
+    skip_down: bool,
     chunks: &mut [Option<Bytes>],
 ) -> Vec<u8> {
-    let reads = indexes.iter().map(|&i| async move {
+    let mut calls = Vec::with_capacity(indexes.len());
+    for &i in indexes {
         let Some(node) = data.placement.get(usize::from(i)).copied().flatten() else {
-            return (i, Err("no node holds this chunk".to_string()));
+            continue; // no node holds this chunk (written degraded)
         };
+        if skip_down && !state.nodes.is_up(node) {
+            continue;
+        }
         let key = ChunkKey {
             version: data.version,
             stripe_idx,
             chunk_idx: ChunkIdx(i),
         };
-        let result = state
-            .nodes
-            .call(node, &Request::GetChunk { key }, Bytes::new())
-            .await;
-        (
-            i,
-            verify_chunk(result, chunk_len).map_err(|e| format!("{node}: {e}")),
-        )
-    });
-    let mut missing = Vec::new();
-    for (i, result) in futures::future::join_all(reads).await {
-        match result {
-            Ok(bytes) => chunks[usize::from(i)] = Some(bytes),
-            Err(e) => {
-                tracing::debug!(chunk = i, stripe = stripe_idx.0, error = %e, "chunk unavailable");
-                missing.push(i);
-            }
-        }
+        calls.push((node, async move {
+            let result = state
+                .nodes
+                .call(node, &Request::GetChunk { key }, Bytes::new())
+                .await;
+            verify_chunk(result, chunk_len)
+                .map(|b| (i, b))
+                .map_err(|e| (i, e))
+        }));
     }
-    missing
+    let needed = needed.min(calls.len());
+    let outcome = quorum(calls, needed).await;
+    for (_, (i, bytes)) in outcome.successes {
+        chunks[usize::from(i)] = Some(bytes);
+    }
+    for (node, (i, e)) in outcome.failures {
+        tracing::debug!(chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable");
+    }
+    indexes
+        .iter()
+        .copied()
+        .filter(|&i| chunks[usize::from(i)].is_none())
+        .collect()
 }
 
 /// Checks a chunk read against its checksum and length again on arrival (the node checked it

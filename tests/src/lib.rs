@@ -127,6 +127,16 @@ impl Cluster {
         wait_exit(pid, Duration::from_secs(20))
     }
 
+    /// SIGSTOP to storage node `idx`: it keeps its connections open and answers nothing (a hung
+    /// node, not a dead one).
+    pub fn pause_node(&self, idx: usize) -> anyhow::Result<()> {
+        signal(self.node(idx).pid, "STOP")
+    }
+
+    pub fn resume_node(&self, idx: usize) -> anyhow::Result<()> {
+        signal(self.node(idx).pid, "CONT")
+    }
+
     /// SIGTERM to storage node `idx` and wait until it has flushed and exited.
     pub fn stop_node(&self, idx: usize) -> anyhow::Result<()> {
         let pid = self.node(idx).pid;
@@ -310,6 +320,34 @@ pub fn client(
             "dmpstore-tests",
         ))
         .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Like [`client`], but every operation must finish within `timeout` (retries included).
+pub fn client_with_timeout(
+    cluster: &Cluster,
+    gateway_idx: usize,
+    timeout: Duration,
+) -> aws_sdk_s3::Client {
+    let info = &cluster.info;
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&info.s3_endpoints[gateway_idx])
+        .region(Region::new(info.region.clone()))
+        .credentials_provider(Credentials::new(
+            &info.access_key,
+            &info.secret_key,
+            None,
+            None,
+            "dmpstore-tests",
+        ))
+        .force_path_style(true)
+        .timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .build(),
+        )
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }

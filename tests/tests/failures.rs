@@ -179,3 +179,22 @@ async fn c_setup(cluster: &Cluster) {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_node_is_routed_around_once_the_gateway_marks_it_down() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = cluster.client(0);
+    c.create_bucket().bucket("hung").send().await.unwrap();
+    let written = write_set(&c, "hung", "before", 400).await;
+    cluster.pause_node(3).unwrap();
+    dmpstore_tests::wait_until(std::time::Duration::from_secs(30), || {
+        cluster.gateway_log(0).contains("node marked down")
+    })
+    .unwrap();
+    // A hung node would hold a read for the 10 s RPC deadline; this client gives up after 5 s.
+    let impatient =
+        dmpstore_tests::client_with_timeout(&cluster, 0, std::time::Duration::from_secs(5));
+    check_all(&impatient, "hung", &written, "one node hung").await;
+    cluster.resume_node(3).unwrap();
+    check_all(&c, "hung", &written, "after the node resumed").await;
+}
