@@ -7,7 +7,7 @@ use dmpstore_common::limits;
 use dmpstore_common::stripe::StripeLayout;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,32 +89,11 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("parse config file {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        source: toml::de::Error,
-    },
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
+pub use dmpstore_storage_node::config::ConfigError;
 
 impl GatewayConfig {
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let config: GatewayConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let config: GatewayConfig = dmpstore_storage_node::config::read_toml(path)?;
         config.validate()?;
         Ok(config)
     }

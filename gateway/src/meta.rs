@@ -40,6 +40,34 @@ fn unexpected(node: NodeId, r: &Response) -> String {
     format!("node {node} answered with an unexpected {r:?}")
 }
 
+/// Sends `request` to the partition's replicas and returns the answers of a majority (the
+/// slower rest are dropped), or 503 if a majority cannot answer.
+async fn ask_majority(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    request: &Request,
+    what: &str,
+) -> Result<Vec<(NodeId, Response)>, GatewayError> {
+    let (nodes, needed) = replicas(state, partition);
+    let calls = nodes
+        .iter()
+        .map(|&node| {
+            (node, async move {
+                state.nodes.call(node, request, Bytes::new()).await
+            })
+        })
+        .collect();
+    let outcome = quorum(calls, needed).await;
+    if !outcome.met() {
+        return Err(unavailable(what, partition, &outcome.failures));
+    }
+    Ok(outcome
+        .successes
+        .into_iter()
+        .map(|(node, (response, _))| (node, response))
+        .collect())
+}
+
 fn decode(record: &Versioned) -> Result<MetaValue, GatewayError> {
     MetaValue::decode(&record.value)
         .map_err(|e| GatewayError::Internal(format!("decode record: {e}")))
@@ -113,26 +141,13 @@ pub async fn get(
     partition: &str,
     key: &str,
 ) -> Result<Option<MetaValue>, GatewayError> {
-    let (nodes, needed) = replicas(state, partition);
     let request = Request::MetaGet {
         partition: partition.to_string(),
         key: key.to_string(),
     };
-    let calls = nodes
-        .iter()
-        .map(|&node| {
-            let req = &request;
-            (node, async move {
-                state.nodes.call(node, req, Bytes::new()).await
-            })
-        })
-        .collect();
-    let outcome = quorum(calls, needed).await;
-    if !outcome.met() {
-        return Err(unavailable("metadata read", partition, &outcome.failures));
-    }
-    let mut answers: Vec<(NodeId, Option<Versioned>)> = Vec::with_capacity(outcome.successes.len());
-    for (node, (response, _)) in outcome.successes {
+    let successes = ask_majority(state, partition, &request, "metadata read").await?;
+    let mut answers: Vec<(NodeId, Option<Versioned>)> = Vec::with_capacity(successes.len());
+    for (node, response) in successes {
         match response {
             Response::MetaValue(v) => answers.push((node, v)),
             other => return Err(GatewayError::Internal(unexpected(node, &other))),
@@ -208,29 +223,16 @@ pub async fn scan(
     start_after: &[u8],
     limit: u32,
 ) -> Result<ScanPage, GatewayError> {
-    let (nodes, needed) = replicas(state, partition);
     let request = Request::MetaScan {
         partition: partition.to_string(),
         prefix: prefix.to_string(),
         start_after: start_after.to_vec(),
         limit,
     };
-    let calls = nodes
-        .iter()
-        .map(|&node| {
-            let req = &request;
-            (node, async move {
-                state.nodes.call(node, req, Bytes::new()).await
-            })
-        })
-        .collect();
-    let outcome = quorum(calls, needed).await;
-    if !outcome.met() {
-        return Err(unavailable("metadata scan", partition, &outcome.failures));
-    }
+    let successes = ask_majority(state, partition, &request, "metadata scan").await?;
     let mut merged: BTreeMap<String, Versioned> = BTreeMap::new();
     let mut bound: Option<String> = None;
-    for (node, (response, _)) in outcome.successes {
+    for (node, response) in successes {
         let Response::MetaEntries { entries, more } = response else {
             return Err(GatewayError::Internal(unexpected(node, &response)));
         };

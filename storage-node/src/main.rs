@@ -15,13 +15,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    dmpstore_storage_node::logging::init("info");
     let args = Args::parse();
     let config = NodeConfig::load(&args.config)?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr)

@@ -136,6 +136,14 @@ impl Store {
         })
     }
 
+    /// Serializes read-compare-write of one metadata key (records and leases).
+    fn key_lock(&self, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = blake3::hash(key).as_bytes()[0] as usize % META_LOCK_STRIPES;
+        self.meta_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
@@ -211,10 +219,7 @@ impl Store {
         record: &Versioned,
     ) -> Result<(bool, Option<Versioned>), StoreError> {
         let mkey = meta_key(partition, key.as_bytes());
-        let stripe = blake3::hash(&mkey).as_bytes()[0] as usize % META_LOCK_STRIPES;
-        let _guard = self.meta_locks[stripe]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.key_lock(&mkey);
         let current = match self.db.get_cf(self.cf(CF_META), &mkey)? {
             Some(raw) => Some(decode_meta_value(&raw)?),
             None => None,
@@ -295,10 +300,7 @@ impl Store {
         ttl_ms: u64,
     ) -> Result<bool, StoreError> {
         let lkey = lease_key(partition, key);
-        let stripe = blake3::hash(&lkey).as_bytes()[0] as usize % META_LOCK_STRIPES;
-        let _guard = self.meta_locks[stripe]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.key_lock(&lkey);
         if let Some(raw) = self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
             if raw.len() == 25 && raw[0] == FORMAT_V1 {
                 let holder = &raw[1..17];
@@ -324,10 +326,7 @@ impl Store {
         token: &[u8; 16],
     ) -> Result<(), StoreError> {
         let lkey = lease_key(partition, key);
-        let stripe = blake3::hash(&lkey).as_bytes()[0] as usize % META_LOCK_STRIPES;
-        let _guard = self.meta_locks[stripe]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _guard = self.key_lock(&lkey);
         if let Some(raw) = self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
             if raw.len() == 25 && &raw[1..17] == token {
                 self.db.delete_cf(self.cf(CF_QUEUES), &lkey)?;
