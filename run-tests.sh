@@ -14,7 +14,7 @@ status=0
 # Every target but doc tests (there are none); arguments, when given, choose the targets.
 targets=(--all-targets)
 [ $# -eq 0 ] || targets=()
-cargo test --release --workspace "${targets[@]}" "$@" 2>&1 | tee "$log" || status=$?
+cargo test --release --workspace --no-fail-fast "${targets[@]}" "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
