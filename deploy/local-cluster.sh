@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Starts or stops a local multi-process dmpstore cluster on 127.0.0.1.
 #
-#   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N]
+#   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N] [--replaced-data-grace SECONDS]
 #   deploy/local-cluster.sh down DIR
 #
 # `up` writes one config per process under DIR, starts N storage nodes (default 6) and N
 # gateways (default 2) as separate processes on free ports, waits until every one serves, and
 # writes DIR/cluster.json (endpoints, credentials, and every process's pid, address, data dir
 # and config). `down` stops the processes listed there (SIGTERM, then SIGKILL after 20 s).
-# Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
+# --replaced-data-grace sets how long gateways keep the chunks of overwritten or deleted data
+# (default 30 s). Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -19,11 +20,12 @@ bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 shift 2
-n_nodes=6; n_gateways=2
+n_nodes=6; n_gateways=2; gateway_extra=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) n_nodes=$2; shift 2 ;;
     --gateways) n_gateways=$2; shift 2 ;;
+    --replaced-data-grace) gateway_extra+="replaced_data_grace_secs = $2"$'\n'; shift 2 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
@@ -83,7 +85,7 @@ s3_listen_addr = "127.0.0.1:$port"
 region = "$region"
 virtual_host_domains = ["localhost"]
 cluster_secret = "$secret"
-
+$gateway_extra
 [[credentials]]
 access_key = "$access_key"
 secret_key = "$secret_key"

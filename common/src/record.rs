@@ -5,9 +5,10 @@
 use crate::ids::{Hlc, NodeId, VersionId};
 use crate::stripe::StripeLayout;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 
 /// Format version of an encoded [`MetaValue`]; the first byte of every record.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+pub const RECORD_FORMAT_VERSION: u8 = 2;
 
 /// Partition holding one record per bucket (keyed by bucket name). Bucket names cannot be
 /// empty, so this never collides with a bucket's own partition.
@@ -54,6 +55,65 @@ pub enum MetaValue {
     Part(PartRecord),
     /// The tag set of one object version (in the bucket's tags partition).
     Tags(Vec<(String, String)>),
+    /// A delete marker of a versioned bucket: the current record of a key deleted without a
+    /// version id, and an entry among the key's versions.
+    DeleteMarker(DeleteMarker),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteMarker {
+    /// `None` is the null version.
+    pub version_id: Option<String>,
+    pub deleted_ms: u64,
+}
+
+/// Partition of every version of a bucket's objects, once versioning was turned on; sort key
+/// [`version_sort_key`], so the versions of a key are adjacent and newest first.
+pub fn versions_partition(bucket: &str) -> String {
+    format!("{bucket}#versions")
+}
+
+/// The version id S3 clients see for the null version.
+pub const NULL_VERSION_ID: &str = "null";
+
+/// The part of a version's sort key that orders it among the versions of its key: the clock
+/// inverted, so newer sorts first.
+fn version_stamp(hlc: Hlc) -> String {
+    format!("{:016x}", u64::MAX - hlc.0)
+}
+
+/// A fresh version id for a version written at `hlc`: its stamp plus random bits, 24 hex
+/// characters. The id is also the version's sort suffix, so a lookup by id is one read.
+pub fn new_version_id(hlc: Hlc, random: u32) -> String {
+    let mut id = version_stamp(hlc);
+    let _ = write!(id, "{random:08x}");
+    id
+}
+
+/// Whether `id` can be a version id this store issued (else the request is malformed).
+pub fn is_valid_version_id(id: &str) -> bool {
+    id == NULL_VERSION_ID || (id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Sort key of version `version_id` (never `null`) of `key`.
+pub fn version_sort_key(key: &str, version_id: &str) -> String {
+    format!("{key}\0{version_id}")
+}
+
+/// Sort key of a null version of `key` written at `hlc`. Null versions keep their place in
+/// time order; finding "the" null version of a key takes a scan of the key's versions.
+pub fn null_version_sort_key(key: &str, hlc: Hlc) -> String {
+    format!("{key}\0{}{NULL_VERSION_ID}", version_stamp(hlc))
+}
+
+/// The object key of a version sort key.
+pub fn key_of_version_sort_key(sort_key: &str) -> &str {
+    sort_key.split_once('\0').map_or(sort_key, |(k, _)| k)
+}
+
+/// The prefix every version sort key of `key` starts with.
+pub fn versions_of_key_prefix(key: &str) -> String {
+    format!("{key}\0")
 }
 
 /// Partition of a bucket's tag sets set after the write (PutObjectTagging).
@@ -117,6 +177,17 @@ pub struct PartData {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketRecord {
     pub created_ms: u64,
+    pub versioning: Versioning,
+}
+
+/// A bucket's versioning state. A bucket never returns to `Unversioned` once versioning was
+/// turned on (as in S3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Versioning {
+    #[default]
+    Unversioned,
+    Enabled,
+    Suspended,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +204,8 @@ pub struct ObjectRecord {
     /// Tags given when the object was written (`x-amz-tagging`); later changes live in the
     /// bucket's tags partition, keyed by [`tags_sort_key`].
     pub tags: Vec<(String, String)>,
+    /// `None`: the null version (written while versioning was off or suspended).
+    pub version_id: Option<String>,
 }
 
 impl ObjectRecord {
@@ -207,6 +280,21 @@ impl MetaValue {
     pub fn is_tombstone(&self) -> bool {
         matches!(self, MetaValue::Tombstone { .. })
     }
+
+    /// The version id of an object or delete marker record (`None` for the null version, and
+    /// for records that are neither).
+    pub fn version_id(&self) -> Option<&str> {
+        match self {
+            MetaValue::Object(r) => r.version_id.as_deref(),
+            MetaValue::DeleteMarker(m) => m.version_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is an object version or delete marker (not a deletion or other record).
+    pub fn is_version(&self) -> bool {
+        matches!(self, MetaValue::Object(_) | MetaValue::DeleteMarker(_))
+    }
 }
 
 #[cfg(test)]
@@ -248,8 +336,35 @@ mod tests {
                     data,
                     checksum: None,
                     tags: vec![],
+                    version_id: (size % 2 == 0).then(|| new_version_id(Hlc(size), 7)),
                 })
             })
+    }
+
+    proptest! {
+        #[test]
+        fn newer_versions_sort_first_among_the_versions_of_a_key(
+            a in any::<u64>(), b in any::<u64>(), ra in any::<u32>(), rb in any::<u32>(),
+            key in "[a-z/]{0,12}",
+        ) {
+            prop_assume!(a < b);
+            let (older, newer) = (new_version_id(Hlc(a), ra), new_version_id(Hlc(b), rb));
+            prop_assert!(is_valid_version_id(&older));
+            prop_assert!(version_sort_key(&key, &newer) < version_sort_key(&key, &older));
+            prop_assert!(null_version_sort_key(&key, Hlc(b)) < version_sort_key(&key, &older));
+            let sk = version_sort_key(&key, &newer);
+            prop_assert_eq!(key_of_version_sort_key(&sk), key.as_str());
+            prop_assert!(sk.starts_with(&versions_of_key_prefix(&key)));
+        }
+    }
+
+    #[test]
+    fn version_ids_are_checked() {
+        assert!(is_valid_version_id("null"));
+        assert!(is_valid_version_id(&new_version_id(Hlc(5), 9)));
+        assert!(!is_valid_version_id("zzzzzzzzzzzzzzzzzzzzzzzz"));
+        assert!(!is_valid_version_id("123"));
+        assert!(!is_valid_version_id(""));
     }
 
     proptest! {
@@ -257,7 +372,16 @@ mod tests {
         fn records_round_trip(value in prop_oneof![
             object(),
             any::<u64>().prop_map(|t| MetaValue::Tombstone { deleted_ms: t }),
-            any::<u64>().prop_map(|t| MetaValue::Bucket(BucketRecord { created_ms: t })),
+            any::<u64>().prop_map(|t| MetaValue::Bucket(BucketRecord {
+                created_ms: t,
+                versioning: Versioning::Enabled
+            })),
+            (any::<u64>(), proptest::option::of("[0-9a-f]{24}")).prop_map(|(t, v)| {
+                MetaValue::DeleteMarker(DeleteMarker {
+                    version_id: v,
+                    deleted_ms: t,
+                })
+            }),
         ]) {
             let bytes = value.encode();
             prop_assert_eq!(bytes[0], RECORD_FORMAT_VERSION);

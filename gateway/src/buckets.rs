@@ -5,7 +5,7 @@ use crate::error::GatewayError;
 use crate::meta;
 use crate::state::GatewayState;
 use dmpstore_common::limits::MAX_SCAN_ENTRIES;
-use dmpstore_common::record::{BucketRecord, MetaValue, BUCKETS_PARTITION};
+use dmpstore_common::record::{BucketRecord, MetaValue, Versioning, BUCKETS_PARTITION};
 use std::sync::Arc;
 
 pub async fn create(state: &Arc<GatewayState>, bucket: &str) -> Result<(), GatewayError> {
@@ -14,6 +14,7 @@ pub async fn create(state: &Arc<GatewayState>, bucket: &str) -> Result<(), Gatew
     }
     let record = MetaValue::Bucket(BucketRecord {
         created_ms: GatewayState::now_ms(),
+        versioning: Versioning::Unversioned,
     });
     meta::put(state, BUCKETS_PARTITION, bucket, &record).await?;
     Ok(())
@@ -31,7 +32,9 @@ pub async fn ensure_exists(
 
 pub async fn delete(state: &Arc<GatewayState>, bucket: &str) -> Result<(), GatewayError> {
     ensure_exists(state, bucket).await?;
-    if has_live_objects(state, bucket).await? {
+    if has_live_objects(state, bucket).await?
+        || crate::versions::has_versions(state, bucket).await?
+    {
         return Err(GatewayError::BucketNotEmpty);
     }
     let tombstone = MetaValue::Tombstone {
@@ -47,7 +50,7 @@ async fn has_live_objects(state: &Arc<GatewayState>, bucket: &str) -> Result<boo
     let mut cursor = Vec::new();
     loop {
         let page = meta::scan(state, bucket, "", &cursor, MAX_SCAN_ENTRIES).await?;
-        if page.entries.iter().any(|(_, v)| !v.is_tombstone()) {
+        if page.entries.iter().any(|(_, v)| v.is_version()) {
             return Ok(true);
         }
         match page.next {

@@ -28,6 +28,10 @@ pub struct GatewayConfig {
     /// Erasure profile for new objects.
     #[serde(default)]
     pub erasure: ErasureConfig,
+    /// Seconds the chunks of an overwritten or deleted version are kept, so that GETs already
+    /// streaming it can finish.
+    #[serde(default = "default_replaced_data_grace")]
+    pub replaced_data_grace_secs: u64,
     /// S3 access keys accepted by this gateway.
     pub credentials: Vec<Credential>,
     /// The storage nodes of the cluster (the cluster map).
@@ -81,6 +85,9 @@ fn default_region() -> String {
 }
 fn default_inline_max() -> usize {
     limits::DEFAULT_INLINE_MAX_BYTES
+}
+fn default_replaced_data_grace() -> u64 {
+    limits::REPLACED_DATA_GRACE.as_secs()
 }
 fn default_zone() -> String {
     "default".into()

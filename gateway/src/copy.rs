@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub struct CopyRequest {
     pub src_bucket: String,
     pub src_key: String,
+    pub src_version_id: Option<String>,
     pub dst_bucket: String,
     pub dst_key: String,
     /// `x-amz-metadata-directive: REPLACE`: take content type and metadata from the request.
@@ -26,30 +27,46 @@ pub struct CopyRequest {
     pub source_conditions: ReadConditions,
 }
 
-/// The source's live record, checked against the `x-amz-copy-source-if-*` conditions.
+/// The source's record (current, or the version asked for), checked against the
+/// `x-amz-copy-source-if-*` conditions; with the source version id to report.
 pub async fn source(
     state: &Arc<GatewayState>,
-    bucket: &str,
-    key: &str,
+    (bucket, key, version_id): (&str, &str, Option<&str>),
     conditions: &ReadConditions,
-) -> Result<ObjectRecord, GatewayError> {
-    let record = get::head(state, bucket, key).await?;
+) -> Result<(ObjectRecord, Option<String>), GatewayError> {
+    let (record, shown) = get::head_version(state, bucket, key, version_id).await?;
     preconditions::check_copy_source(&record, conditions)?;
-    Ok(record)
+    Ok((record, shown))
 }
 
-/// CopyObject: returns the new record (its ETag is the source's).
+/// What CopyObject reports.
+#[derive(Debug)]
+pub struct Copied {
+    pub record: ObjectRecord,
+    pub version_id: Option<String>,
+    pub source_version_id: Option<String>,
+}
+
+/// CopyObject: the new record (its ETag is the source's) and the version ids.
 pub async fn copy_object(
     state: &Arc<GatewayState>,
     req: CopyRequest,
-) -> Result<ObjectRecord, GatewayError> {
-    let src = source(state, &req.src_bucket, &req.src_key, &req.source_conditions).await?;
-    if req.src_bucket == req.dst_bucket && req.src_key == req.dst_key && !req.replace_metadata {
+) -> Result<Copied, GatewayError> {
+    let src_at = (
+        req.src_bucket.as_str(),
+        req.src_key.as_str(),
+        req.src_version_id.as_deref(),
+    );
+    let (src, source_version_id) = source(state, src_at, &req.source_conditions).await?;
+    let same_object = req.src_bucket == req.dst_bucket
+        && req.src_key == req.dst_key
+        && req.src_version_id.is_none();
+    if same_object && !req.replace_metadata {
         return Err(GatewayError::InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
         ));
     }
-    buckets::ensure_exists(state, &req.dst_bucket).await?;
+    let dst = buckets::ensure_exists(state, &req.dst_bucket).await?;
     let data = copy_data(state, &src).await?;
     let (content_type, user_metadata) = if req.replace_metadata {
         (req.content_type, req.user_metadata)
@@ -65,9 +82,19 @@ pub async fn copy_object(
         data,
         checksum: src.checksum.clone(),
         tags: crate::tagging::effective(state, &req.src_bucket, &req.src_key, &src).await?,
+        version_id: None,
     };
-    put::commit_object(state, &req.dst_bucket, &req.dst_key, record.clone()).await?;
-    Ok(record)
+    let target = (
+        req.dst_bucket.as_str(),
+        dst.versioning,
+        req.dst_key.as_str(),
+    );
+    let version_id = put::commit_object(state, target, record.clone()).await?;
+    Ok(Copied {
+        record,
+        version_id,
+        source_version_id,
+    })
 }
 
 /// Writes a copy of the source's bytes, keeping its part structure.

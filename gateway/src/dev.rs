@@ -61,6 +61,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
         virtual_host_domains: vec!["localhost".into()],
         erasure: ErasureConfig::default(),
+        replaced_data_grace_secs: dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs(),
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),
             secret_key: opts.secret_key.clone(),

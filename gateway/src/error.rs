@@ -8,6 +8,10 @@ pub enum GatewayError {
     NoSuchBucket,
     #[error("the key does not exist")]
     NoSuchKey,
+    #[error("the specified version does not exist")]
+    NoSuchVersion,
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("you already own this bucket")]
     BucketAlreadyOwnedByYou,
     #[error("the bucket is not empty")]
@@ -59,6 +63,8 @@ impl From<GatewayError> for S3Error {
         let code = match &e {
             G::NoSuchBucket => S3ErrorCode::NoSuchBucket,
             G::NoSuchKey => S3ErrorCode::NoSuchKey,
+            G::NoSuchVersion => S3ErrorCode::NoSuchVersion,
+            G::MethodNotAllowed(_) => S3ErrorCode::MethodNotAllowed,
             G::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
             G::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
             G::InvalidRange { .. } => S3ErrorCode::InvalidRange,

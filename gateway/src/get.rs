@@ -9,6 +9,7 @@ use crate::error::GatewayError;
 use crate::meta;
 use crate::nodes::RpcError;
 use crate::state::GatewayState;
+use crate::versions;
 use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, StripeIdx};
 use dmpstore_common::limits::GET_STRIPES_PREFETCH;
@@ -28,13 +29,32 @@ pub async fn head(
     bucket: &str,
     key: &str,
 ) -> Result<ObjectRecord, GatewayError> {
+    head_version(state, bucket, key, None).await.map(|(r, _)| r)
+}
+
+/// The record of `bucket/key`: the current version, or the version `version_id`. Also returns
+/// the version id to report (none in a bucket that never had versioning on).
+pub async fn head_version(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<(ObjectRecord, Option<String>), GatewayError> {
+    if let Some(id) = version_id {
+        let (b, r) = versions::get_object_version(state, bucket, key, id).await?;
+        let shown = versions::reported(&b, r.version_id.as_deref());
+        return Ok((r, shown));
+    }
     let (bucket_check, record) = tokio::join!(
         buckets::ensure_exists(state, bucket),
         meta::get(state, bucket, key)
     );
-    bucket_check?;
+    let b = bucket_check?;
     match record? {
-        Some(MetaValue::Object(r)) => Ok(r),
+        Some(MetaValue::Object(r)) => {
+            let shown = versions::reported(&b, r.version_id.as_deref());
+            Ok((r, shown))
+        }
         _ => Err(GatewayError::NoSuchKey),
     }
 }

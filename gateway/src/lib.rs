@@ -8,7 +8,8 @@
 //! - [`put`]: the write path: body -> stripes -> encode -> place -> write chunks -> commit.
 //! - [`get`]: the read path: record -> stripes in range -> data chunks, or parity + decode.
 //! - [`list`]: listing with prefixes, delimiters and cursors over merged partition scans.
-//! - [`delete`]: tombstones and dropping the old version's chunks.
+//! - [`versions`]: bucket versioning: version records, delete markers, deletes by version id,
+//!   ListObjectVersions; every commit and delete goes through it.
 //! - [`multipart`]: multipart uploads: parts stored as they arrive, Complete writes one record.
 //! - [`copy`]: CopyObject and UploadPartCopy, keeping the source's ETag.
 //! - [`preconditions`]: conditional reads and writes.
@@ -28,7 +29,6 @@ pub mod buckets;
 pub mod checksum;
 pub mod config;
 pub mod copy;
-pub mod delete;
 pub mod dev;
 pub mod error;
 pub mod get;
@@ -43,3 +43,4 @@ pub mod s3;
 pub mod server;
 pub mod state;
 pub mod tagging;
+pub mod versions;

@@ -150,7 +150,8 @@ pub async fn complete(
     upload_id: &str,
     requested: Vec<(u32, String)>,
     conditions: &WriteConditions,
-) -> Result<String, GatewayError> {
+) -> Result<(String, Option<String>), GatewayError> {
+    let b = buckets::ensure_exists(state, bucket).await?;
     let upload = get_upload(state, bucket, key, upload_id).await?;
     let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
     let chosen = choose_parts(&recorded, &requested)?;
@@ -165,9 +166,10 @@ pub async fn complete(
         data: ObjectData::Multipart(chosen.iter().map(|p| p.part.clone()).collect()),
         checksum: None,
         tags: upload.tags,
+        version_id: None,
     };
     // A refused completion leaves the upload and its parts as they were, to retry or abort.
-    put::commit_object_if(state, bucket, key, record, conditions)
+    let version_id = put::commit_object_if(state, (bucket, b.versioning, key), record, conditions)
         .await
         .map_err(|f| match f {
             put::CommitFailure::Refused(e, _) | put::CommitFailure::Failed(e) => e,
@@ -180,7 +182,7 @@ pub async fn complete(
         .filter(|p| !used.contains(&p.part_number))
         .collect();
     forget_upload(state, bucket, key, upload_id, &used, &unused).await?;
-    Ok(etag)
+    Ok((etag, version_id))
 }
 
 /// Validates the requested list: ascending part numbers, each recorded with the same ETag,

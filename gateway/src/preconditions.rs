@@ -126,6 +126,7 @@ mod tests {
             data: ObjectData::Inline(vec![1]),
             checksum: None,
             tags: vec![],
+            version_id: None,
         }
     }
 

@@ -9,12 +9,13 @@ use crate::meta;
 use crate::nodes::RpcError;
 use crate::preconditions;
 use crate::state::GatewayState;
+use crate::versions;
 use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
-use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT, REPLACED_DATA_GRACE};
+use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT};
 use dmpstore_common::placement;
 use dmpstore_common::record::{
-    ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned,
+    ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned, Versioning,
 };
 use dmpstore_common::rpc::Request;
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -40,6 +41,8 @@ pub struct PutRequest {
 #[derive(Debug)]
 pub struct PutResult {
     pub etag: String,
+    /// The new version's id, in a bucket that has versioning on.
+    pub version_id: Option<String>,
     pub size_bytes: u64,
     pub checksum: Option<ObjectChecksum>,
 }
@@ -49,7 +52,7 @@ pub async fn put_object(
     state: &Arc<GatewayState>,
     req: PutRequest,
 ) -> Result<PutResult, GatewayError> {
-    buckets::ensure_exists(state, &req.bucket).await?;
+    let bucket = buckets::ensure_exists(state, &req.bucket).await?;
     let stored = store_body(
         state,
         req.body,
@@ -67,16 +70,19 @@ pub async fn put_object(
         data: stored.data,
         checksum: stored.checksum.clone(),
         tags: req.tags,
+        version_id: None,
     };
-    match commit_object_if(state, &req.bucket, &req.key, record, &req.conditions).await {
-        Ok(()) => {}
+    let target = (req.bucket.as_str(), bucket.versioning, req.key.as_str());
+    let version_id = match commit_object_if(state, target, record, &req.conditions).await {
+        Ok(v) => v,
         Err(CommitFailure::Refused(e, data)) => {
             discard(state, &data);
             return Err(e);
         }
         Err(CommitFailure::Failed(e)) => return Err(e),
-    }
+    };
     Ok(PutResult {
+        version_id,
         etag: stored.etag,
         size_bytes: stored.size_bytes,
         checksum: stored.checksum,
@@ -98,13 +104,13 @@ pub enum CommitFailure {
 /// `If-None-Match: *` writer wins). Unconditional writes skip the leases.
 pub async fn commit_object_if(
     state: &Arc<GatewayState>,
-    bucket: &str,
-    key: &str,
+    target: (&str, Versioning, &str),
     record: ObjectRecord,
     conditions: &preconditions::WriteConditions,
-) -> Result<(), CommitFailure> {
+) -> Result<Option<String>, CommitFailure> {
+    let (bucket, _, key) = target;
     if conditions.is_empty() {
-        return commit_object(state, bucket, key, record)
+        return commit_object(state, target, record)
             .await
             .map_err(CommitFailure::Failed);
     }
@@ -114,7 +120,7 @@ pub async fn commit_object_if(
     };
     let result = match preconditions::check_write(state, bucket, key, conditions).await {
         Err(e) => Err(CommitFailure::Refused(e, record.data)),
-        Ok(()) => commit_object(state, bucket, key, record)
+        Ok(()) => commit_object(state, target, record)
             .await
             .map_err(CommitFailure::Failed),
     };
@@ -122,18 +128,16 @@ pub async fn commit_object_if(
     result
 }
 
-/// Writes the record that makes an object (version) exist, then drops the data of the
-/// versions it replaced. A failed commit may still have reached some replicas, so its data is
+/// Writes the record that makes an object version exist (in a bucket `(name, versioning,
+/// key)`), then drops the data of what it replaced where versioning says so; returns the
+/// version id to report. A failed commit may still have reached some replicas, so its data is
 /// left for GC rather than deleted: a record must never point at missing data (DESIGN 7).
 pub async fn commit_object(
     state: &Arc<GatewayState>,
-    bucket: &str,
-    key: &str,
+    (bucket, versioning, key): (&str, Versioning, &str),
     record: ObjectRecord,
-) -> Result<(), GatewayError> {
-    let replaced = meta::put(state, bucket, key, &MetaValue::Object(record)).await?;
-    drop_replaced_data(state, replaced);
-    Ok(())
+) -> Result<Option<String>, GatewayError> {
+    versions::commit(state, bucket, versioning, key, MetaValue::Object(record)).await
 }
 
 /// Bytes received and stored durably, not yet referenced by any record.
@@ -417,7 +421,7 @@ pub fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
 }
 
 /// Drops the chunks of records a committed write has replaced (objects and parts), after
-/// [`REPLACED_DATA_GRACE`] so that GETs already streaming them can finish.
+/// a grace period so that GETs already streaming them can finish.
 pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
     let old: Vec<ObjectData> = replaced
         .iter()
@@ -426,17 +430,41 @@ pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
             Ok(MetaValue::Part(p)) => Some(p.part.data),
             _ => None,
         })
+        .collect();
+    drop_data_later(state, old);
+}
+
+/// Drops the chunks of data no record references any more, after the configured grace
+/// (`replaced_data_grace_secs`).
+pub fn drop_data_later(state: &Arc<GatewayState>, data: Vec<ObjectData>) {
+    let old: Vec<ObjectData> = data
+        .into_iter()
         .filter(|d| !d.erasure_pieces().is_empty())
         .collect();
     if old.is_empty() {
         return;
     }
     let st = state.clone();
+    let grace = std::time::Duration::from_secs(state.config.replaced_data_grace_secs);
     state.spawn(async move {
         tokio::select! {
-            () = tokio::time::sleep(REPLACED_DATA_GRACE) => old.iter().for_each(|d| discard(&st, d)),
-            () = st.shutdown.cancelled() => tracing::debug!("shutting down: replaced chunks left for GC"),
+            () = tokio::time::sleep(grace) => {}
+            () = st.shutdown.cancelled() => {
+                tracing::debug!("shutting down: replaced chunks left for GC");
+                return;
+            }
         }
+        let drops = old.iter().flat_map(|d| d.erasure_pieces()).flat_map(|e| {
+            let st = &st;
+            e.placement.iter().flatten().map(move |&node| async move {
+                let request = Request::DeleteChunks { version: e.version };
+                if let Err(e) = st.nodes.call(node, &request, Bytes::new()).await {
+                    tracing::debug!(%node, error = %e, "could not drop replaced chunks; GC will");
+                }
+            })
+        });
+        futures::future::join_all(drops).await;
+        tracing::info!(versions = old.len(), "dropped the chunks of replaced data");
     });
 }
 

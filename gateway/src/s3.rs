@@ -5,7 +5,6 @@
 use crate::buckets;
 use crate::checksum::{ChecksumCheck, HeaderChecksums};
 use crate::copy::{self, CopyRequest};
-use crate::delete;
 use crate::error::GatewayError;
 use crate::get;
 use crate::list::{self, ListParams};
@@ -14,10 +13,13 @@ use crate::preconditions::{self, ReadConditions, WriteConditions};
 use crate::put::{self, PutRequest};
 use crate::state::GatewayState;
 use crate::tagging;
+use crate::versions::{self, VersionListParams};
 use dmpstore_common::limits::{
     DELETE_OBJECTS_CONCURRENCY, MAX_DELETE_OBJECTS_KEYS, MAX_LIST_KEYS, MAX_PARTS,
 };
-use dmpstore_common::record::{ChecksumAlgorithm, ObjectChecksum, ObjectRecord};
+use dmpstore_common::record::{
+    ChecksumAlgorithm, MetaValue, ObjectChecksum, ObjectRecord, Versioning,
+};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -109,17 +111,18 @@ fn sorted_metadata(m: Option<Metadata>) -> Vec<(String, String)> {
     v
 }
 
-fn copy_source(src: &CopySource) -> Result<(String, String), GatewayError> {
+/// Bucket, key and version id of an `x-amz-copy-source`.
+fn copy_source(src: &CopySource) -> Result<(String, String, Option<String>), GatewayError> {
     match src {
         CopySource::Bucket {
             bucket,
             key,
-            version_id: None,
-        } => Ok((bucket.to_string(), key.to_string())),
-        CopySource::Bucket {
-            version_id: Some(_),
-            ..
-        } => Err(GatewayError::NotImplemented("copy from a version id")),
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_string),
+        )),
         _ => Err(GatewayError::NotImplemented("copy from an access point")),
     }
 }
@@ -303,6 +306,7 @@ impl S3 for DmpS3 {
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(result.etag)),
             size: Some(result.size_bytes as i64),
+            version_id: result.version_id,
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
             checksum_crc64nvme: sums.crc64nvme,
@@ -317,7 +321,13 @@ impl S3 for DmpS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let record = get::head(&self.state, &input.bucket, &input.key).await?;
+        let (record, version_id) = get::head_version(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+        )
+        .await?;
         preconditions::check_read(
             &record,
             &ReadConditions {
@@ -355,6 +365,7 @@ impl S3 for DmpS3 {
             checksum_crc64nvme: sums.crc64nvme,
             checksum_sha1: sums.sha1,
             checksum_sha256: sums.sha256,
+            version_id,
             ..Default::default()
         }))
     }
@@ -364,7 +375,13 @@ impl S3 for DmpS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let record = get::head(&self.state, &input.bucket, &input.key).await?;
+        let (record, version_id) = get::head_version(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+        )
+        .await?;
         let sums = ChecksumFields::of(requested_checksum(
             &record,
             input.checksum_mode.as_ref(),
@@ -391,6 +408,7 @@ impl S3 for DmpS3 {
             checksum_crc64nvme: sums.crc64nvme,
             checksum_sha1: sums.sha1,
             checksum_sha256: sums.sha256,
+            version_id,
             ..Default::default()
         }))
     }
@@ -399,8 +417,147 @@ impl S3 for DmpS3 {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        delete::delete_object(&self.state, &req.input.bucket, &req.input.key).await?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        let input = req.input;
+        let deleted = versions::delete(
+            &self.state,
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+        )
+        .await?;
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker.then_some(true),
+            version_id: deleted.version_id,
+            ..Default::default()
+        }))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let input = req.input;
+        let versioning = match input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(|s| s.as_str())
+        {
+            Some(BucketVersioningStatus::ENABLED) => Versioning::Enabled,
+            Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
+            _ => {
+                return Err(s3s::S3Error::with_message(
+                    s3s::S3ErrorCode::IllegalVersioningConfigurationException,
+                    "the versioning status must be Enabled or Suspended",
+                ))
+            }
+        };
+        if input
+            .versioning_configuration
+            .mfa_delete
+            .as_ref()
+            .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(GatewayError::NotImplemented("MFA delete").into());
+        }
+        versions::set_versioning(&self.state, &input.bucket, versioning).await?;
+        Ok(S3Response::new(PutBucketVersioningOutput::default()))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let b = buckets::ensure_exists(&self.state, &req.input.bucket).await?;
+        let status = match b.versioning {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::ENABLED,
+            )),
+            Versioning::Suspended => Some(BucketVersioningStatus::from_static(
+                BucketVersioningStatus::SUSPENDED,
+            )),
+        };
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status,
+            ..Default::default()
+        }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = req.input;
+        let url = wants_url(&input.encoding_type);
+        let max = max_keys(input.max_keys)?;
+        let params = VersionListParams {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+            key_marker: input.key_marker.clone(),
+            version_id_marker: input.version_id_marker.clone(),
+            max_keys: max,
+        };
+        let listing = versions::list(&self.state, &input.bucket, &params).await?;
+        let owner = Owner {
+            display_name: Some("dmpstore".into()),
+            id: Some("dmpstore".into()),
+        };
+        let mut versions_out = Vec::new();
+        let mut markers = Vec::new();
+        for v in listing.versions {
+            let key = Some(encode_key(&v.key, url));
+            match v.value {
+                MetaValue::Object(r) => versions_out.push(ObjectVersion {
+                    e_tag: Some(etag(&r)),
+                    is_latest: Some(v.is_latest),
+                    key,
+                    last_modified: Some(timestamp(r.last_modified_ms)),
+                    owner: Some(owner.clone()),
+                    size: Some(r.size_bytes as i64),
+                    storage_class: Some(ObjectVersionStorageClass::from_static(
+                        ObjectVersionStorageClass::STANDARD,
+                    )),
+                    version_id: Some(versions::shown(r.version_id.as_deref())),
+                    ..Default::default()
+                }),
+                MetaValue::DeleteMarker(m) => markers.push(DeleteMarkerEntry {
+                    is_latest: Some(v.is_latest),
+                    key,
+                    last_modified: Some(timestamp(m.deleted_ms)),
+                    owner: Some(owner.clone()),
+                    version_id: Some(versions::shown(m.version_id.as_deref())),
+                }),
+                _ => {}
+            }
+        }
+        let common_prefixes = listing
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(encode_key(p, url)),
+            })
+            .collect();
+        let (next_key_marker, next_version_id_marker) = match listing.next.clone() {
+            Some((k, v)) => (Some(encode_key(&k, url)), v),
+            None => (None, None),
+        };
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            encoding_type: input.encoding_type,
+            key_marker: input.key_marker,
+            version_id_marker: input.version_id_marker,
+            max_keys: Some(max as i32),
+            is_truncated: Some(listing.next.is_some()),
+            next_key_marker,
+            next_version_id_marker,
+            versions: Some(versions_out),
+            delete_markers: Some(markers),
+            common_prefixes: Some(common_prefixes),
+            ..Default::default()
+        }))
     }
 
     async fn list_objects_v2(
@@ -565,14 +722,19 @@ impl S3 for DmpS3 {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         let part_number = multipart::check_part_number(input.part_number)?;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let conditions = ReadConditions {
             if_match: input.copy_source_if_match,
             if_none_match: input.copy_source_if_none_match,
             if_modified_since: input.copy_source_if_modified_since,
             if_unmodified_since: input.copy_source_if_unmodified_since,
         };
-        let src = copy::source(&self.state, &src_bucket, &src_key, &conditions).await?;
+        let src_at = (
+            src_bucket.as_str(),
+            src_key.as_str(),
+            src_version.as_deref(),
+        );
+        let (src, copy_source_version_id) = copy::source(&self.state, src_at, &conditions).await?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size_bytes,
             Some(r) => copy_source_range(r, src.size_bytes)?,
@@ -594,6 +756,7 @@ impl S3 for DmpS3 {
                 last_modified: Some(timestamp(GatewayState::now_ms())),
                 ..Default::default()
             }),
+            copy_source_version_id,
             ..Default::default()
         }))
     }
@@ -617,7 +780,7 @@ impl S3 for DmpS3 {
             if_match: input.if_match,
             if_none_match: input.if_none_match,
         };
-        let etag = multipart::complete(
+        let (etag, version_id) = multipart::complete(
             &self.state,
             &input.bucket,
             &input.key,
@@ -631,6 +794,7 @@ impl S3 for DmpS3 {
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
+            version_id,
             ..Default::default()
         }))
     }
@@ -754,7 +918,7 @@ impl S3 for DmpS3 {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version_id) = copy_source(&input.copy_source)?;
         let replace_metadata = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
             None | Some(MetadataDirective::COPY) => false,
             Some(MetadataDirective::REPLACE) => true,
@@ -765,11 +929,12 @@ impl S3 for DmpS3 {
                 .into())
             }
         };
-        let record = copy::copy_object(
+        let copied = copy::copy_object(
             &self.state,
             CopyRequest {
                 src_bucket,
                 src_key,
+                src_version_id,
                 dst_bucket: input.bucket,
                 dst_key: input.key,
                 replace_metadata,
@@ -786,10 +951,12 @@ impl S3 for DmpS3 {
         .await?;
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(etag(&record)),
-                last_modified: Some(timestamp(record.last_modified_ms)),
+                e_tag: Some(etag(&copied.record)),
+                last_modified: Some(timestamp(copied.record.last_modified_ms)),
                 ..Default::default()
             }),
+            version_id: copied.version_id,
+            copy_source_version_id: copied.source_version_id,
             ..Default::default()
         }))
     }
@@ -809,25 +976,39 @@ impl S3 for DmpS3 {
         buckets::ensure_exists(&self.state, &input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let bucket = &input.bucket;
-        let results: Vec<(String, Result<(), GatewayError>)> = futures::stream::iter(objects)
+        type Outcome = (
+            String,
+            Option<String>,
+            Result<versions::Deleted, GatewayError>,
+        );
+        let results: Vec<Outcome> = futures::stream::iter(objects)
             .map(|o| async move {
-                let result = match o.version_id {
-                    Some(_) => Err(GatewayError::NotImplemented("deleting a version id")),
-                    None => delete::delete_object(&self.state, bucket, &o.key).await,
-                };
-                (o.key, result)
+                let result =
+                    versions::delete(&self.state, bucket, &o.key, o.version_id.as_deref()).await;
+                (o.key, o.version_id, result)
             })
             .buffered(DELETE_OBJECTS_CONCURRENCY)
             .collect()
             .await;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for (key, result) in results {
+        for (key, asked_version, result) in results {
             match result {
-                Ok(()) if quiet => {}
-                Ok(()) => deleted.push(DeletedObject {
-                    key: Some(key),
-                    ..Default::default()
+                Ok(_) if quiet => {}
+                Ok(d) => deleted.push(if asked_version.is_some() {
+                    DeletedObject {
+                        key: Some(key),
+                        version_id: d.version_id,
+                        delete_marker: d.delete_marker.then_some(true),
+                        ..Default::default()
+                    }
+                } else {
+                    DeletedObject {
+                        key: Some(key),
+                        delete_marker: d.delete_marker.then_some(true),
+                        delete_marker_version_id: d.version_id.filter(|_| d.delete_marker),
+                        ..Default::default()
+                    }
                 }),
                 Err(e) => {
                     let s3 = s3s::S3Error::from(e);
@@ -835,7 +1016,7 @@ impl S3 for DmpS3 {
                         code: Some(s3.code().as_str().to_string()),
                         message: s3.message().map(str::to_string),
                         key: Some(key),
-                        version_id: None,
+                        version_id: asked_version,
                     });
                 }
             }
@@ -866,17 +1047,17 @@ impl S3 for DmpS3 {
         req: S3Request<PutObjectTaggingInput>,
     ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
-        if input.version_id.is_some() {
-            return Err(GatewayError::NotImplemented("tagging a version id").into());
-        }
         let tags = input
             .tagging
             .tag_set
             .into_iter()
             .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
             .collect();
-        tagging::put_tags(&self.state, &input.bucket, &input.key, tags).await?;
-        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+        let version = input.version_id.as_deref();
+        tagging::put_tags(&self.state, &input.bucket, &input.key, version, tags).await?;
+        Ok(S3Response::new(PutObjectTaggingOutput {
+            version_id: input.version_id,
+        }))
     }
 
     async fn get_object_tagging(
@@ -884,10 +1065,8 @@ impl S3 for DmpS3 {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = req.input;
-        if input.version_id.is_some() {
-            return Err(GatewayError::NotImplemented("tags of a version id").into());
-        }
-        let tags = tagging::get_tags(&self.state, &input.bucket, &input.key).await?;
+        let version = input.version_id.as_deref();
+        let tags = tagging::get_tags(&self.state, &input.bucket, &input.key, version).await?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tags
                 .into_iter()
@@ -896,7 +1075,7 @@ impl S3 for DmpS3 {
                     value: Some(v),
                 })
                 .collect(),
-            version_id: None,
+            version_id: input.version_id,
         }))
     }
 
@@ -905,10 +1084,10 @@ impl S3 for DmpS3 {
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
         let input = req.input;
-        if input.version_id.is_some() {
-            return Err(GatewayError::NotImplemented("tagging a version id").into());
-        }
-        tagging::put_tags(&self.state, &input.bucket, &input.key, Vec::new()).await?;
-        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+        let version = input.version_id.as_deref();
+        tagging::put_tags(&self.state, &input.bucket, &input.key, version, Vec::new()).await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput {
+            version_id: input.version_id,
+        }))
     }
 }

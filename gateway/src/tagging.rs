@@ -66,20 +66,23 @@ pub async fn get_tags(
     state: &Arc<GatewayState>,
     bucket: &str,
     key: &str,
+    version_id: Option<&str>,
 ) -> Result<Tags, GatewayError> {
-    let record = get::head(state, bucket, key).await?;
+    let (record, _) = get::head_version(state, bucket, key, version_id).await?;
     effective(state, bucket, key, &record).await
 }
 
-/// Replaces the tag set of the object's current version (an empty set deletes the tags).
+/// Replaces the tag set of the object's current version, or of version `version_id` (an
+/// empty set deletes the tags).
 pub async fn put_tags(
     state: &Arc<GatewayState>,
     bucket: &str,
     key: &str,
+    version_id: Option<&str>,
     tags: Tags,
 ) -> Result<(), GatewayError> {
     validate(&tags)?;
-    let record = get::head(state, bucket, key).await?;
+    let (record, _) = get::head_version(state, bucket, key, version_id).await?;
     meta::put(
         state,
         &tags_partition(bucket),

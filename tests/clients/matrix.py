@@ -68,6 +68,14 @@ class Cluster:
             aws_secret_access_key=self.secret_key, region_name=self.region,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
+    def boto3_resource(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.resource(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key, region_name=self.region,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+
 
 def check_awscli(c, tmp):
     cfg = write(os.path.join(tmp, "aws.cfg"),
@@ -130,7 +138,24 @@ def check_boto3(c, tmp):
     expect(len(out.get("Deleted", [])) == 4, f"delete_objects: {out}")
     expect(s3.list_objects_v2(Bucket="boto")["KeyCount"] == 0, "objects left")
     s3.delete_bucket(Bucket="boto")
-    return "put_object, upload_file (multipart), get (whole, ranged), download_file, paginate, copy_object, managed copy, delete_objects, delete_bucket"
+
+    # Versioning: the calls boto3 users make, and bucket.object_versions.delete() emptying it.
+    s3.create_bucket(Bucket="boto-ver")
+    s3.put_bucket_versioning(Bucket="boto-ver", VersioningConfiguration={"Status": "Enabled"})
+    expect(other.get_bucket_versioning(Bucket="boto-ver").get("Status") == "Enabled", "versioning status")
+    v1 = s3.put_object(Bucket="boto-ver", Key="seg", Body=small)["VersionId"]
+    v2 = other.put_object(Bucket="boto-ver", Key="seg", Body=big[:100_000])["VersionId"]
+    expect(s3.get_object(Bucket="boto-ver", Key="seg", VersionId=v1)["Body"].read() == small, "get by VersionId")
+    marker = s3.delete_object(Bucket="boto-ver", Key="seg")
+    expect(marker.get("DeleteMarker") is True, f"delete marker: {marker}")
+    pages = s3.get_paginator("list_object_versions").paginate(Bucket="boto-ver", PaginationConfig={"PageSize": 1})
+    listed = [(v["VersionId"], v["IsLatest"]) for p in pages for v in p.get("Versions", []) + p.get("DeleteMarkers", [])]
+    expect(sorted(listed) == sorted([(v1, False), (v2, False), (marker["VersionId"], True)]), f"versions: {listed}")
+    c.boto3_resource().Bucket("boto-ver").object_versions.delete()
+    s3.delete_bucket(Bucket="boto-ver")
+    return ("put_object, upload_file (multipart), get (whole, ranged), download_file, paginate, copy_object, managed copy, "
+            "delete_objects, delete_bucket, versioning (enable, get by VersionId, delete marker, paginated "
+            "list_object_versions, object_versions.delete)")
 
 
 def check_rclone(c, tmp):

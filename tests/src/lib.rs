@@ -63,6 +63,15 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n_nodes` storage nodes and `n_gateways` gateways as separate processes.
     pub fn start(n_nodes: usize, n_gateways: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with(n_nodes, n_gateways, &[])
+    }
+
+    /// Like [`Cluster::start`], with more options for `deploy/local-cluster.sh up`.
+    pub fn start_with(
+        n_nodes: usize,
+        n_gateways: usize,
+        options: &[&str],
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("dmpstore-test-")
             .tempdir()?;
@@ -75,6 +84,7 @@ impl Cluster {
                 "--gateways",
                 &n_gateways.to_string(),
             ])
+            .args(options)
             .env("DMPSTORE_BIN_DIR", bin_dir())
             // Tests read these debug lines to see which path a request took.
             .env(
