@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod codec;
+pub mod durability;
 pub mod hlc;
 pub mod ids;
 pub mod limits;

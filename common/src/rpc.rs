@@ -5,6 +5,7 @@
 //! [`Envelope`] holding the message, then raw payload bytes (a chunk) that are never copied into
 //! the typed part. Responses use the same framing.
 
+use crate::cluster::NodeState;
 use crate::ids::{ChunkKey, NodeId, VersionId};
 use crate::limits::MAX_RPC_HEADER_BYTES;
 use crate::record::Versioned;
@@ -72,6 +73,14 @@ pub enum Request {
         map_version: u64,
     },
     Health,
+    /// The node's view of the cluster and its repair work, for `gateway admin status`.
+    Status,
+    /// Queue the repair of the object versions a record references (sent by the node that
+    /// found the record to the version's repair owner, DESIGN 11).
+    RepairEnqueue {
+        partition: String,
+        key: String,
+    },
 }
 
 impl Request {
@@ -88,6 +97,8 @@ impl Request {
             Request::MetaUnlock { .. } => "meta_unlock",
             Request::Heartbeat { .. } => "heartbeat",
             Request::Health => "health",
+            Request::Status => "status",
+            Request::RepairEnqueue { .. } => "repair_enqueue",
         }
     }
 }
@@ -115,6 +126,7 @@ pub enum Response {
     Lock {
         granted: bool,
     },
+    Status(NodeStatus),
     Error {
         kind: ErrorKind,
         message: String,
@@ -126,6 +138,48 @@ pub struct HealthReport {
     pub node_id: NodeId,
     pub uptime_ms: u64,
     pub n_chunks_estimate: u64,
+}
+
+/// What a node reports about itself and its peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    pub uptime_ms: u64,
+    pub n_chunks_estimate: u64,
+    pub peers: Vec<PeerView>,
+    pub repair: RepairStatus,
+}
+
+/// One peer as the reporting node's failure detector sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub node_id: NodeId,
+    pub state: NodeState,
+    /// Milliseconds since the last answered heartbeat (`None`: never answered).
+    pub last_heartbeat_ms_ago: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairStatus {
+    /// Records waiting in this node's (persistent) repair queue.
+    pub queued: u64,
+    /// Object versions this node rebuilt chunks of since it started.
+    pub repaired_versions: u64,
+    pub repaired_chunks: u64,
+    pub rebuilt_bytes: u64,
+    /// Rebuild rate over the last few seconds of work, bytes per second.
+    pub rate_bytes_per_s: u64,
+    /// Seconds until the queue is empty at the current pace (`None` when idle or unknown).
+    pub eta_s: Option<u64>,
+    /// Detection time of the last failure this node saw: last answered heartbeat to Down.
+    pub last_t_fd_ms: Option<u64>,
+    /// Rebuild time of the last failure: repair start (Down + repair delay) to an empty queue.
+    pub last_t_fr_ms: Option<u64>,
+    pub repair_delay_ms: u64,
+    /// Nodes this node sees Down for longer than the repair delay.
+    pub dead: Vec<NodeId>,
+    /// A failure past the delay that this node has not finished scanning for yet.
+    pub scan_pending: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,7 @@
 //! The gateway's configuration (TOML), typed and validated once at startup. Unknown keys are
 //! errors. `deploy/gateway.example.toml` documents every key.
 
-use dmpstore_common::cluster::{ClusterMap, NodeInfo};
-use dmpstore_common::ids::NodeId;
+use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::limits;
 use dmpstore_common::stripe::StripeLayout;
 use serde::Deserialize;
@@ -66,19 +65,7 @@ pub struct Credential {
     pub secret_key: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeEntry {
-    pub id: u32,
-    /// `host:port` of the node's RPC listener.
-    pub addr: String,
-    /// Failure domain; chunks of one stripe are spread over zones.
-    #[serde(default = "default_zone")]
-    pub zone: String,
-    /// Relative share of new chunks.
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-}
+pub use dmpstore_storage_node::config::NodeEntry;
 
 fn default_region() -> String {
     "us-east-1".into()
@@ -88,12 +75,6 @@ fn default_inline_max() -> usize {
 }
 fn default_replaced_data_grace() -> u64 {
     limits::REPLACED_DATA_GRACE.as_secs()
-}
-fn default_zone() -> String {
-    "default".into()
-}
-fn default_weight() -> u32 {
-    1
 }
 
 pub use dmpstore_storage_node::config::ConfigError;
@@ -164,18 +145,7 @@ impl GatewayConfig {
     }
 
     pub fn cluster_map(&self) -> Result<ClusterMap, dmpstore_common::cluster::ClusterMapError> {
-        ClusterMap::new(
-            1,
-            self.nodes
-                .iter()
-                .map(|n| NodeInfo {
-                    id: NodeId(n.id),
-                    addr: n.addr.clone(),
-                    zone: n.zone.clone(),
-                    weight: n.weight,
-                })
-                .collect(),
-        )
+        dmpstore_storage_node::config::cluster_map(&self.nodes)
     }
 }
 

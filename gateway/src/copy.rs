@@ -154,7 +154,7 @@ pub async fn copy_range(
 ) -> Result<Stored, GatewayError> {
     let len = range.end - range.start;
     let whole = range.start == 0 && range.end == size_bytes;
-    let body = get::body(state, data, size_bytes, range);
+    let body = get::body(state, data, size_bytes, range, None);
     let stored = put::store_body(state, body, Some(len), None, None).await?;
     if whole && stored.etag != expected_md5 {
         put::discard(state, &stored.data);

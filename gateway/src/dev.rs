@@ -29,25 +29,32 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     let nodes_shutdown = CancellationToken::new();
     let mut nodes = Vec::new();
     let mut entries = Vec::new();
+    let mut listeners = Vec::new();
     for id in 1..=opts.n_nodes {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("bind node listener")?;
         let addr = listener.local_addr()?;
-        let zone = format!("zone-{}", (id - 1) % 3 + 1);
-        let config = NodeConfig {
-            node_id: id,
-            listen_addr: addr,
-            data_dir: opts.data_dir.join(format!("node-{id}")),
-            cluster_secret: cluster_secret.clone(),
-            zone: zone.clone(),
-        };
         entries.push(NodeEntry {
             id,
             addr: addr.to_string(),
-            zone,
+            zone: format!("zone-{}", (id - 1) % 3 + 1),
             weight: 1,
         });
+        listeners.push(listener);
+    }
+    for (listener, entry) in listeners.into_iter().zip(&entries) {
+        let config = NodeConfig {
+            node_id: entry.id,
+            listen_addr: listener.local_addr()?,
+            data_dir: opts.data_dir.join(format!("node-{}", entry.id)),
+            cluster_secret: cluster_secret.clone(),
+            zone: entry.zone.clone(),
+            parity_chunks: ErasureConfig::default().parity_chunks,
+            failure_detector: Default::default(),
+            repair: Default::default(),
+            nodes: entries.clone(),
+        };
         nodes.push(tokio::spawn(dmpstore_storage_node::server::run(
             listener,
             config,

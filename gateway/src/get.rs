@@ -118,11 +118,15 @@ fn segments(data: &ObjectData, size_bytes: u64, range: Range<u64>) -> Vec<Segmen
 /// The bytes `range` of the object as a stream. A producer task (owned by the gateway's task
 /// tracker) fetches up to [`GET_STRIPES_PREFETCH`] stripes ahead into a one-slot channel, so a
 /// slow client holds back the fetching instead of filling memory.
+///
+/// `origin` (partition and key of the record) lets a read that had to reconstruct around a
+/// missing or corrupt chunk ask the version's repair owner to fix it (DESIGN 11).
 pub fn body(
     state: &Arc<GatewayState>,
     data: &ObjectData,
     size_bytes: u64,
     range: Range<u64>,
+    origin: Option<(String, String)>,
 ) -> StreamingBlob {
     let mut segs = segments(data, size_bytes, range);
     if let [Segment::Inline(bytes)] = segs.as_mut_slice() {
@@ -139,7 +143,7 @@ pub fn body(
                     data,
                     size_bytes,
                     range,
-                } => send_stripes(&producer, &data, size_bytes, &range, &tx).await,
+                } => send_stripes(&producer, &data, size_bytes, &range, &tx, origin.as_ref()).await,
             };
             if !sent {
                 return;
@@ -157,18 +161,56 @@ async fn send_stripes(
     size_bytes: u64,
     range: &Range<u64>,
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, GatewayError>>,
+    origin: Option<&(String, String)>,
 ) -> bool {
     let stripes = data.layout.stripes_covering(range);
     let mut parts = futures::stream::iter(stripes)
         .map(|s| fetch_stripe_part(state, data, size_bytes, StripeIdx(s), range))
         .buffered(GET_STRIPES_PREFETCH);
+    let mut repair_asked = false;
     while let Some(part) = parts.next().await {
         let failed = part.is_err();
+        let part = part.map(|(bytes, missing)| {
+            if !missing.is_empty() && !repair_asked {
+                repair_asked = true;
+                ask_repair(state, data, &missing, origin);
+            }
+            bytes
+        });
         if tx.send(part).await.is_err() || failed {
             return false;
         }
     }
     true
+}
+
+/// A read found chunks missing or corrupt on nodes the gateway believes Up: the version's
+/// repair owner (the first Up node of its placement) gets the record queued.
+fn ask_repair(
+    state: &Arc<GatewayState>,
+    data: &ErasureData,
+    missing: &[u8],
+    origin: Option<&(String, String)>,
+) {
+    let Some((partition, key)) = origin else {
+        return;
+    };
+    let on_up_nodes = missing.iter().any(|&i| {
+        data.placement
+            .get(usize::from(i))
+            .copied()
+            .flatten()
+            .is_some_and(|n| state.nodes.is_up(n))
+    });
+    let owner = data
+        .placement
+        .iter()
+        .flatten()
+        .copied()
+        .find(|&n| state.nodes.is_up(n));
+    if let (true, Some(owner)) = (on_up_nodes, owner) {
+        crate::put::request_repair(state, owner, partition, key);
+    }
 }
 
 struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, GatewayError>>);
@@ -180,14 +222,15 @@ impl futures::Stream for ChannelBody {
     }
 }
 
-/// The part of stripe `stripe_idx` that falls inside `range`.
+/// The part of stripe `stripe_idx` that falls inside `range`, and the chunks of the fast path
+/// that were missing, corrupt or unreachable.
 async fn fetch_stripe_part(
     state: &Arc<GatewayState>,
     data: &ErasureData,
     size_bytes: u64,
     stripe_idx: StripeIdx,
     range: &Range<u64>,
-) -> Result<Bytes, GatewayError> {
+) -> Result<(Bytes, Vec<u8>), GatewayError> {
     let layout = data.layout;
     let stripe = layout.stripe_range(stripe_idx, size_bytes);
     let stripe_len = stripe.end - stripe.start;
@@ -217,9 +260,10 @@ async fn fetch_stripe_part(
             joined.extend_from_slice(chunks[usize::from(i)].as_ref().expect("fetched"));
         }
         let base = u64::from(wanted.start) * chunk_len as u64;
-        return Ok(joined
+        let part = joined
             .freeze()
-            .slice((within.start - base) as usize..(within.end - base) as usize));
+            .slice((within.start - base) as usize..(within.end - base) as usize);
+        return Ok((part, missing));
     }
 
     // Degraded path: ask every other chunk, including nodes believed down, and go on as soon as
@@ -250,7 +294,8 @@ async fn fetch_stripe_part(
                 stripe_idx.0, data.version
             ))
         })?;
-    Ok(Bytes::from(stripe_bytes).slice(within.start as usize..within.end as usize))
+    let part = Bytes::from(stripe_bytes).slice(within.start as usize..within.end as usize);
+    Ok((part, missing))
 }
 
 /// Fetches chunks `indexes` in parallel into `chunks` and returns as soon as `needed` have

@@ -24,6 +24,7 @@
 //! - [`host`]: virtual-hosted-style addressing.
 //! - [`config`]: the typed configuration.
 
+pub mod admin;
 pub mod auth;
 pub mod buckets;
 pub mod checksum;
@@ -36,7 +37,7 @@ pub mod host;
 pub mod list;
 pub mod meta;
 pub mod multipart;
-pub mod nodes;
+pub use dmpstore_storage_node::peers as nodes;
 pub mod preconditions;
 pub mod put;
 pub mod s3;

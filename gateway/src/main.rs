@@ -43,6 +43,24 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Operate a cluster (uses a gateway config for the node list and the cluster secret).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Every node's state and last heartbeat, repair progress, the last failure's T_FD / T_FR /
+    /// T_RT, and the durability estimate.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -72,6 +90,18 @@ async fn main() -> anyhow::Result<()> {
                 n_nodes: 6,
             };
             dmpstore_gateway::dev::run(opts, shutdown).await
+        }
+        Command::Admin {
+            command: AdminCommand::Status { config, json },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let summary = dmpstore_gateway::admin::status(&config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", dmpstore_gateway::admin::render(&summary));
+            }
+            Ok(())
         }
         Command::Serve { config } => {
             let config = GatewayConfig::load(&config)?;

@@ -73,6 +73,7 @@ pub async fn put_object(
         version_id: None,
     };
     let target = (req.bucket.as_str(), bucket.versioning, req.key.as_str());
+    let repair_owner = degraded_owner(state, &record.data);
     let version_id = match commit_object_if(state, target, record, &req.conditions).await {
         Ok(v) => v,
         Err(CommitFailure::Refused(e, data)) => {
@@ -81,6 +82,9 @@ pub async fn put_object(
         }
         Err(CommitFailure::Failed(e)) => return Err(e),
     };
+    if let Some(owner) = repair_owner {
+        request_repair(state, owner, &req.bucket, &req.key);
+    }
     Ok(PutResult {
         version_id,
         etag: stored.etag,
@@ -138,6 +142,42 @@ pub async fn commit_object(
     record: ObjectRecord,
 ) -> Result<Option<String>, GatewayError> {
     versions::commit(state, bucket, versioning, key, MetaValue::Object(record)).await
+}
+
+/// For data stored with chunks missing (DESIGN 8): its repair owner, the first Up node of its
+/// placement.
+fn degraded_owner(state: &GatewayState, data: &ObjectData) -> Option<NodeId> {
+    let pieces = data.erasure_pieces();
+    let degraded = pieces
+        .iter()
+        .any(|e| e.placement.iter().any(Option::is_none));
+    if !degraded {
+        return None;
+    }
+    pieces[0]
+        .placement
+        .iter()
+        .flatten()
+        .copied()
+        .find(|&n| state.nodes.is_up(n))
+}
+
+/// Asks `owner` to repair the versions `partition/key` references, without waiting for its
+/// periodic scan (best effort: the scan finds it anyway).
+pub fn request_repair(state: &Arc<GatewayState>, owner: NodeId, partition: &str, key: &str) {
+    let request = Request::RepairEnqueue {
+        partition: partition.to_string(),
+        key: key.to_string(),
+    };
+    let st = state.clone();
+    state.spawn(async move {
+        match st.nodes.call(owner, &request, Bytes::new()).await {
+            Ok(_) => tracing::info!(%owner, "stored with chunks missing: repair requested"),
+            Err(e) => {
+                tracing::debug!(%owner, error = %e, "repair request failed; the scan will find it")
+            }
+        }
+    });
 }
 
 /// Bytes received and stored durably, not yet referenced by any record.

@@ -18,7 +18,8 @@ use dmpstore_common::limits::{
     DELETE_OBJECTS_CONCURRENCY, MAX_DELETE_OBJECTS_KEYS, MAX_LIST_KEYS, MAX_PARTS,
 };
 use dmpstore_common::record::{
-    ChecksumAlgorithm, MetaValue, ObjectChecksum, ObjectRecord, Versioning,
+    version_sort_key, versions_partition, ChecksumAlgorithm, MetaValue, ObjectChecksum,
+    ObjectRecord, Versioning,
 };
 use futures::StreamExt;
 use s3s::dto::*;
@@ -350,7 +351,15 @@ impl S3 for DmpS3 {
             .as_ref()
             .map(|r| format!("bytes {}-{}/{size}", r.start, r.end - 1));
         let range = range.unwrap_or(0..size);
-        let body = get::body(&self.state, &record.data, size, range.clone());
+        let origin = match input.version_id.as_deref() {
+            None => Some((input.bucket.clone(), input.key.clone())),
+            Some(versions::NULL) => None,
+            Some(id) => Some((
+                versions_partition(&input.bucket),
+                version_sort_key(&input.key, id),
+            )),
+        };
+        let body = get::body(&self.state, &record.data, size, range.clone(), origin);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length: Some((range.end - range.start) as i64),

@@ -34,7 +34,11 @@ impl GatewayState {
         let layout = config.layout();
         Ok(GatewayState {
             codec: Codec::new(layout)?,
-            nodes: Arc::new(NodeClient::new(map, &config.cluster_secret)?),
+            nodes: Arc::new(NodeClient::new(
+                map,
+                &config.cluster_secret,
+                crate::nodes::Marking::OnCallOutcome,
+            )?),
             layout,
             config,
             clock: HlcClock::new(),

@@ -25,6 +25,9 @@ use dmpstore_common::record::{
 };
 use std::sync::Arc;
 
+/// The version id of the null version.
+pub const NULL: &str = NULL_VERSION_ID;
+
 /// The version id a client sees for a record's version id (`None` is the null version).
 pub fn shown(version_id: Option<&str>) -> String {
     version_id.unwrap_or(NULL_VERSION_ID).to_string()

@@ -20,10 +20,130 @@ pub struct NodeConfig {
     /// Failure domain of this node (informational here; placement reads zones from the map).
     #[serde(default = "default_zone")]
     pub zone: String,
+    /// Parity chunks per stripe of the cluster's erasure profile (`m`): metadata partitions have
+    /// `2m + 1` replicas. The same value as the gateways' `erasure.parity_chunks`.
+    #[serde(default = "default_parity_chunks")]
+    pub parity_chunks: u8,
+    #[serde(default)]
+    pub failure_detector: DetectorConfig,
+    #[serde(default)]
+    pub repair: RepairConfig,
+    /// The cluster map: every storage node, this one included (the same list as the gateways').
+    /// Empty: the node serves RPCs but neither heartbeats nor repairs.
+    #[serde(default)]
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// Heartbeats between nodes (DESIGN 10): a peer that has not answered for `suspect_after_ms`
+/// is Suspect, for `down_after_ms` Down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval_ms: u64,
+    #[serde(default = "default_suspect_after")]
+    pub suspect_after_ms: u64,
+    #[serde(default = "default_down_after")]
+    pub down_after_ms: u64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            heartbeat_interval_ms: default_heartbeat_interval(),
+            suspect_after_ms: default_suspect_after(),
+            down_after_ms: default_down_after(),
+        }
+    }
+}
+
+/// Background repair (DESIGN 11).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairConfig {
+    /// How long a node must stay Down before its chunks are rebuilt elsewhere (a reboot should
+    /// not start a rebuild storm).
+    #[serde(default = "default_repair_delay")]
+    pub delay_secs: u64,
+    /// Upper bound on the bytes of rebuilt chunks this node writes per second, in MiB.
+    #[serde(default = "default_repair_rate")]
+    pub max_rate_mib_per_s: u64,
+    /// Seconds between full scans of this node's metadata for versions with missing chunks
+    /// (PUTs that stored fewer than `k + m` chunks). Failures past the delay start a scan at
+    /// once.
+    #[serde(default = "default_scan_interval")]
+    pub scan_interval_secs: u64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            delay_secs: default_repair_delay(),
+            max_rate_mib_per_s: default_repair_rate(),
+            scan_interval_secs: default_scan_interval(),
+        }
+    }
+}
+
+/// One storage node of the cluster map.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub id: u32,
+    /// `host:port` of the node's RPC listener.
+    pub addr: String,
+    /// Failure domain; chunks of one stripe are spread over zones.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// Relative share of new chunks.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
 }
 
 fn default_zone() -> String {
     "default".to_string()
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_parity_chunks() -> u8 {
+    dmpstore_common::limits::DEFAULT_PARITY_CHUNKS as u8
+}
+fn default_heartbeat_interval() -> u64 {
+    1000
+}
+fn default_suspect_after() -> u64 {
+    3000
+}
+fn default_down_after() -> u64 {
+    6000
+}
+fn default_repair_delay() -> u64 {
+    300
+}
+fn default_repair_rate() -> u64 {
+    64
+}
+fn default_scan_interval() -> u64 {
+    600
+}
+
+/// The cluster map of a list of node entries.
+pub fn cluster_map(
+    nodes: &[NodeEntry],
+) -> Result<dmpstore_common::cluster::ClusterMap, dmpstore_common::cluster::ClusterMapError> {
+    dmpstore_common::cluster::ClusterMap::new(
+        1,
+        nodes
+            .iter()
+            .map(|n| dmpstore_common::cluster::NodeInfo {
+                id: NodeId(n.id),
+                addr: n.addr.clone(),
+                zone: n.zone.clone(),
+                weight: n.weight,
+            })
+            .collect(),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +182,30 @@ impl NodeConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
         if self.cluster_secret.len() < 16 {
-            return Err(ConfigError::Invalid(
-                "cluster_secret must be at least 16 characters".into(),
-            ));
+            return invalid("cluster_secret must be at least 16 characters");
+        }
+        let d = &self.failure_detector;
+        if d.heartbeat_interval_ms == 0 || d.suspect_after_ms < d.heartbeat_interval_ms {
+            return invalid(
+                "failure_detector: suspect_after_ms must be at least one heartbeat interval (> 0)",
+            );
+        }
+        if d.down_after_ms < d.suspect_after_ms {
+            return invalid("failure_detector: down_after_ms must be at least suspect_after_ms");
+        }
+        if self.repair.max_rate_mib_per_s == 0 || self.repair.scan_interval_secs == 0 {
+            return invalid("repair: max_rate_mib_per_s and scan_interval_secs must be positive");
+        }
+        if self.parity_chunks == 0 {
+            return invalid("parity_chunks must be positive");
+        }
+        if !self.nodes.is_empty() {
+            let map = cluster_map(&self.nodes).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if map.get(self.id()).is_none() {
+                return invalid("nodes: the list must include this node's own node_id");
+            }
         }
         Ok(())
     }

@@ -10,6 +10,9 @@
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].
 
 pub mod config;
+pub mod detector;
 pub mod logging;
+pub mod peers;
+pub mod repair;
 pub mod server;
 pub mod store;

@@ -5,12 +5,16 @@
 //! so tests and the dev cluster run many nodes in one process.
 
 use crate::config::NodeConfig;
+use crate::detector::Detector;
+use crate::peers::{Marking, NodeClient};
+use crate::repair::Repair;
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
 use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES};
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ErrorKind, HealthReport, Request, Response, RPC_PATH, SECRET_HEADER,
+    decode_frame, encode_frame, ErrorKind, HealthReport, NodeStatus, Request, Response, RPC_PATH,
+    SECRET_HEADER,
 };
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -27,8 +31,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 struct Node {
     config: NodeConfig,
-    store: Store,
+    store: Arc<Store>,
     started: Instant,
+    /// The failure detector and repair, when the config lists the cluster's nodes.
+    cluster: Option<ClusterRole>,
+}
+
+struct ClusterRole {
+    detector: Arc<Detector>,
+    repair: Arc<Repair>,
 }
 
 /// Opens the node's store and serves RPCs on `listener` until `shutdown` is cancelled; then
@@ -40,12 +51,44 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir)
-        .with_context(|| format!("open RocksDB at {}", config.data_dir.display()))?;
+    let store = Arc::new(
+        Store::open(&config.data_dir)
+            .with_context(|| format!("open RocksDB at {}", config.data_dir.display()))?,
+    );
+    let background = TaskTracker::new();
+    let cluster = if config.nodes.is_empty() {
+        tracing::warn!("no [[nodes]] in the config: no heartbeats, no repair");
+        None
+    } else {
+        let map = Arc::new(crate::config::cluster_map(&config.nodes)?);
+        let client = Arc::new(NodeClient::new(
+            map,
+            &config.cluster_secret,
+            Marking::ByDetector,
+        )?);
+        let detector = Arc::new(Detector::new(
+            config.id(),
+            client.clone(),
+            config.failure_detector.clone(),
+        ));
+        let repair = Arc::new(Repair::new(
+            config.id(),
+            store.clone(),
+            client,
+            detector.clone(),
+            config.repair.clone(),
+            config.parity_chunks,
+        ));
+        background.spawn(detector.clone().run(shutdown.clone()));
+        background.spawn(repair.clone().run_scanner(shutdown.clone()));
+        background.spawn(repair.clone().run_worker(shutdown.clone()));
+        Some(ClusterRole { detector, repair })
+    };
     let node = Arc::new(Node {
         config,
         store,
         started: Instant::now(),
+        cluster,
     });
     tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
 
@@ -80,6 +123,13 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the shutdown grace");
+    }
+    background.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not stop within the shutdown grace");
     }
     conns.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, conns.wait())
@@ -276,6 +326,31 @@ fn dispatch(
             uptime_ms: node.started.elapsed().as_millis() as u64,
             n_chunks_estimate: store.estimate_chunks(),
         })),
+        Request::Status => done(Response::Status(NodeStatus {
+            node_id: node.config.id(),
+            uptime_ms: node.started.elapsed().as_millis() as u64,
+            n_chunks_estimate: store.estimate_chunks(),
+            peers: node
+                .cluster
+                .as_ref()
+                .map(|c| c.detector.views())
+                .unwrap_or_default(),
+            repair: node
+                .cluster
+                .as_ref()
+                .map(|c| c.repair.status())
+                .unwrap_or_default(),
+        })),
+        Request::RepairEnqueue { partition, key } => {
+            match &node.cluster {
+                Some(c) => c.repair.enqueue(&partition, &key).map_err(|e| match e {
+                    crate::repair::RepairError::Store(s) => s,
+                    other => StoreError::Corrupt(other.to_string()),
+                })?,
+                None => store.repair_push(&partition, &key)?,
+            }
+            done(Response::Done)
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //!   Values go to BlobDB blob files so compaction never rewrites chunk bytes.
 //! - `meta`: key `[v1][partition][0x00][sort key]`, value `[v1][hlc u64 BE][record]`. Partition
 //!   names never contain 0x00, so one partition is one contiguous key range.
-//! - `queues`: reserved for the repair, scrub and GC queues.
+//! - `queues`: conditional-write leases (`[v1]['L']...`) and the repair queue
+//!   (`[v1]['R'][partition][0x00][sort key]`).
 //!
 //! Every write that acknowledges data uses a synced WAL write: when a call returns `Ok`, the
 //! bytes survive power loss. Calls block; the server runs them on the blocking thread pool.
@@ -89,6 +90,23 @@ fn lease_key(partition: &str, key: &str) -> Vec<u8> {
     out.push(0);
     out.extend_from_slice(key.as_bytes());
     out
+}
+
+/// Key of a queued repair in the queues family: `[v1]['R'][partition][0x00][key]`.
+fn repair_queue_key(partition: &str, key: &str) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1, b'R'];
+    out.extend_from_slice(partition.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The raw key to resume a [`Store::meta_all`] scan from: the last returned entry's.
+fn after_key(out: &[(String, String, Versioned)], next: &[u8]) -> Vec<u8> {
+    match out.last() {
+        Some((p, k, _)) => meta_key(p, k.as_bytes()),
+        None => next.to_vec(),
+    }
 }
 
 fn encode_meta_value(v: &Versioned) -> Vec<u8> {
@@ -332,6 +350,99 @@ impl Store {
                 self.db.delete_cf(self.cf(CF_QUEUES), &lkey)?;
             }
         }
+        Ok(())
+    }
+
+    /// Every record of every partition after the raw meta key `after` (empty: from the
+    /// start), at most `limit`, as `(partition, sort key, record)`, with the raw key to resume
+    /// from when more follow. For the repair scan.
+    #[allow(clippy::type_complexity)]
+    pub fn meta_all(
+        &self,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<(String, String, Versioned)>, Option<Vec<u8>>), StoreError> {
+        let start = if after.is_empty() {
+            vec![FORMAT_V1]
+        } else {
+            after.to_vec()
+        };
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            if &k[..] == after {
+                continue;
+            }
+            if out.len() == limit {
+                let resume = after_key(&out, &k);
+                return Ok((out, Some(resume)));
+            }
+            let Some((&FORMAT_V1, rest)) = k.split_first() else {
+                continue;
+            };
+            let Some(sep) = rest.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let (Ok(partition), Ok(key)) = (
+                std::str::from_utf8(&rest[..sep]),
+                std::str::from_utf8(&rest[sep + 1..]),
+            ) else {
+                continue;
+            };
+            out.push((
+                partition.to_string(),
+                key.to_string(),
+                decode_meta_value(&v)?,
+            ));
+        }
+        Ok((out, None))
+    }
+
+    /// Adds a record to the repair queue (idempotent; synced, so the queue survives a crash).
+    pub fn repair_push(&self, partition: &str, key: &str) -> Result<(), StoreError> {
+        self.db.put_cf_opt(
+            self.cf(CF_QUEUES),
+            repair_queue_key(partition, key),
+            [FORMAT_V1],
+            &synced(),
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` queued repairs, in key order.
+    pub fn repair_list(&self, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let prefix = [FORMAT_V1, b'R'];
+        let iter = self.db.iterator_cf(
+            self.cf(CF_QUEUES),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || out.len() == limit {
+                break;
+            }
+            let rest = &k[2..];
+            if let Some(sep) = rest.iter().position(|&b| b == 0) {
+                out.push((
+                    String::from_utf8_lossy(&rest[..sep]).into_owned(),
+                    String::from_utf8_lossy(&rest[sep + 1..]).into_owned(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn repair_remove(&self, partition: &str, key: &str) -> Result<(), StoreError> {
+        self.db.delete_cf_opt(
+            self.cf(CF_QUEUES),
+            repair_queue_key(partition, key),
+            &synced(),
+        )?;
         Ok(())
     }
 

@@ -32,6 +32,10 @@ async fn start() -> Node {
         data_dir: dir.path().join("db"),
         cluster_secret: SECRET.into(),
         zone: "z".into(),
+        parity_chunks: 2,
+        failure_detector: Default::default(),
+        repair: Default::default(),
+        nodes: Vec::new(),
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(dmpstore_storage_node::server::run(

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod workload;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterInfo {
     pub s3_endpoints: Vec<String>,
@@ -194,6 +196,28 @@ impl Cluster {
         let id = self.node(idx).id.trim_start_matches('n').to_string();
         std::fs::read_to_string(self.dir.path().join(format!("logs/node-{id}.log")))
             .unwrap_or_default()
+    }
+
+    /// `gateway admin status --json` against this cluster, as an operator would run it.
+    pub fn admin_status(&self) -> anyhow::Result<serde_json::Value> {
+        let gateway = self
+            .info
+            .processes
+            .iter()
+            .find(|p| p.role == "gateway")
+            .context("no gateway in the cluster")?;
+        let out = Command::new(bin_dir().join("gateway"))
+            .args(["admin", "status", "--json", "--config", &gateway.config])
+            .stdin(Stdio::null())
+            .output()
+            .context("run gateway admin status")?;
+        if !out.status.success() {
+            bail!(
+                "gateway admin status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
     }
 
     pub fn gateway_log(&self, idx: usize) -> String {

@@ -1,9 +1,11 @@
-//! The gateway's client of the storage nodes: pooled HTTP connections, per-call deadlines, the
-//! cluster secret, and a view of which nodes are up.
+//! The RPC client of the storage nodes, used by gateways and by nodes calling their peers:
+//! pooled HTTP connections, per-call deadlines, the cluster secret, and a view of which nodes
+//! are up.
 //!
-//! A node is Down from the moment a call to it cannot connect or times out, and Up again when a
-//! health probe or any call succeeds. Placement skips Down nodes at once (DESIGN 8, 10); the
-//! cluster-wide failure detector with Suspect state and repair timing lives in the nodes.
+//! In a gateway ([`Marking::OnCallOutcome`]) a node is Down from the moment a call to it cannot
+//! connect or times out, and Up again when a health probe or any call succeeds; placement skips
+//! Down nodes at once (DESIGN 8, 10). In a storage node ([`Marking::ByDetector`]) the failure
+//! detector (`detector.rs`) sets Up, Suspect and Down from missed heartbeats.
 
 use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
@@ -42,10 +44,15 @@ pub enum RpcError {
     Protocol { node: NodeId, message: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum NodeState {
-    Up,
-    Down,
+pub use dmpstore_common::cluster::NodeState;
+
+/// Who decides a node's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marking {
+    /// Every call's outcome (gateways).
+    OnCallOutcome,
+    /// Only [`NodeClient::set_state`] (storage nodes, driven by the failure detector).
+    ByDetector,
 }
 
 pub struct NodeClient {
@@ -53,6 +60,7 @@ pub struct NodeClient {
     map: Arc<ClusterMap>,
     secret: http::HeaderValue,
     states: RwLock<HashMap<NodeId, NodeState>>,
+    marking: Marking,
 }
 
 impl std::fmt::Debug for NodeClient {
@@ -64,7 +72,11 @@ impl std::fmt::Debug for NodeClient {
 }
 
 impl NodeClient {
-    pub fn new(map: Arc<ClusterMap>, cluster_secret: &str) -> anyhow::Result<NodeClient> {
+    pub fn new(
+        map: Arc<ClusterMap>,
+        cluster_secret: &str,
+        marking: Marking,
+    ) -> anyhow::Result<NodeClient> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(RPC_CONNECT_TIMEOUT));
@@ -78,6 +90,7 @@ impl NodeClient {
             map,
             secret: http::HeaderValue::from_str(cluster_secret)?,
             states: RwLock::new(states),
+            marking,
         })
     }
 
@@ -89,17 +102,31 @@ impl NodeClient {
         self.states.read().expect("node state lock").get(&node) == Some(&NodeState::Up)
     }
 
-    fn set_state(&self, node: NodeId, state: NodeState) {
+    pub fn state(&self, node: NodeId) -> NodeState {
+        self.states
+            .read()
+            .expect("node state lock")
+            .get(&node)
+            .copied()
+            .unwrap_or(NodeState::Down)
+    }
+
+    /// Sets a node's state; returns the previous one.
+    pub fn set_state(&self, node: NodeId, state: NodeState) -> NodeState {
         let mut states = self.states.write().expect("node state lock");
-        if let Some(s) = states.get_mut(&node) {
-            if *s != state {
-                match state {
-                    NodeState::Down => tracing::warn!(%node, "node marked down"),
-                    NodeState::Up => tracing::info!(%node, "node is up again"),
-                }
-                *s = state;
+        let Some(s) = states.get_mut(&node) else {
+            return NodeState::Down;
+        };
+        let previous = *s;
+        if previous != state {
+            match state {
+                NodeState::Down => tracing::warn!(%node, "node marked down"),
+                NodeState::Suspect => tracing::info!(%node, "node suspected: missed heartbeats"),
+                NodeState::Up => tracing::info!(%node, "node is up again"),
             }
+            *s = state;
         }
+        previous
     }
 
     /// One RPC with the default deadline.
@@ -122,12 +149,16 @@ impl NodeClient {
     ) -> Result<(Response, Bytes), RpcError> {
         let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
-        match &result {
-            Ok(_) | Err(RpcError::Remote { .. }) => self.set_state(node, NodeState::Up),
-            Err(RpcError::Unreachable { .. } | RpcError::Timeout(_)) => {
-                self.set_state(node, NodeState::Down)
+        if self.marking == Marking::OnCallOutcome {
+            match &result {
+                Ok(_) | Err(RpcError::Remote { .. }) => {
+                    self.set_state(node, NodeState::Up);
+                }
+                Err(RpcError::Unreachable { .. } | RpcError::Timeout(_)) => {
+                    self.set_state(node, NodeState::Down);
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
         }
         result
     }

@@ -1,0 +1,235 @@
+//! `gateway admin`: the operator's view of the cluster, from the storage nodes' own reports
+//! (the `Status` RPC): every node's state as its peers see it and its last heartbeat, the
+//! repair queue, rebuild rate, progress and ETA, the last failure's T_FD / T_FR / T_RT, and the
+//! durability estimate of DESIGN's Figures.
+
+use crate::config::GatewayConfig;
+use crate::nodes::{Marking, NodeClient};
+use bytes::Bytes;
+use dmpstore_common::cluster::NodeState;
+use dmpstore_common::durability::{annual_loss_probability, DurabilityInput};
+use dmpstore_common::ids::NodeId;
+use dmpstore_common::rpc::{NodeStatus, Request, Response};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Assumed share of nodes failing per year, for the durability estimate.
+pub const ASSUMED_ANNUAL_FAILURE_RATE: f64 = 0.05;
+const STATUS_DEADLINE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Serialize)]
+pub struct NodeSummary {
+    pub node_id: u32,
+    pub addr: String,
+    pub zone: String,
+    /// Whether this command reached the node.
+    pub reachable: bool,
+    /// The worst state a majority of the reachable peers agree on.
+    pub state: NodeState,
+    /// Most recent answered heartbeat any peer saw, in ms.
+    pub last_heartbeat_ms_ago: Option<u64>,
+    pub chunks_estimate: Option<u64>,
+    pub repair_queued: Option<u64>,
+    pub repair_rate_bytes_per_s: Option<u64>,
+    pub repair_eta_s: Option<u64>,
+    pub repaired_versions: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClusterSummary {
+    pub nodes: Vec<NodeSummary>,
+    pub repair_queued: u64,
+    pub repair_rate_bytes_per_s: u64,
+    pub repair_eta_s: Option<u64>,
+    pub rebuilt_bytes: u64,
+    pub repair_delay_ms: Option<u64>,
+    /// Detection, rebuild and recovery time of the last failure (max over the nodes' reports).
+    pub last_t_fd_ms: Option<u64>,
+    pub last_t_fr_ms: Option<u64>,
+    pub last_t_rt_ms: Option<u64>,
+    /// Every reachable node has scanned for the current failures and emptied its queue.
+    pub repair_idle: bool,
+    /// Nodes every reachable node sees Down for longer than the repair delay.
+    pub dead_agreed: Vec<u32>,
+    pub durability: Durability,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Durability {
+    pub nodes: usize,
+    pub parity_chunks: usize,
+    pub assumed_annual_failure_rate: f64,
+    /// The recovery time used: the measured T_RT, else the repair delay.
+    pub mttr_hours: f64,
+    pub mttr_source: &'static str,
+    pub annual_data_loss_probability: Option<f64>,
+}
+
+/// Asks every node for its status and summarizes.
+pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
+    let map = Arc::new(config.cluster_map()?);
+    let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
+    let asks = map.nodes().map(|n| {
+        let client = &client;
+        async move {
+            let r = client
+                .call_with_deadline(n.id, &Request::Status, Bytes::new(), STATUS_DEADLINE)
+                .await;
+            match r {
+                Ok((Response::Status(s), _)) => (n.id, Some(s)),
+                _ => (n.id, None),
+            }
+        }
+    });
+    let reports: Vec<(NodeId, Option<NodeStatus>)> = futures::future::join_all(asks).await;
+    let answered: Vec<&NodeStatus> = reports.iter().filter_map(|(_, s)| s.as_ref()).collect();
+
+    let mut nodes = Vec::new();
+    for info in map.nodes() {
+        let own = reports
+            .iter()
+            .find(|(id, _)| *id == info.id)
+            .and_then(|(_, s)| s.as_ref());
+        let views: Vec<_> = answered
+            .iter()
+            .filter(|s| s.node_id != info.id)
+            .filter_map(|s| s.peers.iter().find(|p| p.node_id == info.id))
+            .collect();
+        let majority = views.len() / 2 + 1;
+        let state = [NodeState::Down, NodeState::Suspect]
+            .into_iter()
+            .find(|st| views.iter().filter(|v| v.state >= *st).count() >= majority)
+            .unwrap_or(if views.is_empty() && own.is_none() {
+                NodeState::Down
+            } else {
+                NodeState::Up
+            });
+        nodes.push(NodeSummary {
+            node_id: info.id.0,
+            addr: info.addr.clone(),
+            zone: info.zone.clone(),
+            reachable: own.is_some(),
+            state,
+            last_heartbeat_ms_ago: views.iter().filter_map(|v| v.last_heartbeat_ms_ago).min(),
+            chunks_estimate: own.map(|s| s.n_chunks_estimate),
+            repair_queued: own.map(|s| s.repair.queued),
+            repair_rate_bytes_per_s: own.map(|s| s.repair.rate_bytes_per_s),
+            repair_eta_s: own.and_then(|s| s.repair.eta_s),
+            repaired_versions: own.map(|s| s.repair.repaired_versions),
+        });
+    }
+    let max = |f: fn(&NodeStatus) -> Option<u64>| answered.iter().filter_map(|s| f(s)).max();
+    let last_t_fd_ms = max(|s| s.repair.last_t_fd_ms);
+    let last_t_fr_ms = max(|s| s.repair.last_t_fr_ms);
+    let repair_delay_ms = max(|s| Some(s.repair.repair_delay_ms));
+    let last_t_rt_ms = match (last_t_fd_ms, repair_delay_ms, last_t_fr_ms) {
+        (Some(fd), Some(delay), Some(fr)) => Some(fd + delay + fr),
+        _ => None,
+    };
+    let (mttr_hours, mttr_source) = match (last_t_rt_ms, repair_delay_ms) {
+        (Some(rt), _) => (rt as f64 / 3_600_000.0, "measured T_RT of the last failure"),
+        (None, Some(delay)) => (
+            delay.max(1) as f64 / 3_600_000.0,
+            "repair delay (no failure measured yet)",
+        ),
+        (None, None) => (1.0, "1 hour (no node answered)"),
+    };
+    let parity_chunks = usize::from(config.erasure.parity_chunks);
+    let durability_input = DurabilityInput {
+        nodes: map.len(),
+        parity_chunks,
+        annual_failure_rate: ASSUMED_ANNUAL_FAILURE_RATE,
+        mttr_hours,
+    };
+    Ok(ClusterSummary {
+        repair_queued: answered.iter().map(|s| s.repair.queued).sum(),
+        repair_rate_bytes_per_s: answered.iter().map(|s| s.repair.rate_bytes_per_s).sum(),
+        repair_eta_s: answered.iter().filter_map(|s| s.repair.eta_s).max(),
+        rebuilt_bytes: answered.iter().map(|s| s.repair.rebuilt_bytes).sum(),
+        repair_delay_ms,
+        last_t_fd_ms,
+        last_t_fr_ms,
+        last_t_rt_ms,
+        repair_idle: answered
+            .iter()
+            .all(|s| s.repair.queued == 0 && !s.repair.scan_pending),
+        dead_agreed: map
+            .nodes()
+            .map(|n| n.id)
+            .filter(|id| {
+                !answered.is_empty() && answered.iter().all(|s| s.repair.dead.contains(id))
+            })
+            .map(|id| id.0)
+            .collect(),
+        durability: Durability {
+            nodes: map.len(),
+            parity_chunks,
+            assumed_annual_failure_rate: ASSUMED_ANNUAL_FAILURE_RATE,
+            mttr_hours,
+            mttr_source,
+            annual_data_loss_probability: annual_loss_probability(&durability_input),
+        },
+        nodes,
+    })
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.1} s", v as f64 / 1000.0))
+}
+
+/// The human-readable form.
+pub fn render(s: &ClusterSummary) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<5} {:<22} {:<8} {:<8} {:>10} {:>10} {:>8} {:>12} {:>8}\n",
+        "node", "addr", "zone", "state", "heartbeat", "chunks", "queue", "rebuild/s", "eta"
+    ));
+    for n in &s.nodes {
+        out.push_str(&format!(
+            "{:<5} {:<22} {:<8} {:<8} {:>10} {:>10} {:>8} {:>12} {:>8}\n",
+            format!("n{}", n.node_id),
+            n.addr,
+            n.zone,
+            if n.reachable {
+                n.state.to_string()
+            } else {
+                format!("{} (no answer)", n.state)
+            },
+            n.last_heartbeat_ms_ago
+                .map_or("-".into(), |v| format!("{v} ms ago")),
+            n.chunks_estimate.map_or("-".into(), |v| v.to_string()),
+            n.repair_queued.map_or("-".into(), |v| v.to_string()),
+            n.repair_rate_bytes_per_s
+                .map_or("-".into(), |v| format!("{:.1} MiB", v as f64 / 1048576.0)),
+            n.repair_eta_s.map_or("-".into(), |v| format!("{v} s")),
+        ));
+    }
+    out.push_str(&format!(
+        "\nrepair: {} queued, {:.1} MiB/s, ETA {}, {:.1} MiB rebuilt, {}\n",
+        s.repair_queued,
+        s.repair_rate_bytes_per_s as f64 / 1048576.0,
+        s.repair_eta_s.map_or("-".into(), |v| format!("{v} s")),
+        s.rebuilt_bytes as f64 / 1048576.0,
+        if s.repair_idle { "idle" } else { "working" },
+    ));
+    out.push_str(&format!(
+        "last failure: T_FD {}, repair delay {}, T_FR {}, T_RT {}\n",
+        ms(s.last_t_fd_ms),
+        ms(s.repair_delay_ms),
+        ms(s.last_t_fr_ms),
+        ms(s.last_t_rt_ms)
+    ));
+    let d = &s.durability;
+    out.push_str(&format!(
+        "durability: P(data loss in a year) ≈ {} for {} nodes, m = {}, assumed annual node failure rate {:.0} %, MTTR {:.4} h ({}); Markov approximation, independent failures, one placement group\n",
+        d.annual_data_loss_probability
+            .map_or("-".into(), |p| format!("{p:.3e}")),
+        d.nodes,
+        d.parity_chunks,
+        d.assumed_annual_failure_rate * 100.0,
+        d.mttr_hours,
+        d.mttr_source
+    ));
+    out
+}

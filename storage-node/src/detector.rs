@@ -1,0 +1,167 @@
+//! The failure detector (DESIGN 10): every node heartbeats every other node. A peer that has not
+//! answered for `suspect_after_ms` is Suspect, for `down_after_ms` Down; one answer makes it Up
+//! again. The states go into the node's [`NodeClient`], so repair and every peer call see them.
+//!
+//! `T_FD` (detection time) is measured per failure as the time from the peer's last answered
+//! heartbeat to the moment it was declared Down.
+
+use crate::config::DetectorConfig;
+use crate::peers::{NodeClient, NodeState};
+use bytes::Bytes;
+use dmpstore_common::ids::NodeId;
+use dmpstore_common::rpc::{PeerView, Request};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy)]
+struct Track {
+    /// Last answered heartbeat (`None`: never, since this node started).
+    last_ok: Option<Instant>,
+    /// When the peer was declared Down (cleared when it answers again).
+    down_since: Option<Instant>,
+}
+
+pub struct Detector {
+    me: NodeId,
+    client: Arc<NodeClient>,
+    config: DetectorConfig,
+    started: Instant,
+    tracks: Mutex<HashMap<NodeId, Track>>,
+    /// Detection time of the most recent Down, in ms (0: none yet).
+    last_t_fd_ms: AtomicU64,
+}
+
+impl Detector {
+    pub fn new(me: NodeId, client: Arc<NodeClient>, config: DetectorConfig) -> Detector {
+        let tracks = client
+            .map()
+            .nodes()
+            .filter(|n| n.id != me)
+            .map(|n| {
+                let t = Track {
+                    last_ok: None,
+                    down_since: None,
+                };
+                (n.id, t)
+            })
+            .collect();
+        Detector {
+            me,
+            client,
+            config,
+            started: Instant::now(),
+            tracks: Mutex::new(tracks),
+            last_t_fd_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Heartbeats every peer each interval until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let peers: Vec<NodeId> = self
+            .tracks
+            .lock()
+            .expect("tracks")
+            .keys()
+            .copied()
+            .collect();
+        let request = Request::Heartbeat {
+            from: self.me,
+            map_version: self.client.map().version,
+        };
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let beats = peers.iter().map(|&peer| {
+                let (me, req) = (&self, &request);
+                async move {
+                    let ok = me
+                        .client
+                        .call_with_deadline(peer, req, Bytes::new(), interval)
+                        .await
+                        .is_ok();
+                    (peer, ok)
+                }
+            });
+            let answers = futures::future::join_all(beats).await;
+            self.evaluate(&answers, Instant::now());
+        }
+    }
+
+    fn evaluate(&self, answers: &[(NodeId, bool)], now: Instant) {
+        let mut tracks = self.tracks.lock().expect("tracks");
+        for &(peer, ok) in answers {
+            let Some(t) = tracks.get_mut(&peer) else {
+                continue;
+            };
+            if ok {
+                t.last_ok = Some(now);
+                t.down_since = None;
+            }
+            let silent = now.duration_since(t.last_ok.unwrap_or(self.started));
+            let state = if silent >= Duration::from_millis(self.config.down_after_ms) {
+                NodeState::Down
+            } else if silent >= Duration::from_millis(self.config.suspect_after_ms) {
+                NodeState::Suspect
+            } else {
+                NodeState::Up
+            };
+            let previous = self.client.set_state(peer, state);
+            if state == NodeState::Down && previous != NodeState::Down {
+                t.down_since = Some(now);
+                let t_fd = silent.as_millis() as u64;
+                self.last_t_fd_ms.store(t_fd.max(1), Ordering::Relaxed);
+                tracing::warn!(node = %peer, t_fd_ms = t_fd, "peer declared down by missed heartbeats");
+            }
+        }
+    }
+
+    pub fn state(&self, node: NodeId) -> NodeState {
+        if node == self.me {
+            NodeState::Up
+        } else {
+            self.client.state(node)
+        }
+    }
+
+    /// How long `node` has been Down (`None` if it is not Down).
+    pub fn down_for(&self, node: NodeId) -> Option<Duration> {
+        let tracks = self.tracks.lock().expect("tracks");
+        let since = tracks.get(&node)?.down_since?;
+        (self.state(node) == NodeState::Down).then(|| since.elapsed())
+    }
+
+    pub fn last_t_fd_ms(&self) -> Option<u64> {
+        Some(self.last_t_fd_ms.load(Ordering::Relaxed)).filter(|&v| v > 0)
+    }
+
+    pub fn views(&self) -> Vec<PeerView> {
+        let tracks = self.tracks.lock().expect("tracks");
+        let mut out: Vec<PeerView> = self
+            .client
+            .map()
+            .nodes()
+            .map(|n| PeerView {
+                node_id: n.id,
+                state: self.state(n.id),
+                last_heartbeat_ms_ago: if n.id == self.me {
+                    Some(0)
+                } else {
+                    tracks
+                        .get(&n.id)
+                        .and_then(|t| t.last_ok)
+                        .map(|t| t.elapsed().as_millis() as u64)
+                },
+            })
+            .collect();
+        out.sort_by_key(|v| v.node_id);
+        out
+    }
+}
