@@ -9,12 +9,13 @@ use crate::cluster::NodeState;
 use crate::ids::{ChunkKey, NodeId, VersionId};
 use crate::limits::MAX_RPC_HEADER_BYTES;
 use crate::record::Versioned;
+use crate::stripe::StripeLayout;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 1;
+pub const RPC_PROTOCOL_VERSION: u16 = 2;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 
@@ -26,6 +27,9 @@ pub enum Request {
     PutChunk {
         key: ChunkKey,
         checksum: [u8; 32],
+        /// Where the version's other chunks are, kept in the node's index so a corrupt chunk
+        /// can be rebuilt from its siblings.
+        home: Option<ChunkHome>,
     },
     /// Read one chunk; answered with [`Response::Chunk`] and the bytes as payload.
     GetChunk {
@@ -81,6 +85,36 @@ pub enum Request {
         partition: String,
         key: String,
     },
+    /// Scan now for records with chunks on `node` and repair them (after `node` was replaced by
+    /// an empty one), and copy the metadata partitions this node owns to it.
+    RepairScan {
+        node: NodeId,
+    },
+    /// Start a scrub pass over this node's chunks now.
+    Scrub,
+    /// A drill: cut this node off from the cluster for `millis` (0: reconnect now). It answers
+    /// nothing but `Status` and `Isolate`, and its own calls to peers fail, as in a network
+    /// partition.
+    Isolate {
+        millis: u64,
+    },
+}
+
+/// Where the chunks of an object version are: its layout and placement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkHome {
+    pub layout: StripeLayout,
+    pub placement: Vec<Option<NodeId>>,
+}
+
+impl ChunkHome {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("serializing to a Vec cannot fail")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<ChunkHome> {
+        postcard::from_bytes(bytes).ok()
+    }
 }
 
 impl Request {
@@ -99,6 +133,9 @@ impl Request {
             Request::Health => "health",
             Request::Status => "status",
             Request::RepairEnqueue { .. } => "repair_enqueue",
+            Request::RepairScan { .. } => "repair_scan",
+            Request::Scrub => "scrub",
+            Request::Isolate { .. } => "isolate",
         }
     }
 }
@@ -171,6 +208,11 @@ pub struct RepairStatus {
     pub rate_bytes_per_s: u64,
     /// Seconds until the queue is empty at the current pace (`None` when idle or unknown).
     pub eta_s: Option<u64>,
+    /// Chunks found corrupt by scrub or reads and rebuilt in place from their siblings.
+    pub healed_chunks: u64,
+    /// Completed scrub passes and chunks verified by scrub since the node started.
+    pub scrub_passes: u64,
+    pub scrubbed_chunks: u64,
     /// Detection time of the last failure this node saw: last answered heartbeat to Down.
     pub last_t_fd_ms: Option<u64>,
     /// Rebuild time of the last failure: repair start (Down + repair delay) to an empty queue.
@@ -263,6 +305,14 @@ mod tests {
                 chunk_idx: ChunkIdx(5),
             },
             checksum: [9; 32],
+            home: Some(ChunkHome {
+                layout: StripeLayout {
+                    k: 4,
+                    m: 2,
+                    chunk_size_bytes: 1024,
+                },
+                placement: vec![Some(NodeId(1)), None],
+            }),
         };
         let frame = encode_frame(&req, b"chunk bytes");
         let (back, payload): (Request, Bytes) = decode_frame(frame).unwrap();
@@ -273,9 +323,9 @@ mod tests {
     #[test]
     fn other_protocol_versions_are_refused() {
         let mut frame = encode_frame(&Request::Health, b"").to_vec();
-        frame[4] = 2; // varint of the version, first header byte
+        frame[4] = 9; // varint of the version, first header byte
         let err = decode_frame::<Request>(Bytes::from(frame)).unwrap_err();
-        assert!(matches!(err, FrameError::Version(2)), "{err}");
+        assert!(matches!(err, FrameError::Version(9)), "{err}");
     }
 
     proptest! {

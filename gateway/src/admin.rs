@@ -43,6 +43,10 @@ pub struct ClusterSummary {
     pub repair_rate_bytes_per_s: u64,
     pub repair_eta_s: Option<u64>,
     pub rebuilt_bytes: u64,
+    /// Corrupt chunks rebuilt in place, scrub passes completed and chunks scrubbed (sums).
+    pub healed_chunks: u64,
+    pub scrub_passes: u64,
+    pub scrubbed_chunks: u64,
     pub repair_delay_ms: Option<u64>,
     /// Detection, rebuild and recovery time of the last failure (max over the nodes' reports).
     pub last_t_fd_ms: Option<u64>,
@@ -147,6 +151,9 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         repair_rate_bytes_per_s: answered.iter().map(|s| s.repair.rate_bytes_per_s).sum(),
         repair_eta_s: answered.iter().filter_map(|s| s.repair.eta_s).max(),
         rebuilt_bytes: answered.iter().map(|s| s.repair.rebuilt_bytes).sum(),
+        healed_chunks: answered.iter().map(|s| s.repair.healed_chunks).sum(),
+        scrub_passes: answered.iter().map(|s| s.repair.scrub_passes).sum(),
+        scrubbed_chunks: answered.iter().map(|s| s.repair.scrubbed_chunks).sum(),
         repair_delay_ms,
         last_t_fd_ms,
         last_t_fr_ms,
@@ -214,6 +221,10 @@ pub fn render(s: &ClusterSummary) -> String {
         if s.repair_idle { "idle" } else { "working" },
     ));
     out.push_str(&format!(
+        "scrub: {} passes, {} chunks verified, {} corrupt chunks rebuilt in place\n",
+        s.scrub_passes, s.scrubbed_chunks, s.healed_chunks
+    ));
+    out.push_str(&format!(
         "last failure: T_FD {}, repair delay {}, T_FR {}, T_RT {}\n",
         ms(s.last_t_fd_ms),
         ms(s.repair_delay_ms),
@@ -232,4 +243,35 @@ pub fn render(s: &ClusterSummary) -> String {
         d.mttr_source
     ));
     out
+}
+
+/// Sends `request` to every node; returns the nodes that did not take it.
+pub async fn broadcast(config: &GatewayConfig, request: &Request) -> anyhow::Result<Vec<NodeId>> {
+    let map = Arc::new(config.cluster_map()?);
+    let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
+    let calls = map.nodes().map(|n| {
+        let client = &client;
+        async move {
+            let r = client
+                .call_with_deadline(n.id, request, Bytes::new(), STATUS_DEADLINE)
+                .await;
+            (n.id, r.is_ok())
+        }
+    });
+    Ok(futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Sends `request` to one node.
+pub async fn send(config: &GatewayConfig, node: NodeId, request: &Request) -> anyhow::Result<()> {
+    let map = Arc::new(config.cluster_map()?);
+    let client = NodeClient::new(map, &config.cluster_secret, Marking::ByDetector)?;
+    client
+        .call_with_deadline(node, request, Bytes::new(), STATUS_DEADLINE)
+        .await?;
+    Ok(())
 }

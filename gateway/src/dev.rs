@@ -53,6 +53,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             parity_chunks: ErasureConfig::default().parity_chunks,
             failure_detector: Default::default(),
             repair: Default::default(),
+            scrub: Default::default(),
             nodes: entries.clone(),
         };
         nodes.push(tokio::spawn(dmpstore_storage_node::server::run(

@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dmpstore_common::ids::NodeId;
+use dmpstore_common::rpc::Request;
 use dmpstore_gateway::config::GatewayConfig;
 use dmpstore_gateway::dev::DevOptions;
 use std::net::SocketAddr;
@@ -61,6 +63,39 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start a scrub pass on every node now (re-read every chunk, rebuild corrupt ones).
+    Scrub {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// A drill: cut node N off from the cluster for SECS seconds (it answers no one and reaches
+    /// no one, as in a network partition); 0 reconnects it now.
+    Isolate {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        node: u32,
+        #[arg(long)]
+        secs: u64,
+    },
+    /// Node N was replaced by an empty one (same id and address): every node scans for the
+    /// chunks and metadata N should hold and writes them to it.
+    Replace {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        node: u32,
+    },
+}
+
+fn report_broadcast(what: &str, missed: &[NodeId]) -> anyhow::Result<()> {
+    if missed.is_empty() {
+        println!("{what} on every node");
+        Ok(())
+    } else {
+        println!("{what}; not reached: {missed:?}");
+        anyhow::bail!("{} node(s) did not answer", missed.len())
+    }
 }
 
 #[tokio::main]
@@ -101,6 +136,32 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", dmpstore_gateway::admin::render(&summary));
             }
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Scrub { config },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let missed = dmpstore_gateway::admin::broadcast(&config, &Request::Scrub).await?;
+            report_broadcast("scrub started", &missed)
+        }
+        Command::Admin {
+            command: AdminCommand::Replace { config, node },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let request = Request::RepairScan { node: NodeId(node) };
+            let missed = dmpstore_gateway::admin::broadcast(&config, &request).await?;
+            report_broadcast(&format!("refill of n{node} started"), &missed)
+        }
+        Command::Admin {
+            command: AdminCommand::Isolate { config, node, secs },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let request = Request::Isolate {
+                millis: secs * 1000,
+            };
+            dmpstore_gateway::admin::send(&config, NodeId(node), &request).await?;
+            println!("n{node} isolated for {secs} s");
             Ok(())
         }
         Command::Serve { config } => {

@@ -17,7 +17,7 @@ use dmpstore_common::placement;
 use dmpstore_common::record::{
     ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned, Versioning,
 };
-use dmpstore_common::rpc::Request;
+use dmpstore_common::rpc::{ChunkHome, Request};
 use futures::stream::{FuturesOrdered, StreamExt};
 use md5::{Digest, Md5};
 use s3s::dto::StreamingBlob;
@@ -326,19 +326,22 @@ async fn write_first_stripe(
         .codec
         .encode_stripe(&stripe)
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let outcome = write_chunks(state, version, StripeIdx(0), &chunks, placement).await;
+    let outcome = write_chunks(state, version, StripeIdx(0), &chunks, placement, placement).await;
     for (idx, result) in outcome {
         let Err(first_error) = result else { continue };
         tracing::warn!(error = %first_error, chunk = idx, "chunk write failed; trying a spare node");
         placement[idx] = None;
         while !spares.is_empty() {
             let spare = spares.remove(0);
+            let mut home = placement.to_vec();
+            home[idx] = Some(spare);
             let one = write_chunks(
                 state,
                 version,
                 StripeIdx(0),
                 &chunks,
                 &slot_only(idx, spare, chunks.len()),
+                &home,
             )
             .await;
             if one.iter().all(|(_, r)| r.is_ok()) {
@@ -364,7 +367,9 @@ async fn write_stripe(
     placement: Vec<Option<NodeId>>,
 ) -> StripeOutcome {
     match state.codec.encode_stripe(&stripe) {
-        Ok(chunks) => write_chunks(state, version, stripe_idx, &chunks, &placement).await,
+        Ok(chunks) => {
+            write_chunks(state, version, stripe_idx, &chunks, &placement, &placement).await
+        }
         Err(e) => {
             let err = RpcError::Protocol {
                 node: NodeId(0),
@@ -377,14 +382,20 @@ async fn write_stripe(
     }
 }
 
-/// Writes chunk `i` to `placement[i]` for every placed slot, in parallel.
+/// Writes chunk `i` to `placement[i]` for every placed slot, in parallel. `home` is the
+/// version's whole placement, recorded in each node's index.
 async fn write_chunks(
     state: &Arc<GatewayState>,
     version: VersionId,
     stripe_idx: StripeIdx,
     chunks: &[Bytes],
     placement: &[Option<NodeId>],
+    home: &[Option<NodeId>],
 ) -> StripeOutcome {
+    let home = ChunkHome {
+        layout: state.layout,
+        placement: home.to_vec(),
+    };
     let writes = placement.iter().enumerate().filter_map(|(i, node)| {
         let node = (*node)?;
         let chunk = chunks[i].clone();
@@ -394,11 +405,13 @@ async fn write_chunks(
             chunk_idx: ChunkIdx(i as u8),
         };
         let checksum = *blake3::hash(&chunk).as_bytes();
+        let request = Request::PutChunk {
+            key,
+            checksum,
+            home: Some(home.clone()),
+        };
         Some(async move {
-            let result = state
-                .nodes
-                .call(node, &Request::PutChunk { key, checksum }, chunk)
-                .await;
+            let result = state.nodes.call(node, &request, chunk).await;
             (i, result.map(|_| ()))
         })
     });

@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub failure_detector: DetectorConfig,
     #[serde(default)]
     pub repair: RepairConfig,
+    #[serde(default)]
+    pub scrub: ScrubConfig,
     /// The cluster map: every storage node, this one included (the same list as the gateways').
     /// Empty: the node serves RPCs but neither heartbeats nor repairs.
     #[serde(default)]
@@ -85,6 +87,28 @@ impl Default for RepairConfig {
     }
 }
 
+/// Scrub (DESIGN 11): re-reads every local chunk on a schedule and checks its checksum; a
+/// corrupt chunk is rebuilt in place from its siblings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrubConfig {
+    /// Seconds between the starts of two scrub passes (`gateway admin scrub` starts one now).
+    #[serde(default = "default_scrub_interval")]
+    pub interval_secs: u64,
+    /// Upper bound on the chunk bytes scrub reads per second, in MiB.
+    #[serde(default = "default_scrub_rate")]
+    pub max_rate_mib_per_s: u64,
+}
+
+impl Default for ScrubConfig {
+    fn default() -> Self {
+        ScrubConfig {
+            interval_secs: default_scrub_interval(),
+            max_rate_mib_per_s: default_scrub_rate(),
+        }
+    }
+}
+
 /// One storage node of the cluster map.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +150,12 @@ fn default_repair_rate() -> u64 {
 }
 fn default_scan_interval() -> u64 {
     600
+}
+fn default_scrub_interval() -> u64 {
+    7 * 24 * 3600
+}
+fn default_scrub_rate() -> u64 {
+    32
 }
 
 /// The cluster map of a list of node entries.
@@ -197,6 +227,9 @@ impl NodeConfig {
         }
         if self.repair.max_rate_mib_per_s == 0 || self.repair.scan_interval_secs == 0 {
             return invalid("repair: max_rate_mib_per_s and scan_interval_secs must be positive");
+        }
+        if self.scrub.max_rate_mib_per_s == 0 || self.scrub.interval_secs == 0 {
+            return invalid("scrub: max_rate_mib_per_s and interval_secs must be positive");
         }
         if self.parity_chunks == 0 {
             return invalid("parity_chunks must be positive");

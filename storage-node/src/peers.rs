@@ -61,6 +61,9 @@ pub struct NodeClient {
     secret: http::HeaderValue,
     states: RwLock<HashMap<NodeId, NodeState>>,
     marking: Marking,
+    /// Until when this process is cut off from the cluster (a drill: `gateway admin
+    /// isolate`); every outgoing call fails as if the network were down.
+    isolated_until: RwLock<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for NodeClient {
@@ -91,6 +94,7 @@ impl NodeClient {
             secret: http::HeaderValue::from_str(cluster_secret)?,
             states: RwLock::new(states),
             marking,
+            isolated_until: RwLock::new(None),
         })
     }
 
@@ -100,6 +104,18 @@ impl NodeClient {
 
     pub fn is_up(&self, node: NodeId) -> bool {
         self.states.read().expect("node state lock").get(&node) == Some(&NodeState::Up)
+    }
+
+    /// Cuts this process off from the cluster until `until` (`None`: reconnect now).
+    pub fn isolate_until(&self, until: Option<std::time::Instant>) {
+        *self.isolated_until.write().expect("isolation lock") = until;
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.isolated_until
+            .read()
+            .expect("isolation lock")
+            .is_some_and(|u| u > std::time::Instant::now())
     }
 
     pub fn state(&self, node: NodeId) -> NodeState {
@@ -147,15 +163,30 @@ impl NodeClient {
         payload: Bytes,
         deadline: Duration,
     ) -> Result<(Response, Bytes), RpcError> {
+        if self.is_isolated() {
+            return Err(RpcError::Unreachable {
+                node,
+                message: "this process is isolated from the cluster".into(),
+            });
+        }
         let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
         if self.marking == Marking::OnCallOutcome {
             match &result {
+                // A node that says it cannot serve (isolated, shutting down) is as good as
+                // down for placement.
+                Err(
+                    RpcError::Unreachable { .. }
+                    | RpcError::Timeout(_)
+                    | RpcError::Remote {
+                        kind: ErrorKind::Unavailable,
+                        ..
+                    },
+                ) => {
+                    self.set_state(node, NodeState::Down);
+                }
                 Ok(_) | Err(RpcError::Remote { .. }) => {
                     self.set_state(node, NodeState::Up);
-                }
-                Err(RpcError::Unreachable { .. } | RpcError::Timeout(_)) => {
-                    self.set_state(node, NodeState::Down);
                 }
                 Err(_) => {}
             }

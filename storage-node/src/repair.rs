@@ -19,8 +19,15 @@
 //!   bring back an overwritten or deleted version.
 //! - **Pace.** Rebuilt bytes are paced to `max_rate_mib_per_s`; progress, rate and ETA are in
 //!   the node's status.
+//! - **Scrub and heal.** Scrub re-reads every local chunk on a schedule and checks its
+//!   checksum; a corrupt chunk (found by scrub, or by a read) goes to the node's heal queue and
+//!   is rebuilt in place from its siblings, found through the node's index of chunk homes
+//!   (layout and placement, recorded with every chunk write), without needing the record.
+//! - **Replace.** After a node is replaced by an empty one, `RepairScan` makes every node scan
+//!   for records with chunks on it (rebuilt in place) and copy the metadata of the partitions
+//!   it owns to it.
 
-use crate::config::RepairConfig;
+use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
 use crate::peers::{NodeClient, NodeState, RpcError};
 use crate::store::Store;
@@ -30,7 +37,7 @@ use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx};
 use dmpstore_common::placement::{partition_replicas, rank};
 use dmpstore_common::quorum::quorum;
 use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, Versioned};
-use dmpstore_common::rpc::{RepairStatus, Request, Response};
+use dmpstore_common::rpc::{ChunkHome, RepairStatus, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +45,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Records read per step of a scan.
 const SCAN_PAGE: usize = 512;
+/// Chunks verified per step of a scrub.
+const SCRUB_PAGE: usize = 64;
 /// A repair that failed is retried after this long (the queue keeps it).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often the worker looks at its queue and the scanner at the failure detector.
@@ -76,6 +85,39 @@ struct Stats {
     last_t_fr_ms: Option<u64>,
     queued: u64,
     scan_pending: bool,
+    healed_chunks: u64,
+    scrub_passes: u64,
+    scrubbed_chunks: u64,
+}
+
+/// Holds a stream of work to a byte rate (a deliberate pacing wait).
+struct Pacer {
+    per_byte: f64,
+    until: Mutex<Option<Instant>>,
+}
+
+impl Pacer {
+    fn new(mib_per_s: u64) -> Pacer {
+        Pacer {
+            per_byte: 1.0 / (mib_per_s.max(1) as f64 * 1024.0 * 1024.0),
+            until: Mutex::new(None),
+        }
+    }
+
+    async fn pace(&self, bytes: u64) {
+        let cost = Duration::from_secs_f64(bytes as f64 * self.per_byte);
+        let start = {
+            let mut until = self.until.lock().expect("pacer");
+            let now = Instant::now();
+            let start = until.filter(|u| *u > now).unwrap_or(now);
+            *until = Some(start + cost);
+            start
+        };
+        let now = Instant::now();
+        if start > now {
+            tokio::time::sleep(start - now).await;
+        }
+    }
 }
 
 pub struct Repair {
@@ -84,14 +126,19 @@ pub struct Repair {
     client: Arc<NodeClient>,
     detector: Arc<Detector>,
     config: RepairConfig,
+    scrub_config: ScrubConfig,
     n_meta_replicas: usize,
     stats: Mutex<Stats>,
     /// Queued records that failed recently, and when they may be tried again.
     backoff: Mutex<HashMap<(String, String), Instant>>,
     /// Wakes the worker when something was queued.
     wake: tokio::sync::Notify,
-    /// Pacing: when the rebuilt bytes so far may all have been written at the rate limit.
-    paced_until: Mutex<Option<Instant>>,
+    /// Starts a scrub pass now.
+    scrub_now: tokio::sync::Notify,
+    /// Nodes replaced by empty ones: scan for everything they should hold.
+    forced: Mutex<Vec<NodeId>>,
+    rebuild_pace: Pacer,
+    scrub_pace: Pacer,
 }
 
 impl Repair {
@@ -101,6 +148,7 @@ impl Repair {
         client: Arc<NodeClient>,
         detector: Arc<Detector>,
         config: RepairConfig,
+        scrub_config: ScrubConfig,
         parity_chunks: u8,
     ) -> Repair {
         let n_meta_replicas = (2 * usize::from(parity_chunks) + 1).min(client.map().len());
@@ -109,12 +157,16 @@ impl Repair {
             store,
             client,
             detector,
-            config,
             n_meta_replicas,
             stats: Mutex::new(Stats::default()),
             backoff: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
-            paced_until: Mutex::new(None),
+            scrub_now: tokio::sync::Notify::new(),
+            forced: Mutex::new(Vec::new()),
+            rebuild_pace: Pacer::new(config.max_rate_mib_per_s),
+            scrub_pace: Pacer::new(scrub_config.max_rate_mib_per_s),
+            config,
+            scrub_config,
         }
     }
 
@@ -143,11 +195,28 @@ impl Repair {
         Ok(())
     }
 
+    /// Queues a chunk of this node that was found corrupt, to rebuild from its siblings.
+    pub fn heal(&self, key: &ChunkKey) -> Result<(), RepairError> {
+        self.store.heal_push(key)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub fn request_scrub(&self) {
+        self.scrub_now.notify_one();
+    }
+
+    /// `node` was replaced by an empty one: scan for what it should hold.
+    pub fn request_scan_for(&self, node: NodeId) {
+        self.forced.lock().expect("forced").push(node);
+    }
+
     pub fn status(&self) -> RepairStatus {
         let queued = self
             .store
             .repair_list(100_000)
-            .map_or(0, |q| q.len() as u64);
+            .map_or(0, |q| q.len() as u64)
+            + self.store.heal_list(100_000).map_or(0, |q| q.len() as u64);
         let mut s = self.stats.lock().expect("repair stats");
         s.queued = queued;
         let window = Duration::from_secs(10);
@@ -179,6 +248,9 @@ impl Repair {
                 d
             },
             scan_pending: s.scan_pending,
+            healed_chunks: s.healed_chunks,
+            scrub_passes: s.scrub_passes,
+            scrubbed_chunks: s.scrubbed_chunks,
         }
     }
 
@@ -188,6 +260,7 @@ impl Repair {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut scanned_for: HashSet<NodeId> = HashSet::new();
         let mut last_scan = Instant::now();
+        let mut was_down: HashSet<NodeId> = HashSet::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -197,7 +270,19 @@ impl Repair {
             let new_failure = dead.iter().any(|n| !scanned_for.contains(n));
             let scheduled =
                 last_scan.elapsed() >= Duration::from_secs(self.config.scan_interval_secs);
-            if !new_failure && !scheduled {
+            // A node that was Down and answers again can take the chunks that writes made
+            // while it was away had to leave out.
+            let down_now: HashSet<NodeId> = self
+                .client
+                .map()
+                .nodes()
+                .map(|n| n.id)
+                .filter(|&n| self.detector.state(n) == NodeState::Down)
+                .collect();
+            let recovered = was_down.iter().any(|n| !down_now.contains(n));
+            was_down = down_now;
+            let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
+            if !new_failure && !scheduled && !recovered && forced.is_empty() {
                 scanned_for.retain(|n| dead.contains(n));
                 continue;
             }
@@ -207,7 +292,10 @@ impl Repair {
                 s.scan_pending = true;
                 tracing::info!(dead = ?dead, "nodes down past the repair delay: scanning for versions to rebuild");
             }
-            match self.scan(&dead, &shutdown).await {
+            if !forced.is_empty() {
+                tracing::info!(nodes = ?forced, "scanning for what replaced nodes should hold");
+            }
+            match self.scan(&dead, &forced, &shutdown).await {
                 Ok(found) => {
                     tracing::info!(found, "repair scan done");
                     scanned_for = dead;
@@ -215,7 +303,10 @@ impl Repair {
                     self.stats.lock().expect("repair stats").scan_pending = false;
                     self.wake.notify_one();
                 }
-                Err(e) => tracing::warn!(error = %e, "repair scan failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "repair scan failed; retrying");
+                    self.forced.lock().expect("forced").extend(forced);
+                }
             }
         }
     }
@@ -225,6 +316,7 @@ impl Repair {
     async fn scan(
         &self,
         dead: &HashSet<NodeId>,
+        forced: &[NodeId],
         shutdown: &CancellationToken,
     ) -> Result<u64, RepairError> {
         let mut after = Vec::new();
@@ -246,15 +338,15 @@ impl Repair {
                 if !is_owner {
                     continue;
                 }
+                self.copy_to_replaced(forced, &partition, &key, &record)
+                    .await;
                 let Ok(value) = MetaValue::decode(&record.value) else {
                     continue;
                 };
                 let pieces = erasure_pieces(&value);
-                if !pieces.iter().any(|e| {
-                    e.placement
-                        .iter()
-                        .any(|s| s.is_none_or(|n| dead.contains(&n)))
-                }) {
+                let needs =
+                    |s: &Option<NodeId>| s.is_none_or(|n| dead.contains(&n) || forced.contains(&n));
+                if !pieces.iter().any(|e| e.placement.iter().any(needs)) {
                     continue;
                 }
                 found += 1;
@@ -267,6 +359,34 @@ impl Repair {
             match next {
                 Some(n) => after = n,
                 None => return Ok(found),
+            }
+        }
+    }
+
+    /// Anti-entropy for a replaced node: the partition owner copies its record to replaced
+    /// nodes that are replicas of the partition (newest wins on the node, so this is safe).
+    async fn copy_to_replaced(
+        &self,
+        forced: &[NodeId],
+        partition: &str,
+        key: &str,
+        record: &Versioned,
+    ) {
+        if forced.is_empty() {
+            return;
+        }
+        let replicas = partition_replicas(self.client.map(), partition, self.n_meta_replicas);
+        for &node in forced
+            .iter()
+            .filter(|n| replicas.contains(n) && **n != self.me)
+        {
+            let request = Request::MetaPut {
+                partition: partition.to_string(),
+                key: key.to_string(),
+                record: record.clone(),
+            };
+            if let Err(e) = self.client.call(node, &request, Bytes::new()).await {
+                tracing::debug!(%node, error = %e, "copying metadata to a replaced node failed");
             }
         }
     }
@@ -312,6 +432,7 @@ impl Repair {
     /// Works through the queue until `shutdown`.
     pub async fn run_worker(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
+            self.heal_queued(&shutdown).await;
             let store = self.store.clone();
             let queue = tokio::task::spawn_blocking(move || store.repair_list(64))
                 .await
@@ -328,7 +449,8 @@ impl Repair {
                     .cloned()
                     .collect()
             };
-            if queue.is_empty() {
+            let heals_waiting = self.store.heal_list(1).is_ok_and(|h| !h.is_empty());
+            if queue.is_empty() && !heals_waiting {
                 self.episode_over();
             }
             if ready.is_empty() {
@@ -513,9 +635,17 @@ impl Repair {
                     chunk_idx: ChunkIdx(i as u8),
                 };
                 let checksum = *blake3::hash(&bytes).as_bytes();
-                self.pace(bytes.len() as u64).await;
+                self.rebuild_pace.pace(bytes.len() as u64).await;
+                let request = Request::PutChunk {
+                    key,
+                    checksum,
+                    home: Some(ChunkHome {
+                        layout,
+                        placement: target.clone(),
+                    }),
+                };
                 self.client
-                    .call(node, &Request::PutChunk { key, checksum }, bytes.clone())
+                    .call(node, &request, bytes.clone())
                     .await
                     .map_err(|error| RepairError::Write { node, error })?;
                 written += 1;
@@ -531,21 +661,189 @@ impl Repair {
         Ok((moved, written))
     }
 
-    /// Holds the rebuild to `max_rate_mib_per_s` (a deliberate pacing wait).
-    async fn pace(&self, bytes: u64) {
-        let per_byte = 1.0 / (self.config.max_rate_mib_per_s as f64 * 1024.0 * 1024.0);
-        let cost = Duration::from_secs_f64(bytes as f64 * per_byte);
-        let wait_until = {
-            let mut until = self.paced_until.lock().expect("pace");
-            let now = Instant::now();
-            let start = until.filter(|u| *u > now).unwrap_or(now);
-            *until = Some(start + cost);
-            start
-        };
-        let now = Instant::now();
-        if wait_until > now {
-            tokio::time::sleep(wait_until - now).await;
+    /// Rebuilds the queued corrupt chunks of this node from their siblings.
+    async fn heal_queued(&self, shutdown: &CancellationToken) {
+        let store = self.store.clone();
+        let queue = tokio::task::spawn_blocking(move || store.heal_list(64))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for key in queue {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let name = format!("{}/{}/{}", key.version, key.stripe_idx.0, key.chunk_idx.0);
+            let backoff_key = ("#heal".to_string(), name.clone());
+            if self
+                .backoff
+                .lock()
+                .expect("backoff")
+                .get(&backoff_key)
+                .is_some_and(|until| *until > Instant::now())
+            {
+                continue;
+            }
+            match self.heal_chunk(&key).await {
+                Ok(()) => {
+                    if let Err(e) = self.store.heal_remove(&key) {
+                        tracing::warn!(error = %e, "could not dequeue a finished heal");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(chunk = %name, error = %e, "heal failed; will retry");
+                    self.backoff
+                        .lock()
+                        .expect("backoff")
+                        .insert(backoff_key, Instant::now() + RETRY_AFTER);
+                }
+            }
         }
+    }
+
+    /// Rebuilds one local chunk from `k` of its siblings, found through the node's index.
+    async fn heal_chunk(&self, key: &ChunkKey) -> Result<(), RepairError> {
+        let home_bytes = self.store.chunk_home(&key.version)?;
+        let Some(home) = home_bytes.as_deref().and_then(ChunkHome::decode) else {
+            tracing::warn!(version = %key.version, "no index entry for a corrupt chunk: left for a read or repair to fix");
+            return Ok(());
+        };
+        let layout = home.layout;
+        let (n, k) = (layout.n_chunks(), usize::from(layout.k));
+        let me_idx = usize::from(key.chunk_idx.0);
+        let reads = (0..n).map(|j| {
+            let node = home.placement.get(j).copied().flatten();
+            let sibling = ChunkKey {
+                chunk_idx: ChunkIdx(j as u8),
+                ..*key
+            };
+            async move { self.read_sibling(j != me_idx, node, sibling).await }
+        });
+        let answers: Vec<(Option<Bytes>, bool)> = futures::future::join_all(reads).await;
+        let have = answers.iter().filter(|(c, _)| c.is_some()).count();
+        let gone = answers.iter().filter(|(_, gone)| *gone).count();
+        if have < k {
+            if gone + 1 == n {
+                // Every sibling answered "not found": the version was deleted (or never
+                // committed); the corrupt chunk is garbage.
+                self.store.delete_chunks(&key.version)?;
+                tracing::info!(version = %key.version, "corrupt chunk of a deleted version dropped");
+                return Ok(());
+            }
+            return Err(RepairError::TooFewChunks {
+                version: key.version.to_string(),
+                stripe: key.stripe_idx.0,
+                have,
+                k,
+            });
+        }
+        let lens: HashSet<usize> = answers
+            .iter()
+            .filter_map(|(c, _)| c.as_ref().map(Bytes::len))
+            .collect();
+        if lens.len() != 1 {
+            return Err(RepairError::Codec("sibling chunks differ in length".into()));
+        }
+        let codec = Codec::new(layout).map_err(|e| RepairError::Codec(e.to_string()))?;
+        let all = codec
+            .rebuild_chunks(answers.into_iter().map(|(c, _)| c).collect())
+            .map_err(|e| RepairError::Codec(e.to_string()))?;
+        let rebuilt = all[me_idx].clone();
+        let checksum = *blake3::hash(&rebuilt).as_bytes();
+        self.rebuild_pace.pace(rebuilt.len() as u64).await;
+        self.store
+            .put_chunk(key, &checksum, &rebuilt, home_bytes.as_deref())?;
+        let mut s = self.stats.lock().expect("repair stats");
+        s.healed_chunks += 1;
+        s.repaired_chunks += 1;
+        s.rebuilt_bytes += rebuilt.len() as u64;
+        s.recent.push_back((Instant::now(), rebuilt.len() as u64));
+        tracing::info!(version = %key.version, stripe = key.stripe_idx.0, chunk = key.chunk_idx.0, "corrupt chunk rebuilt in place from its siblings");
+        Ok(())
+    }
+
+    /// One sibling chunk for a heal: its bytes, and whether its node said it does not exist.
+    async fn read_sibling(
+        &self,
+        wanted: bool,
+        node: Option<NodeId>,
+        key: ChunkKey,
+    ) -> (Option<Bytes>, bool) {
+        let Some(node) = node.filter(|_| wanted) else {
+            return (None, false);
+        };
+        if node == self.me {
+            let store = self.store.clone();
+            return match tokio::task::spawn_blocking(move || store.get_chunk(&key)).await {
+                Ok(Ok((_, bytes))) => (Some(bytes), false),
+                Ok(Err(crate::store::StoreError::NotFound)) => (None, true),
+                _ => (None, false),
+            };
+        }
+        if self.detector.state(node) == NodeState::Down {
+            return (None, false);
+        }
+        match self
+            .client
+            .call(node, &Request::GetChunk { key }, Bytes::new())
+            .await
+        {
+            Ok((Response::Chunk { checksum }, bytes))
+                if blake3::hash(&bytes).as_bytes() == &checksum =>
+            {
+                (Some(bytes), false)
+            }
+            Err(RpcError::Remote {
+                kind: dmpstore_common::rpc::ErrorKind::NotFound,
+                ..
+            }) => (None, true),
+            _ => (None, false),
+        }
+    }
+
+    /// Scrubs on schedule and on request, until `shutdown`.
+    pub async fn run_scrubber(self: Arc<Self>, shutdown: CancellationToken) {
+        let interval = Duration::from_secs(self.scrub_config.interval_secs);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                () = self.scrub_now.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+            match self.scrub_pass(&shutdown).await {
+                Ok((chunks, corrupt)) => tracing::info!(chunks, corrupt, "scrub pass done"),
+                Err(e) => tracing::warn!(error = %e, "scrub pass failed"),
+            }
+        }
+    }
+
+    /// Verifies every local chunk; queues the corrupt ones for healing.
+    async fn scrub_pass(&self, shutdown: &CancellationToken) -> Result<(u64, u64), RepairError> {
+        let (mut after, mut chunks, mut corrupt_total) = (Vec::new(), 0u64, 0u64);
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok((chunks, corrupt_total));
+            }
+            let store = self.store.clone();
+            let (corrupt, bytes, next, seen) =
+                tokio::task::spawn_blocking(move || store.scrub_page(&after, SCRUB_PAGE))
+                    .await
+                    .map_err(|e| RepairError::Codec(e.to_string()))??;
+            self.scrub_pace.pace(bytes).await;
+            chunks += seen as u64;
+            for key in corrupt {
+                tracing::warn!(version = %key.version, stripe = key.stripe_idx.0, chunk = key.chunk_idx.0, "scrub found a corrupt chunk");
+                corrupt_total += 1;
+                self.heal(&key)?;
+            }
+            self.stats.lock().expect("repair stats").scrubbed_chunks += seen as u64;
+            match next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        self.stats.lock().expect("repair stats").scrub_passes += 1;
+        Ok((chunks, corrupt_total))
     }
 
     /// The newest record of `key` among a majority of the partition's replicas.

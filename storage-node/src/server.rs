@@ -38,6 +38,7 @@ struct Node {
 }
 
 struct ClusterRole {
+    client: Arc<NodeClient>,
     detector: Arc<Detector>,
     repair: Arc<Repair>,
 }
@@ -74,15 +75,21 @@ pub async fn run(
         let repair = Arc::new(Repair::new(
             config.id(),
             store.clone(),
-            client,
+            client.clone(),
             detector.clone(),
             config.repair.clone(),
+            config.scrub.clone(),
             config.parity_chunks,
         ));
         background.spawn(detector.clone().run(shutdown.clone()));
         background.spawn(repair.clone().run_scanner(shutdown.clone()));
         background.spawn(repair.clone().run_worker(shutdown.clone()));
-        Some(ClusterRole { detector, repair })
+        background.spawn(repair.clone().run_scrubber(shutdown.clone()));
+        Some(ClusterRole {
+            client,
+            detector,
+            repair,
+        })
     };
     let node = Arc::new(Node {
         config,
@@ -224,6 +231,17 @@ async fn handle(
         }
     };
     let name = request.name();
+    let isolated = node
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.client.is_isolated());
+    if isolated && !matches!(request, Request::Status | Request::Isolate { .. }) {
+        return Ok(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unavailable,
+            "this node is isolated from the cluster (drill)",
+        ));
+    }
     let result = tokio::task::spawn_blocking(move || dispatch(&node, request, payload)).await;
     Ok(match result {
         Ok(Ok((response, payload))) => reply(StatusCode::OK, &response, &payload),
@@ -267,14 +285,28 @@ fn dispatch(
     let store = &node.store;
     let done = |r: Response| Ok((r, Bytes::new()));
     match request {
-        Request::PutChunk { key, checksum } => {
-            store.put_chunk(&key, &checksum, &payload)?;
+        Request::PutChunk {
+            key,
+            checksum,
+            home,
+        } => {
+            let home = home.map(|h| h.encode());
+            store.put_chunk(&key, &checksum, &payload, home.as_deref())?;
             done(Response::Done)
         }
-        Request::GetChunk { key } => {
-            let (checksum, data) = store.get_chunk(&key)?;
-            Ok((Response::Chunk { checksum }, data))
-        }
+        Request::GetChunk { key } => match store.get_chunk(&key) {
+            Ok((checksum, data)) => Ok((Response::Chunk { checksum }, data)),
+            Err(StoreError::Corrupt(msg)) => {
+                // Never returned as data; rebuilt in place from its siblings.
+                if let Some(c) = &node.cluster {
+                    if let Err(e) = c.repair.heal(&key) {
+                        tracing::warn!(error = %e, "could not queue a corrupt chunk for healing");
+                    }
+                }
+                Err(StoreError::Corrupt(msg))
+            }
+            Err(e) => Err(e),
+        },
         Request::DeleteChunks { version } => {
             store.delete_chunks(&version)?;
             done(Response::Done)
@@ -341,6 +373,26 @@ fn dispatch(
                 .map(|c| c.repair.status())
                 .unwrap_or_default(),
         })),
+        Request::RepairScan { node: replaced } => {
+            if let Some(c) = &node.cluster {
+                c.repair.request_scan_for(replaced);
+            }
+            done(Response::Done)
+        }
+        Request::Isolate { millis } => {
+            if let Some(c) = &node.cluster {
+                let until = (millis > 0).then(|| Instant::now() + Duration::from_millis(millis));
+                c.client.isolate_until(until);
+                tracing::warn!(millis, "isolation drill: cut off from the cluster");
+            }
+            done(Response::Done)
+        }
+        Request::Scrub => {
+            if let Some(c) = &node.cluster {
+                c.repair.request_scrub();
+            }
+            done(Response::Done)
+        }
         Request::RepairEnqueue { partition, key } => {
             match &node.cluster {
                 Some(c) => c.repair.enqueue(&partition, &key).map_err(|e| match e {

@@ -5,8 +5,12 @@
 //!   Values go to BlobDB blob files so compaction never rewrites chunk bytes.
 //! - `meta`: key `[v1][partition][0x00][sort key]`, value `[v1][hlc u64 BE][record]`. Partition
 //!   names never contain 0x00, so one partition is one contiguous key range.
-//! - `queues`: conditional-write leases (`[v1]['L']...`) and the repair queue
-//!   (`[v1]['R'][partition][0x00][sort key]`).
+//! - `queues`: conditional-write leases (`[v1]['L']...`), the repair queue
+//!   (`[v1]['R'][partition][0x00][sort key]`) and the chunk heal queue (`[v1]['H'][chunk key]`).
+//! - `index`: key `[v1][version 16 B]`, value `[v1][home]`: for every object version this node
+//!   holds chunks of, an opaque description of where its other chunks are (layout and
+//!   placement, written by the caller), so a corrupt chunk can be rebuilt from its siblings
+//!   without finding the record that references it (DESIGN 11).
 //!
 //! Every write that acknowledges data uses a synced WAL write: when a call returns `Ok`, the
 //! bytes survive power loss. Calls block; the server runs them on the blocking thread pool.
@@ -27,6 +31,7 @@ const FORMAT_V1: u8 = 1;
 const CF_CHUNKS: &str = "chunks";
 const CF_META: &str = "meta";
 const CF_QUEUES: &str = "queues";
+const CF_INDEX: &str = "index";
 /// Chunk values at least this large go to blob files.
 const MIN_BLOB_SIZE_BYTES: u64 = 4096;
 /// Striped locks serialize read-compare-write of one metadata key.
@@ -71,6 +76,33 @@ pub fn chunk_key(key: &ChunkKey) -> [u8; 22] {
     out[1..17].copy_from_slice(&key.version.0);
     out[17..21].copy_from_slice(&key.stripe_idx.0.to_be_bytes());
     out[21] = key.chunk_idx.0;
+    out
+}
+
+/// The inverse of [`chunk_key`].
+pub fn parse_chunk_key(raw: &[u8]) -> Option<ChunkKey> {
+    if raw.len() != 22 || raw[0] != FORMAT_V1 {
+        return None;
+    }
+    Some(ChunkKey {
+        version: VersionId(raw[1..17].try_into().ok()?),
+        stripe_idx: dmpstore_common::ids::StripeIdx(u32::from_be_bytes(
+            raw[17..21].try_into().ok()?,
+        )),
+        chunk_idx: dmpstore_common::ids::ChunkIdx(raw[21]),
+    })
+}
+
+fn index_key(version: &VersionId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17);
+    out.push(FORMAT_V1);
+    out.extend_from_slice(&version.0);
+    out
+}
+
+fn heal_key(key: &ChunkKey) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1, b'H'];
+    out.extend_from_slice(&chunk_key(key));
     out
 }
 
@@ -146,6 +178,7 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_CHUNKS, chunk_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
             ColumnFamilyDescriptor::new(CF_QUEUES, Options::default()),
+            ColumnFamilyDescriptor::new(CF_INDEX, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         Ok(Store {
@@ -168,12 +201,15 @@ impl Store {
             .expect("column families are created at open")
     }
 
-    /// Stores a chunk after checking the payload against the checksum the writer computed.
+    /// Stores a chunk after checking the payload against the checksum the writer computed,
+    /// with the version's `home` (where its sibling chunks are) in the index, in one synced
+    /// write.
     pub fn put_chunk(
         &self,
         key: &ChunkKey,
         checksum: &[u8; 32],
         data: &[u8],
+        home: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         if blake3::hash(data).as_bytes() != checksum {
             return Err(StoreError::ChecksumMismatch);
@@ -182,8 +218,112 @@ impl Store {
         value.push(FORMAT_V1);
         value.extend_from_slice(checksum);
         value.extend_from_slice(data);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_CHUNKS), chunk_key(key), value);
+        if let Some(home) = home {
+            let mut v = Vec::with_capacity(1 + home.len());
+            v.push(FORMAT_V1);
+            v.extend_from_slice(home);
+            batch.put_cf(self.cf(CF_INDEX), index_key(&key.version), v);
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// The home recorded for a version by [`Store::put_chunk`].
+    pub fn chunk_home(&self, version: &VersionId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.get_cf(self.cf(CF_INDEX), index_key(version))? {
+            Some(raw) => match raw.split_first() {
+                Some((&FORMAT_V1, rest)) => Ok(Some(rest.to_vec())),
+                Some((&v, _)) => Err(StoreError::Format(v)),
+                None => Err(StoreError::Corrupt("empty index value".into())),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Verifies the checksums of up to `limit` chunks after the raw chunk key `after` (empty:
+    /// from the start). Returns the corrupt chunks' keys, the bytes read, the key to resume
+    /// from when more follow, and how many chunks were verified.
+    #[allow(clippy::type_complexity)]
+    pub fn scrub_page(
+        &self,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<ChunkKey>, u64, Option<Vec<u8>>, usize), StoreError> {
+        let start = if after.is_empty() {
+            vec![FORMAT_V1]
+        } else {
+            after.to_vec()
+        };
+        let iter = self.db.iterator_cf(
+            self.cf(CF_CHUNKS),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let (mut corrupt, mut bytes, mut seen) = (Vec::new(), 0u64, 0usize);
+        let mut last: Option<Vec<u8>> = None;
+        for item in iter {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                    tracing::warn!(error = %e, "scrub: unreadable chunk data");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if &k[..] == after {
+                continue;
+            }
+            if seen == limit {
+                return Ok((corrupt, bytes, last, seen));
+            }
+            seen += 1;
+            bytes += v.len() as u64;
+            let intact = match v.split_first() {
+                Some((&FORMAT_V1, rest)) if rest.len() >= 32 => {
+                    blake3::hash(&rest[32..]).as_bytes()[..] == rest[..32]
+                }
+                _ => false,
+            };
+            if !intact {
+                if let Some(key) = parse_chunk_key(&k) {
+                    corrupt.push(key);
+                }
+            }
+            last = Some(k.to_vec());
+        }
+        Ok((corrupt, bytes, None, seen))
+    }
+
+    /// Queues a chunk of this node for rebuilding from its siblings (synced).
+    pub fn heal_push(&self, key: &ChunkKey) -> Result<(), StoreError> {
         self.db
-            .put_cf_opt(self.cf(CF_CHUNKS), chunk_key(key), value, &synced())?;
+            .put_cf_opt(self.cf(CF_QUEUES), heal_key(key), [FORMAT_V1], &synced())?;
+        Ok(())
+    }
+
+    pub fn heal_list(&self, limit: usize) -> Result<Vec<ChunkKey>, StoreError> {
+        let prefix = [FORMAT_V1, b'H'];
+        let iter = self.db.iterator_cf(
+            self.cf(CF_QUEUES),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || out.len() == limit {
+                break;
+            }
+            if let Some(key) = parse_chunk_key(&k[2..]) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn heal_remove(&self, key: &ChunkKey) -> Result<(), StoreError> {
+        self.db
+            .delete_cf_opt(self.cf(CF_QUEUES), heal_key(key), &synced())?;
         Ok(())
     }
 
@@ -224,6 +364,7 @@ impl Store {
         to.extend_from_slice(&[0xFF; 6]);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(CF_CHUNKS), from, to);
+        batch.delete_cf(self.cf(CF_INDEX), index_key(version));
         self.db.write_opt(batch, &synced())?;
         Ok(())
     }
@@ -457,7 +598,7 @@ impl Store {
     /// Flushes memtables to SST and blob files, so a clean shutdown leaves no work for WAL
     /// replay. Data is already durable through the synced WAL without it.
     pub fn flush(&self) -> Result<(), StoreError> {
-        for cf in [CF_CHUNKS, CF_META, CF_QUEUES] {
+        for cf in [CF_CHUNKS, CF_META, CF_QUEUES, CF_INDEX] {
             self.db.flush_cf(self.cf(cf))?;
         }
         Ok(())
@@ -484,9 +625,9 @@ mod tests {
         let sum = *blake3::hash(&data).as_bytes();
         {
             let store = Store::open(dir.path()).unwrap();
-            store.put_chunk(&key(1, 0, 0), &sum, &data).unwrap();
+            store.put_chunk(&key(1, 0, 0), &sum, &data, None).unwrap();
             assert!(matches!(
-                store.put_chunk(&key(1, 0, 1), &[0; 32], &data),
+                store.put_chunk(&key(1, 0, 1), &[0; 32], &data, None),
                 Err(StoreError::ChecksumMismatch)
             ));
         }
@@ -507,10 +648,17 @@ mod tests {
         let sum = *blake3::hash(b"x").as_bytes();
         for v in [1, 2] {
             for s in [0, 1, u32::MAX] {
-                store.put_chunk(&key(v, s, 5), &sum, b"x").unwrap();
+                store
+                    .put_chunk(&key(v, s, 5), &sum, b"x", Some(b"home"))
+                    .unwrap();
             }
         }
         store.delete_chunks(&VersionId([1; 16])).unwrap();
+        assert_eq!(store.chunk_home(&VersionId([1; 16])).unwrap(), None);
+        assert_eq!(
+            store.chunk_home(&VersionId([2; 16])).unwrap().as_deref(),
+            Some(&b"home"[..])
+        );
         for s in [0, 1, u32::MAX] {
             assert!(matches!(
                 store.get_chunk(&key(1, s, 5)),
@@ -518,6 +666,48 @@ mod tests {
             ));
             assert!(store.get_chunk(&key(2, s, 5)).is_ok());
         }
+    }
+
+    #[test]
+    fn scrub_finds_exactly_the_corrupt_chunks_page_by_page_and_heals_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let good = b"good bytes";
+        let sum = *blake3::hash(good).as_bytes();
+        for s in 0..10 {
+            store.put_chunk(&key(7, s, 1), &sum, good, None).unwrap();
+        }
+        // Damage two chunks behind the store's back: a stored value whose bytes no longer
+        // match its checksum.
+        for s in [3u32, 8] {
+            let mut bad = vec![FORMAT_V1];
+            bad.extend_from_slice(&sum);
+            bad.extend_from_slice(b"evil bytes");
+            store
+                .db
+                .put_cf(store.cf(CF_CHUNKS), chunk_key(&key(7, s, 1)), bad)
+                .unwrap();
+        }
+        let (mut found, mut after, mut pages) = (Vec::new(), Vec::new(), 0);
+        loop {
+            let (corrupt, bytes, next, _) = store.scrub_page(&after, 3).unwrap();
+            assert!(bytes > 0);
+            found.extend(corrupt);
+            pages += 1;
+            match next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        assert_eq!(pages, 4);
+        assert_eq!(found, vec![key(7, 3, 1), key(7, 8, 1)]);
+        for k in &found {
+            store.heal_push(k).unwrap();
+            assert_eq!(parse_chunk_key(&chunk_key(k)), Some(*k));
+        }
+        assert_eq!(store.heal_list(10).unwrap(), found);
+        store.heal_remove(&found[0]).unwrap();
+        assert_eq!(store.heal_list(10).unwrap(), vec![found[1]]);
     }
 
     #[test]

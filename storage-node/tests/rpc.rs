@@ -35,6 +35,7 @@ async fn start() -> Node {
         parity_chunks: 2,
         failure_detector: Default::default(),
         repair: Default::default(),
+        scrub: Default::default(),
         nodes: Vec::new(),
     };
     let shutdown = CancellationToken::new();
@@ -129,6 +130,7 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
             &Request::PutChunk {
                 key,
                 checksum: [0; 32],
+                home: None,
             },
             &data,
         ),
@@ -149,7 +151,14 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
     let (_, r, _) = send(
         &node,
         Some(SECRET),
-        encode_frame(&Request::PutChunk { key, checksum }, &data),
+        encode_frame(
+            &Request::PutChunk {
+                key,
+                checksum,
+                home: None,
+            },
+            &data,
+        ),
     )
     .await;
     assert_eq!(r, Response::Done);

@@ -200,6 +200,12 @@ impl Cluster {
 
     /// `gateway admin status --json` against this cluster, as an operator would run it.
     pub fn admin_status(&self) -> anyhow::Result<serde_json::Value> {
+        let out = self.admin(&["status", "--json"])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// Runs `gateway admin ARGS --config GATEWAY_CONFIG` and returns its standard output.
+    pub fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
         let gateway = self
             .info
             .processes
@@ -207,17 +213,32 @@ impl Cluster {
             .find(|p| p.role == "gateway")
             .context("no gateway in the cluster")?;
         let out = Command::new(bin_dir().join("gateway"))
-            .args(["admin", "status", "--json", "--config", &gateway.config])
+            .arg("admin")
+            .args(args)
+            .args(["--config", &gateway.config])
             .stdin(Stdio::null())
             .output()
-            .context("run gateway admin status")?;
+            .context("run gateway admin")?;
         if !out.status.success() {
             bail!(
-                "gateway admin status failed: {}",
+                "gateway admin {args:?} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(serde_json::from_slice(&out.stdout)?)
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Stops node `idx`, deletes its data directory, and starts it again empty (a node
+    /// replaced by a new machine with the same identity).
+    pub fn wipe_node(&mut self, idx: usize) -> anyhow::Result<()> {
+        self.kill_node(idx)?;
+        let dir = self
+            .node(idx)
+            .data_dir
+            .clone()
+            .context("node has a data dir")?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {dir}"))?;
+        self.restart_node(idx)
     }
 
     pub fn gateway_log(&self, idx: usize) -> String {
@@ -444,4 +465,41 @@ pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> anyho
         .with_context(|| format!("read body of {bucket}/{key}"))?
         .into_bytes()
         .to_vec())
+}
+
+/// Every file under `dir` (recursively) whose name ends in `.ext`.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(files_with_extension(&p, ext));
+        } else if p.extension().is_some_and(|e| e == ext) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Flips one byte inside every occurrence of `marker` in the RocksDB blob files under `dir`
+/// (where a stopped node keeps its chunk bytes); returns how many occurrences it damaged.
+pub fn corrupt_in_blob_files(dir: &Path, marker: &[u8]) -> usize {
+    let mut total = 0;
+    for file in files_with_extension(dir, "blob") {
+        let mut bytes = std::fs::read(&file).expect("read blob file");
+        let hits: Vec<usize> = bytes
+            .windows(marker.len())
+            .enumerate()
+            .filter(|(_, w)| *w == marker)
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &hits {
+            bytes[i + marker.len() / 2] ^= 0xFF;
+        }
+        if !hits.is_empty() {
+            std::fs::write(&file, bytes).expect("write blob file");
+        }
+        total += hits.len();
+    }
+    total
 }

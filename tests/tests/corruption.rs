@@ -1,39 +1,9 @@
-//! A chunk corrupted on disk is detected on read (checksums verified by the node) and the GET
-//! still returns the right bytes, rebuilt from the other chunks.
+//! A chunk corrupted on disk is detected on read (checksums verified by the node), the GET
+//! still returns the right bytes, rebuilt from the other chunks, and the node rebuilds the
+//! chunk in place from its siblings, so later reads take the fast path again.
 
-use dmpstore_tests::{get_bytes, put_bytes, test_data, Cluster};
-use std::path::{Path, PathBuf};
-
-fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            out.extend(files_with_extension(&p, ext));
-        } else if p.extension().is_some_and(|e| e == ext) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Flips one byte inside every occurrence of `marker` in `file`; returns how many it changed.
-fn corrupt(file: &Path, marker: &[u8]) -> usize {
-    let mut bytes = std::fs::read(file).unwrap();
-    let hits: Vec<usize> = bytes
-        .windows(marker.len())
-        .enumerate()
-        .filter(|(_, w)| *w == marker)
-        .map(|(i, _)| i)
-        .collect();
-    for &i in &hits {
-        bytes[i + marker.len() / 2] ^= 0xFF;
-    }
-    if !hits.is_empty() {
-        std::fs::write(file, bytes).unwrap();
-    }
-    hits.len()
-}
+use dmpstore_tests::{corrupt_in_blob_files, get_bytes, put_bytes, test_data, Cluster};
+use std::path::PathBuf;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes() {
@@ -52,10 +22,7 @@ async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes
     let mut damaged_nodes = Vec::new();
     for i in 0..6 {
         let dir = PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
-        let n: usize = files_with_extension(&dir, "blob")
-            .iter()
-            .map(|f| corrupt(f, marker))
-            .sum();
+        let n = corrupt_in_blob_files(&dir, marker);
         if n > 0 {
             damaged_nodes.push(i);
         }
@@ -87,5 +54,33 @@ async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes
     assert!(
         log.contains("corrupt data detected"),
         "the node did not report the corruption:\n{log}"
+    );
+
+    // The read queued the chunk for healing on its node; once rebuilt, the same ranged read
+    // needs no reconstruction.
+    dmpstore_tests::wait_until(std::time::Duration::from_secs(60), || {
+        cluster
+            .node_log(damaged_nodes[0])
+            .contains("corrupt chunk rebuilt in place from its siblings")
+    })
+    .unwrap();
+    let degraded_before = cluster.gateway_log(0).matches("degraded read").count();
+    assert!(degraded_before > 0, "the first reads were not degraded");
+    let again = c
+        .get_object()
+        .bucket("scrub")
+        .key("victim")
+        .range("bytes=1000-1063")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &again.body.collect().await.unwrap().into_bytes()[..],
+        marker
+    );
+    assert_eq!(
+        cluster.gateway_log(0).matches("degraded read").count(),
+        degraded_before,
+        "the healed chunk was not read on the fast path"
     );
 }
