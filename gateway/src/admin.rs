@@ -123,6 +123,11 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             repaired_versions: own.map(|s| s.repair.repaired_versions),
         });
     }
+    let up_ids: Vec<u32> = nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Up)
+        .map(|n| n.node_id)
+        .collect();
     let max = |f: fn(&NodeStatus) -> Option<u64>| answered.iter().filter_map(|s| f(s)).max();
     let last_t_fd_ms = max(|s| s.repair.last_t_fd_ms);
     let last_t_fr_ms = max(|s| s.repair.last_t_fr_ms);
@@ -158,14 +163,20 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         last_t_fd_ms,
         last_t_fr_ms,
         last_t_rt_ms,
+        // Nodes the others consider down (an isolated one still answers) do not count.
         repair_idle: answered
             .iter()
+            .filter(|s| up_ids.contains(&s.node_id.0))
             .all(|s| s.repair.queued == 0 && !s.repair.scan_pending),
         dead_agreed: map
             .nodes()
             .map(|n| n.id)
             .filter(|id| {
-                !answered.is_empty() && answered.iter().all(|s| s.repair.dead.contains(id))
+                let judges: Vec<_> = answered
+                    .iter()
+                    .filter(|s| s.node_id != *id && up_ids.contains(&s.node_id.0))
+                    .collect();
+                !judges.is_empty() && judges.iter().all(|s| s.repair.dead.contains(id))
             })
             .map(|id| id.0)
             .collect(),

@@ -69,6 +69,8 @@ pub enum RepairError {
     Write { node: NodeId, error: RpcError },
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("node {0} is down but not past the repair delay here yet")]
+    Waiting(NodeId),
 }
 
 #[derive(Debug, Default)]
@@ -137,6 +139,8 @@ pub struct Repair {
     scrub_now: tokio::sync::Notify,
     /// Nodes replaced by empty ones: scan for everything they should hold.
     forced: Mutex<Vec<NodeId>>,
+    /// The dead nodes the last completed scan covered.
+    scanned_for: Mutex<HashSet<NodeId>>,
     rebuild_pace: Pacer,
     scrub_pace: Pacer,
 }
@@ -163,6 +167,7 @@ impl Repair {
             wake: tokio::sync::Notify::new(),
             scrub_now: tokio::sync::Notify::new(),
             forced: Mutex::new(Vec::new()),
+            scanned_for: Mutex::new(HashSet::new()),
             rebuild_pace: Pacer::new(config.max_rate_mib_per_s),
             scrub_pace: Pacer::new(scrub_config.max_rate_mib_per_s),
             config,
@@ -217,6 +222,8 @@ impl Repair {
             .repair_list(100_000)
             .map_or(0, |q| q.len() as u64)
             + self.store.heal_list(100_000).map_or(0, |q| q.len() as u64);
+        let mut dead: Vec<NodeId> = self.dead().into_iter().collect();
+        dead.sort();
         let mut s = self.stats.lock().expect("repair stats");
         s.queued = queued;
         let window = Duration::from_secs(10);
@@ -242,12 +249,12 @@ impl Repair {
             last_t_fd_ms: self.detector.last_t_fd_ms(),
             last_t_fr_ms: s.last_t_fr_ms,
             repair_delay_ms: self.config.delay_secs * 1000,
-            dead: {
-                let mut d: Vec<NodeId> = self.dead().into_iter().collect();
-                d.sort();
-                d
+            dead: dead.clone(),
+            // Also pending: a failure past the delay that the scanner has not picked up yet.
+            scan_pending: s.scan_pending || {
+                let scanned_for = self.scanned_for.lock().expect("scanned");
+                dead.iter().any(|n| !scanned_for.contains(n))
             },
-            scan_pending: s.scan_pending,
             healed_chunks: s.healed_chunks,
             scrub_passes: s.scrub_passes,
             scrubbed_chunks: s.scrubbed_chunks,
@@ -258,7 +265,6 @@ impl Repair {
     pub async fn run_scanner(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut scanned_for: HashSet<NodeId> = HashSet::new();
         let mut last_scan = Instant::now();
         let mut was_down: HashSet<NodeId> = HashSet::new();
         loop {
@@ -267,7 +273,15 @@ impl Repair {
                 () = shutdown.cancelled() => return,
             }
             let dead = self.dead();
-            let new_failure = dead.iter().any(|n| !scanned_for.contains(n));
+            if dead.len() * 2 >= self.client.map().len() {
+                // This node sees half the cluster or more down: most likely it is the one cut
+                // off. Rebuilding from here could only fail; wait for the network.
+                continue;
+            }
+            let new_failure = {
+                let scanned_for = self.scanned_for.lock().expect("scanned");
+                dead.iter().any(|n| !scanned_for.contains(n))
+            };
             let scheduled =
                 last_scan.elapsed() >= Duration::from_secs(self.config.scan_interval_secs);
             // A node that was Down and answers again can take the chunks that writes made
@@ -283,7 +297,10 @@ impl Repair {
             was_down = down_now;
             let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
             if !new_failure && !scheduled && !recovered && forced.is_empty() {
-                scanned_for.retain(|n| dead.contains(n));
+                self.scanned_for
+                    .lock()
+                    .expect("scanned")
+                    .retain(|n| dead.contains(n));
                 continue;
             }
             if new_failure {
@@ -298,7 +315,7 @@ impl Repair {
             match self.scan(&dead, &forced, &shutdown).await {
                 Ok(found) => {
                     tracing::info!(found, "repair scan done");
-                    scanned_for = dead;
+                    *self.scanned_for.lock().expect("scanned") = dead;
                     last_scan = Instant::now();
                     self.stats.lock().expect("repair stats").scan_pending = false;
                     self.wake.notify_one();
@@ -478,7 +495,11 @@ impl Repair {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(partition, key, error = %e, "repair failed; will retry");
+                        if matches!(e, RepairError::Waiting(_)) {
+                            tracing::debug!(partition, key, error = %e, "repair waits");
+                        } else {
+                            tracing::warn!(partition, key, error = %e, "repair failed; will retry");
+                        }
                         self.backoff
                             .lock()
                             .expect("backoff")
@@ -554,6 +575,17 @@ impl Repair {
         let n = layout.n_chunks();
         let k = usize::from(layout.k);
         let codec = Codec::new(layout).map_err(|e| RepairError::Codec(e.to_string()))?;
+        // A slot on a node that is Down but not past the delay in this node's view (views
+        // differ by up to a heartbeat): try again later rather than decide now.
+        if let Some(node) = piece
+            .placement
+            .iter()
+            .flatten()
+            .copied()
+            .find(|n| self.detector.state(*n) == NodeState::Down && !dead.contains(n))
+        {
+            return Err(RepairError::Waiting(node));
+        }
         // Where each slot's chunks go: a new node for empty slots and dead nodes.
         let mut target: Vec<Option<NodeId>> = piece.placement.clone();
         let mut taken: HashSet<NodeId> = piece.placement.iter().flatten().copied().collect();

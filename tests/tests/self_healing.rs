@@ -89,7 +89,10 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
     .await
     .unwrap();
 
-    let victim = (std::process::id() as usize) % 7;
+    let victim = std::env::var("DMPSTORE_TEST_VICTIM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(std::process::id() as usize % 7);
     let killed_at = Instant::now();
     cluster.kill_node(victim).unwrap();
     wait_for(Duration::from_secs(30), || {
@@ -112,35 +115,15 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
         ms(&healed["last_t_rt_ms"]),
         rebuilt as f64 / 1048576.0
     );
-    assert!(rebuilt > 0, "nothing was rebuilt:\n{healed:#}");
+    assert!(
+        rebuilt > 0,
+        "nothing was rebuilt:\n{healed:#}\n{}",
+        cluster.logs()
+    );
     assert!(report.acked.len() >= 30);
 
-    // Full redundancy is back: two more failures must leave every object readable. Metadata
-    // replicas are not re-created on other nodes yet (that needs membership changes), so the
-    // two victims are chosen among those that leave every partition the workload uses a
-    // majority of live replicas; every object has chunks on all 6 survivors, so any two of them
-    // take two chunks of every stripe.
-    let map = cluster_map(&cluster);
-    let replica_sets: Vec<Vec<NodeId>> = ["", "heal"]
-        .iter()
-        .map(|p| partition_replicas(&map, p, 5))
-        .collect();
-    let id_of = |idx: usize| NodeId(idx as u32 + 1);
-    let others: Vec<usize> = (0..7).filter(|&i| i != victim).collect();
-    let (b, d) = others
-        .iter()
-        .flat_map(|&b| others.iter().map(move |&d| (b, d)))
-        .find(|&(b, d)| {
-            b < d
-                && replica_sets.iter().all(|set| {
-                    let dead = [victim, b, d]
-                        .iter()
-                        .filter(|&&i| set.contains(&id_of(i)))
-                        .count();
-                    set.len() - dead > set.len() / 2
-                })
-        })
-        .expect("two nodes whose loss leaves every partition a majority");
+    // Full redundancy is back: two more failures must leave every object readable.
+    let (b, d) = pick_victims(&cluster, 7, &[victim], &[], &["", "heal"]);
     cluster.kill_node(b).unwrap();
     cluster.kill_node(d).unwrap();
     let bad = verify_acked(&c, "heal", &report.acked).await;
@@ -154,4 +137,338 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
         report.acked.len(),
         &bad[..bad.len().min(5)]
     );
+}
+
+/// Kills the nodes `victims` and reads every acknowledged object: they must all be readable
+/// (the victims must leave every partition the workload uses a majority of live replicas).
+async fn assert_survives(
+    cluster: &Cluster,
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    acked: &dmpstore_tests::workload::Acked,
+    victims: &[usize],
+) {
+    for &v in victims {
+        cluster.kill_node(v).unwrap();
+    }
+    let bad = verify_acked(c, bucket, acked).await;
+    assert!(
+        bad.is_empty(),
+        "with nodes {victims:?} killed, {} of {} acknowledged objects are not readable: {:?}",
+        bad.len(),
+        acked.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+/// Two live nodes, not in `keep`, whose loss (with `dead_already`) leaves every partition in
+/// `partitions` a majority of live replicas. Metadata replicas are not re-created on other
+/// nodes yet (that needs membership changes), so a test that kills more nodes than `m` picks
+/// them this way; every object has chunks on every survivor, so what these kills test is the
+/// chunk redundancy.
+fn pick_victims(
+    cluster: &Cluster,
+    n_nodes: usize,
+    dead_already: &[usize],
+    keep: &[usize],
+    partitions: &[&str],
+) -> (usize, usize) {
+    let candidates: Vec<usize> = (0..n_nodes)
+        .filter(|i| !dead_already.contains(i) && !keep.contains(i))
+        .collect();
+    candidates
+        .iter()
+        .flat_map(|&b| candidates.iter().map(move |&d| (b, d)))
+        .find(|&(b, d)| {
+            let mut all = dead_already.to_vec();
+            all.extend([b, d]);
+            b < d && victims_ok(cluster, &all, partitions)
+        })
+        .expect("two nodes whose loss leaves every partition a majority")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks() {
+    let mut cluster = start(7);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("two").send().await.unwrap();
+    let workload = Workload::start(c.clone(), "two", "w", 2_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 20
+    })
+    .await
+    .unwrap();
+    let (x, y) = (1usize, 4usize);
+    cluster.kill_node(x).unwrap();
+    cluster.kill_node(y).unwrap();
+    let before = workload.snapshot();
+    // With 5 of 7 nodes up, a stripe gets k + 1 = 5 chunks (DESIGN 8): writes go on.
+    wait_for(Duration::from_secs(120), || {
+        workload.snapshot().acked.len() >= before.acked.len() + 30
+    })
+    .await
+    .unwrap();
+    let during = workload.stop().await;
+    println!(
+        "n{} and n{} killed at once: {}",
+        x + 1,
+        y + 1,
+        during.summary()
+    );
+    assert_eq!(during.gets_failed, 0, "a read failed with two nodes down");
+    assert_eq!(during.puts_failed, 0, "a write failed with 5 of 7 nodes up");
+
+    // Both come back; the chunks that writes had to leave out are rebuilt onto them, so every
+    // object survives two more failures.
+    cluster.restart_node(x).unwrap();
+    cluster.restart_node(y).unwrap();
+    wait_for(Duration::from_secs(60), || {
+        let s = status(&cluster);
+        node_state(&s, x) == "Up" && node_state(&s, y) == "Up"
+    })
+    .await
+    .unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(180), || {
+        last = status(&cluster);
+        last["repair_idle"].as_bool() == Some(true)
+            && last["dead_agreed"].as_array().is_some_and(Vec::is_empty)
+            && last["nodes"].as_array().is_some_and(|n| {
+                n.iter()
+                    .map(|n| n["repaired_versions"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+                    > 0
+            })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no repair after the nodes returned: {e}\n{last:#}"));
+    let (b, d) = pick_victims(&cluster, 7, &[], &[], &["", "two"]);
+    assert_survives(&cluster, &c, "two", &during.acked, &[b, d]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_isolated_node_is_routed_around_and_brings_back_nothing_deleted() {
+    let cluster = start(7);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("part").send().await.unwrap();
+    for i in 0..10u64 {
+        let data = dmpstore_tests::test_data(900 + i, 100_000);
+        dmpstore_tests::put_bytes(&c, "part", &format!("doomed/{i}"), &data)
+            .await
+            .unwrap();
+    }
+    let workload = Workload::start(c.clone(), "part", "w", 3_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 20
+    })
+    .await
+    .unwrap();
+
+    // Cut one node off (it answers no one and reaches no one) for long enough that it is
+    // declared Down and its chunks are rebuilt elsewhere; delete objects meanwhile.
+    let cut = 2usize;
+    cluster
+        .admin(&["isolate", "--node", &(cut + 1).to_string(), "--secs", "600"])
+        .unwrap();
+    wait_healed(&cluster, &[cut]).await;
+    for i in 0..10u64 {
+        c.delete_object()
+            .bucket("part")
+            .key(format!("doomed/{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Heal the partition.
+    cluster
+        .admin(&["isolate", "--node", &(cut + 1).to_string(), "--secs", "0"])
+        .unwrap();
+    wait_for(Duration::from_secs(60), || {
+        node_state(&status(&cluster), cut) == "Up"
+    })
+    .await
+    .unwrap();
+    let report = workload.stop().await;
+    println!("n{} isolated and healed: {}", cut + 1, report.summary());
+    assert!(report.availability() >= 0.99, "{}", report.summary());
+
+    // Nothing deleted while the node was away comes back with it.
+    let listed = c
+        .list_objects_v2()
+        .bucket("part")
+        .prefix("doomed/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "deleted objects listed again");
+    for i in 0..10u64 {
+        let err = c
+            .get_object()
+            .bucket("part")
+            .key(format!("doomed/{i}"))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.raw_response().map(|r| r.status().as_u16()),
+            Some(404),
+            "doomed/{i} readable after the node returned"
+        );
+    }
+    let bad = verify_acked(&c, "part", &report.acked).await;
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_cluster_killed_at_once_loses_nothing_acknowledged() {
+    let mut cluster = start(6);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("all").send().await.unwrap();
+    let workload = Workload::start(c.clone(), "all", "w", 4_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 40
+    })
+    .await
+    .unwrap();
+    for i in 0..6 {
+        cluster.kill_node(i).unwrap();
+    }
+    for i in 0..6 {
+        cluster.restart_node(i).unwrap();
+    }
+    let at_restart = workload.snapshot().acked.len();
+    wait_for(Duration::from_secs(120), || {
+        workload.snapshot().acked.len() >= at_restart + 20
+    })
+    .await
+    .unwrap();
+    let report = workload.stop().await;
+    println!("all 6 nodes killed and restarted: {}", report.summary());
+    let bad = verify_acked(&c, "all", &report.acked).await;
+    assert!(bad.is_empty(), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wiped_node_replaced_by_an_empty_one_is_refilled() {
+    let mut cluster = start(7);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("refill").send().await.unwrap();
+    let workload = Workload::start(c.clone(), "refill", "w", 5_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 40
+    })
+    .await
+    .unwrap();
+    let report = workload.stop().await;
+
+    // The node loses its disk and comes back empty with the same identity.
+    let wiped = 3usize;
+    cluster.wipe_node(wiped).unwrap();
+    wait_for(Duration::from_secs(60), || {
+        node_state(&status(&cluster), wiped) == "Up"
+    })
+    .await
+    .unwrap();
+    let before = status(&cluster);
+    cluster
+        .admin(&["replace", "--node", &(wiped + 1).to_string()])
+        .unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(180), || {
+        last = status(&cluster);
+        last["repair_idle"].as_bool() == Some(true)
+            && last["rebuilt_bytes"].as_u64() > before["rebuilt_bytes"].as_u64()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the node was not refilled: {e}\n{last:#}"));
+    let chunks = last["nodes"][wiped]["chunks_estimate"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "n{} wiped and refilled: {:.1} MiB rebuilt onto it, about {chunks} chunks",
+        wiped + 1,
+        (last["rebuilt_bytes"].as_u64().unwrap_or(0)
+            - before["rebuilt_bytes"].as_u64().unwrap_or(0)) as f64
+            / 1048576.0
+    );
+    // The refilled node counts: with two other nodes gone, every object is still readable.
+    let pair = pick_victims(&cluster, 7, &[], &[wiped], &["", "refill"]);
+    assert_survives(&cluster, &c, "refill", &report.acked, &[pair.0, pair.1]).await;
+}
+
+/// Whether killing `victims` leaves every partition a majority of live replicas.
+fn victims_ok(cluster: &Cluster, victims: &[usize], partitions: &[&str]) -> bool {
+    let map = cluster_map(cluster);
+    partitions.iter().all(|p| {
+        let set = partition_replicas(&map, p, 5);
+        let dead = victims
+            .iter()
+            .filter(|&&i| set.contains(&NodeId(i as u32 + 1)))
+            .count();
+        set.len() - dead > set.len() / 2
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupted_chunk_files_are_found_by_scrub_and_rebuilt() {
+    let mut cluster = start(6);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("rot").send().await.unwrap();
+    let mut objects = Vec::new();
+    for i in 0..2u64 {
+        let data = dmpstore_tests::test_data(6_000 + i, 600_000);
+        dmpstore_tests::put_bytes(&c, "rot", &format!("o{i}"), &data)
+            .await
+            .unwrap();
+        objects.push(data);
+    }
+    // Damage chunk 0 of each object on disk (nodes stopped so the bytes are in blob files),
+    // then restart and scrub.
+    for i in 0..6 {
+        cluster.stop_node(i).unwrap();
+    }
+    let mut damaged_nodes = BTreeSet::new();
+    for data in &objects {
+        let marker = &data[5_000..5_064];
+        for i in 0..6 {
+            let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
+            if dmpstore_tests::corrupt_in_blob_files(&dir, marker) > 0 {
+                damaged_nodes.insert(i);
+            }
+        }
+    }
+    assert!(!damaged_nodes.is_empty() && damaged_nodes.len() <= 2);
+    for i in 0..6 {
+        cluster.restart_node(i).unwrap();
+    }
+    cluster.admin(&["scrub"]).unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(120), || {
+        last = status(&cluster);
+        last["scrub_passes"].as_u64() >= Some(6)
+            && last["healed_chunks"].as_u64() >= Some(objects.len() as u64)
+            && last["repair_idle"].as_bool() == Some(true)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("scrub did not heal: {e}\n{last:#}"));
+    println!(
+        "scrub: {} chunks verified, {} corrupt chunks rebuilt in place",
+        last["scrubbed_chunks"], last["healed_chunks"]
+    );
+    // The healed chunks count again: with two other nodes gone (each holding one chunk of
+    // every stripe), a stripe whose chunk 0 were still corrupt would have only 3 of the 4
+    // chunks it needs.
+    let victims: Vec<usize> = (0..6)
+        .filter(|i| !damaged_nodes.contains(i))
+        .take(2)
+        .collect();
+    for &v in &victims {
+        cluster.kill_node(v).unwrap();
+    }
+    for (i, data) in objects.iter().enumerate() {
+        let got = dmpstore_tests::get_bytes(&c, "rot", &format!("o{i}"))
+            .await
+            .unwrap_or_else(|e| panic!("o{i} with nodes {victims:?} down: {e:#}"));
+        assert!(&got == data, "o{i} differs");
+    }
 }
