@@ -2,7 +2,7 @@
 # Starts or stops a local multi-process dmpstore cluster on 127.0.0.1.
 #
 #   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N] [--repair-delay SECONDS]
-#                                  [--replaced-data-grace SECONDS]
+#                                  [--repair-rate MIB_PER_S] [--replaced-data-grace SECONDS]
 #   deploy/local-cluster.sh down DIR
 #
 # `up` writes one config per process under DIR, starts N storage nodes (default 6) and N
@@ -11,12 +11,13 @@
 # and config). `down` stops the processes listed there (SIGTERM, then SIGKILL after 20 s).
 # --repair-delay sets how long a node must stay Down before its chunks are rebuilt elsewhere
 # (default 300 s) and switches heartbeats to short test timings (200 ms beats, Suspect after
-# 600 ms, Down after 1.5 s), so a failure heals in seconds. --replaced-data-grace sets how long
+# 600 ms, Down after 1.5 s), so a failure heals in seconds; --repair-rate caps each node's
+# rebuild rate (default 64 MiB/s). --replaced-data-grace sets how long
 # gateways keep the chunks of overwritten or deleted data (default 30 s).
 # Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -24,15 +25,16 @@ bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 shift 2
-n_nodes=6; n_gateways=2; gateway_extra=""; node_extra=""
+n_nodes=6; n_gateways=2; gateway_extra=""; detector_toml=""; repair_toml=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) n_nodes=$2; shift 2 ;;
     --gateways) n_gateways=$2; shift 2 ;;
     --repair-delay)
-      node_extra+=$'\n'"[failure_detector]"$'\n'"heartbeat_interval_ms = 200"$'\n'"suspect_after_ms = 600"$'\n'"down_after_ms = 1500"$'\n'
-      node_extra+=$'\n'"[repair]"$'\n'"delay_secs = $2"$'\n'"scan_interval_secs = 30"$'\n'
+      detector_toml=$'\n'"[failure_detector]"$'\n'"heartbeat_interval_ms = 200"$'\n'"suspect_after_ms = 600"$'\n'"down_after_ms = 1500"$'\n'
+      repair_toml+="delay_secs = $2"$'\n'"scan_interval_secs = 30"$'\n'
       shift 2 ;;
+    --repair-rate) repair_toml+="max_rate_mib_per_s = $2"$'\n'; shift 2 ;;
     --replaced-data-grace) gateway_extra+="replaced_data_grace_secs = $2"$'\n'; shift 2 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
@@ -82,7 +84,9 @@ listen_addr = "127.0.0.1:$port"
 data_dir = "$dir/node-$i"
 cluster_secret = "$secret"
 zone = "zone-$(( (i - 1) % 3 + 1 ))"
-$node_extra
+$detector_toml
+${repair_toml:+[repair]
+$repair_toml}
 $nodes_toml
 TOML
     "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$i.log" 2>&1 &
