@@ -285,6 +285,7 @@ async fn fetch_stripe_part(
     )
     .await;
     tracing::warn!(version = %data.version, stripe = stripe_idx.0, ?missing, "degraded read: reconstructing stripe from parity");
+    state.metrics.degraded_reads.inc();
     let stripe_bytes = state
         .codec
         .decode_stripe(chunks, stripe_len as usize)

@@ -36,6 +36,7 @@ pub mod get;
 pub mod host;
 pub mod list;
 pub mod meta;
+pub mod metrics;
 pub mod multipart;
 pub use dmpstore_storage_node::peers as nodes;
 pub mod preconditions;

@@ -85,6 +85,7 @@ pub async fn put_object(
     if let Some(owner) = repair_owner {
         request_repair(state, owner, &req.bucket, &req.key);
     }
+    state.metrics.bytes_in.inc_by(stored.size_bytes);
     Ok(PutResult {
         version_id,
         etag: stored.etag,

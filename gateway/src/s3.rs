@@ -360,6 +360,7 @@ impl S3 for DmpS3 {
             )),
         };
         let body = get::body(&self.state, &record.data, size, range.clone(), origin);
+        self.state.metrics.bytes_out.inc_by(range.end - range.start);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(body),
             content_length: Some((range.end - range.start) as i64),
@@ -704,6 +705,7 @@ impl S3 for DmpS3 {
         )
         .await?;
         let checksum = stored.checksum.clone();
+        self.state.metrics.bytes_in.inc_by(stored.size_bytes);
         let etag = multipart::record_part(
             &self.state,
             &input.bucket,

@@ -32,7 +32,30 @@ pub async fn run(
     if !state.config.virtual_host_domains.is_empty() {
         builder.set_host(VirtualHosts::new(&state.config.virtual_host_domains));
     }
-    let service = builder.build();
+    let s3 = builder.build();
+    let metered = state.clone();
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let (s3, state) = (s3.clone(), metered.clone());
+        async move {
+            if crate::metrics::is_scrape(&req) {
+                let text = state.metrics.render(&state.nodes);
+                let mut r = http::Response::new(s3s::Body::from(text));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return Ok(r);
+            }
+            let method = req.method().as_str().to_string();
+            let started = std::time::Instant::now();
+            let response = hyper::service::Service::call(&s3, req).await;
+            let status = response.as_ref().map_or(500, |r| r.status().as_u16());
+            state
+                .metrics
+                .observe_request(&method, status, started.elapsed().as_secs_f64());
+            response
+        }
+    });
     tracing::info!(addr = %listener.local_addr()?, nodes = state.nodes.map().len(), "gateway serving S3");
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();

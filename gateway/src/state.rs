@@ -25,6 +25,7 @@ pub struct GatewayState {
     pub tasks: TaskTracker,
     /// Cancelled when the gateway starts shutting down; deferred work gives up on it.
     pub shutdown: CancellationToken,
+    pub metrics: crate::metrics::GatewayMetrics,
 }
 
 impl GatewayState {
@@ -43,6 +44,7 @@ impl GatewayState {
             config,
             clock: HlcClock::new(),
             tasks: TaskTracker::new(),
+            metrics: Default::default(),
             shutdown: CancellationToken::new(),
         })
     }

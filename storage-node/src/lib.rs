@@ -12,6 +12,7 @@
 pub mod config;
 pub mod detector;
 pub mod logging;
+pub mod metrics;
 pub mod peers;
 pub mod repair;
 pub mod server;

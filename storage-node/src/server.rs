@@ -6,6 +6,7 @@
 
 use crate::config::NodeConfig;
 use crate::detector::Detector;
+use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
 use crate::repair::Repair;
 use crate::store::{Store, StoreError};
@@ -35,6 +36,7 @@ struct Node {
     started: Instant,
     /// The failure detector and repair, when the config lists the cluster's nodes.
     cluster: Option<ClusterRole>,
+    metrics: NodeMetrics,
 }
 
 struct ClusterRole {
@@ -96,6 +98,7 @@ pub async fn run(
         store,
         started: Instant::now(),
         cluster,
+        metrics: NodeMetrics::new(),
     });
     tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
 
@@ -187,6 +190,27 @@ async fn handle(
     node: Arc<Node>,
     req: http::Request<Incoming>,
 ) -> Result<HttpResponse, std::convert::Infallible> {
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        let n = node.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            let repair = n.cluster.as_ref().map(|c| c.repair.status());
+            let peers = n
+                .cluster
+                .as_ref()
+                .map(|c| c.detector.views())
+                .unwrap_or_default();
+            n.metrics
+                .render(repair.as_ref(), &peers, n.store.estimate_chunks())
+        })
+        .await
+        .unwrap_or_default();
+        let mut r = http::Response::new(Full::new(Bytes::from(text)));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(r);
+    }
     if req.method() != Method::POST || req.uri().path() != RPC_PATH {
         return Ok(error(
             StatusCode::NOT_FOUND,
@@ -242,7 +266,13 @@ async fn handle(
             "this node is isolated from the cluster (drill)",
         ));
     }
-    let result = tokio::task::spawn_blocking(move || dispatch(&node, request, payload)).await;
+    let started = Instant::now();
+    let dispatching = node.clone();
+    let result =
+        tokio::task::spawn_blocking(move || dispatch(&dispatching, request, payload)).await;
+    let ok = matches!(result, Ok(Ok(_)));
+    node.metrics
+        .observe_rpc(name, ok, started.elapsed().as_secs_f64());
     Ok(match result {
         Ok(Ok((response, payload))) => reply(StatusCode::OK, &response, &payload),
         Ok(Err(e)) => store_error(name, e),

@@ -503,3 +503,31 @@ pub fn corrupt_in_blob_files(dir: &Path, marker: &[u8]) -> usize {
     }
     total
 }
+
+/// The body of `GET url` (plain HTTP, for `/metrics`), fetched with Python's standard library.
+pub fn http_get_text(url: &str) -> anyhow::Result<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("run python3")?;
+    if !out.status.success() {
+        bail!("GET {url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The sum of every sample of metric `name` in a Prometheus text exposition.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -122,6 +122,44 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
     );
     assert!(report.acked.len() >= 30);
 
+    // The same figures on /metrics: nodes report what they rebuilt and that the victim is
+    // down; the gateway reports its traffic.
+    let node_metrics: String = (0..7)
+        .filter(|&i| i != victim)
+        .map(|i| {
+            dmpstore_tests::http_get_text(&format!("http://{}/metrics", cluster.node(i).addr))
+                .unwrap()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(dmpstore_tests::metric_sum(&node_metrics, "dmpstore_chunks_repaired_total") > 0.0);
+    assert!(
+        dmpstore_tests::metric_sum(&node_metrics, "dmpstore_last_failure_detection_seconds") > 0.0
+    );
+    let down_line = format!(
+        "dmpstore_peer_state{{peer=\"n{}\",state=\"down\"}} 1",
+        victim + 1
+    );
+    assert_eq!(
+        node_metrics.matches(&down_line).count(),
+        6,
+        "{node_metrics}"
+    );
+    let gw = dmpstore_tests::http_get_text(&format!("{}/metrics", cluster.info.s3_endpoints[0]))
+        .unwrap();
+    assert!(
+        dmpstore_tests::metric_sum(&gw, "dmpstore_s3_bytes_in_total") > 0.0,
+        "{gw}"
+    );
+    assert!(
+        dmpstore_tests::metric_sum(&gw, "dmpstore_s3_bytes_out_total") > 0.0,
+        "{gw}"
+    );
+    assert!(
+        gw.contains("dmpstore_s3_requests_total{method=\"PUT\",status=\"200\"}"),
+        "{gw}"
+    );
+
     // Full redundancy is back: two more failures must leave every object readable.
     let (b, d) = pick_victims(&cluster, 7, &[victim], &[], &["", "heal"]);
     cluster.kill_node(b).unwrap();

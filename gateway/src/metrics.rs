@@ -1,0 +1,128 @@
+//! Prometheus metrics of a gateway, served at `GET /metrics` on the S3 listener to requests
+//! that carry no credentials and no query (an S3 request for a bucket named `metrics` is always
+//! signed, so it never lands here).
+
+use crate::nodes::NodeClient;
+use dmpstore_common::cluster::NodeState;
+use dmpstore_storage_node::metrics::encode;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+pub struct GatewayMetrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    seconds: HistogramVec,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub degraded_reads: IntCounter,
+    node_up: IntGaugeVec,
+}
+
+impl std::fmt::Debug for GatewayMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        GatewayMetrics::new()
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are static and unique");
+    c
+}
+
+impl GatewayMetrics {
+    pub fn new() -> GatewayMetrics {
+        let r = Registry::new();
+        GatewayMetrics {
+            requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "dmpstore_s3_requests_total",
+                        "S3 requests, by HTTP method and status",
+                    ),
+                    &["method", "status"],
+                )
+                .expect("valid metric"),
+            ),
+            seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "dmpstore_s3_request_duration_seconds",
+                        "Time to the response head, by HTTP method",
+                    ),
+                    &["method"],
+                )
+                .expect("valid metric"),
+            ),
+            bytes_in: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_s3_bytes_in_total",
+                    "Object bytes stored by PutObject and UploadPart",
+                )
+                .expect("valid metric"),
+            ),
+            bytes_out: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_s3_bytes_out_total",
+                    "Object bytes served by GetObject",
+                )
+                .expect("valid metric"),
+            ),
+            degraded_reads: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_degraded_reads_total",
+                    "Stripes read by reconstruction around missing, corrupt or unreachable chunks",
+                )
+                .expect("valid metric"),
+            ),
+            node_up: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "dmpstore_gateway_node_up",
+                        "1 if this gateway currently sends work to the node",
+                    ),
+                    &["node"],
+                )
+                .expect("valid metric"),
+            ),
+            registry: r,
+        }
+    }
+
+    pub fn observe_request(&self, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[method, &status.to_string()])
+            .inc();
+        self.seconds.with_label_values(&[method]).observe(seconds);
+    }
+
+    pub fn render(&self, nodes: &NodeClient) -> String {
+        for n in nodes.map().nodes() {
+            self.node_up
+                .with_label_values(&[&n.id.to_string()])
+                .set(i64::from(nodes.state(n.id) == NodeState::Up));
+        }
+        encode(&self.registry)
+    }
+}
+
+/// Whether a request is a metrics scrape rather than an S3 call.
+pub fn is_scrape<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::GET
+        && req.uri().path() == "/metrics"
+        && req.uri().query().is_none()
+        && !req.headers().contains_key(http::header::AUTHORIZATION)
+}

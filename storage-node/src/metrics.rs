@@ -1,0 +1,193 @@
+//! Prometheus metrics of a storage node, served at `GET /metrics` on its RPC listener. The
+//! figures are read-only, so this path alone needs no cluster secret.
+
+use dmpstore_common::cluster::NodeState;
+use dmpstore_common::rpc::{PeerView, RepairStatus};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+pub struct NodeMetrics {
+    registry: Registry,
+    rpc_requests: IntCounterVec,
+    rpc_seconds: HistogramVec,
+    chunks_repaired: IntCounter,
+    rebuilt_bytes: IntCounter,
+    healed_chunks: IntCounter,
+    scrubbed_chunks: IntCounter,
+    repair_queue: IntGauge,
+    repair_rate: IntGauge,
+    peer_state: IntGaugeVec,
+    last_t_fd: Gauge,
+    last_t_fr: Gauge,
+    chunks: IntGauge,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        NodeMetrics::new()
+    }
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are static and unique");
+    c
+}
+
+/// Moves a counter up to `total` (counters here mirror totals kept elsewhere).
+fn catch_up(c: &IntCounter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+impl NodeMetrics {
+    pub fn new() -> NodeMetrics {
+        let r = Registry::new();
+        NodeMetrics {
+            rpc_requests: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "dmpstore_node_rpc_requests_total",
+                        "RPCs served, by call and outcome",
+                    ),
+                    &["rpc", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            rpc_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("dmpstore_node_rpc_duration_seconds", "RPC latency by call"),
+                    &["rpc"],
+                )
+                .expect("valid metric"),
+            ),
+            chunks_repaired: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_chunks_repaired_total",
+                    "Chunks rebuilt by repair and heal",
+                )
+                .expect("valid metric"),
+            ),
+            rebuilt_bytes: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_repair_rebuilt_bytes_total",
+                    "Bytes of chunks rebuilt",
+                )
+                .expect("valid metric"),
+            ),
+            healed_chunks: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_chunks_healed_total",
+                    "Corrupt chunks rebuilt in place",
+                )
+                .expect("valid metric"),
+            ),
+            scrubbed_chunks: register(
+                &r,
+                IntCounter::new("dmpstore_scrubbed_chunks_total", "Chunks verified by scrub")
+                    .expect("valid metric"),
+            ),
+            repair_queue: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_repair_queue_length",
+                    "Records and chunks waiting for repair on this node",
+                )
+                .expect("valid metric"),
+            ),
+            repair_rate: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_repair_rate_bytes_per_second",
+                    "Rebuild rate over the last 10 s",
+                )
+                .expect("valid metric"),
+            ),
+            peer_state: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "dmpstore_peer_state",
+                        "1 for the state this node's failure detector gives each peer",
+                    ),
+                    &["peer", "state"],
+                )
+                .expect("valid metric"),
+            ),
+            last_t_fd: register(
+                &r,
+                Gauge::new(
+                    "dmpstore_last_failure_detection_seconds",
+                    "T_FD of the last failure: last answered heartbeat to Down",
+                )
+                .expect("valid metric"),
+            ),
+            last_t_fr: register(
+                &r,
+                Gauge::new(
+                    "dmpstore_last_failure_rebuild_seconds",
+                    "T_FR of the last failure: repair start to an empty queue",
+                )
+                .expect("valid metric"),
+            ),
+            chunks: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_chunks_estimate",
+                    "Chunks stored on this node (RocksDB estimate)",
+                )
+                .expect("valid metric"),
+            ),
+            registry: r,
+        }
+    }
+
+    pub fn observe_rpc(&self, rpc: &str, ok: bool, seconds: f64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.rpc_requests.with_label_values(&[rpc, outcome]).inc();
+        self.rpc_seconds.with_label_values(&[rpc]).observe(seconds);
+    }
+
+    /// The text exposition, with the repair and detector figures taken now.
+    pub fn render(&self, repair: Option<&RepairStatus>, peers: &[PeerView], chunks: u64) -> String {
+        if let Some(s) = repair {
+            catch_up(&self.chunks_repaired, s.repaired_chunks);
+            catch_up(&self.rebuilt_bytes, s.rebuilt_bytes);
+            catch_up(&self.healed_chunks, s.healed_chunks);
+            catch_up(&self.scrubbed_chunks, s.scrubbed_chunks);
+            self.repair_queue.set(s.queued as i64);
+            self.repair_rate.set(s.rate_bytes_per_s as i64);
+            self.last_t_fd
+                .set(s.last_t_fd_ms.map_or(0.0, |v| v as f64 / 1000.0));
+            self.last_t_fr
+                .set(s.last_t_fr_ms.map_or(0.0, |v| v as f64 / 1000.0));
+        }
+        for p in peers {
+            for state in [NodeState::Up, NodeState::Suspect, NodeState::Down] {
+                self.peer_state
+                    .with_label_values(&[&p.node_id.to_string(), &state.to_string()])
+                    .set(i64::from(p.state == state));
+            }
+        }
+        self.chunks.set(chunks as i64);
+        encode(&self.registry)
+    }
+}
+
+/// Prometheus text format of everything in `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
