@@ -92,6 +92,12 @@ pub enum Request {
     },
     /// Start a scrub pass over this node's chunks now.
     Scrub,
+    /// Drain `node` (move every chunk off it; gateways stop placing chunks on it), or stop
+    /// draining it. For a dead node this rebuilds its chunks now, without the repair delay.
+    Drain {
+        node: NodeId,
+        draining: bool,
+    },
     /// A drill: cut this node off from the cluster for `millis` (0: reconnect now). It answers
     /// nothing but `Status` and `Isolate`, and its own calls to peers fail, as in a network
     /// partition.
@@ -135,6 +141,7 @@ impl Request {
             Request::RepairEnqueue { .. } => "repair_enqueue",
             Request::RepairScan { .. } => "repair_scan",
             Request::Scrub => "scrub",
+            Request::Drain { .. } => "drain",
             Request::Isolate { .. } => "isolate",
         }
     }
@@ -175,6 +182,8 @@ pub struct HealthReport {
     pub node_id: NodeId,
     pub uptime_ms: u64,
     pub n_chunks_estimate: u64,
+    /// Nodes being drained, as this node knows them: gateways place no new chunks on them.
+    pub draining: Vec<NodeId>,
 }
 
 /// What a node reports about itself and its peers.
@@ -218,8 +227,10 @@ pub struct RepairStatus {
     /// Rebuild time of the last failure: repair start (Down + repair delay) to an empty queue.
     pub last_t_fr_ms: Option<u64>,
     pub repair_delay_ms: u64,
-    /// Nodes this node sees Down for longer than the repair delay.
+    /// Nodes whose chunks this node moves elsewhere: Down for longer than the repair delay, or
+    /// being drained.
     pub dead: Vec<NodeId>,
+    pub draining: Vec<NodeId>,
     /// A failure past the delay that this node has not finished scanning for yet.
     pub scan_pending: bool,
 }
@@ -233,6 +244,8 @@ pub enum ErrorKind {
     Unauthorized,
     /// The node cannot serve now (shutting down, disk error).
     Unavailable,
+    /// The node is being drained and takes no new chunks (it still serves reads).
+    Draining,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,8 @@ pub struct NodeSummary {
     pub reachable: bool,
     /// The worst state a majority of the reachable peers agree on.
     pub state: NodeState,
+    /// Some node reports it as being drained.
+    pub draining: bool,
     /// Most recent answered heartbeat any peer saw, in ms.
     pub last_heartbeat_ms_ago: Option<u64>,
     pub chunks_estimate: Option<u64>,
@@ -115,6 +117,9 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             zone: info.zone.clone(),
             reachable: own.is_some(),
             state,
+            draining: answered
+                .iter()
+                .any(|s| s.repair.draining.contains(&info.id)),
             last_heartbeat_ms_ago: views.iter().filter_map(|v| v.last_heartbeat_ms_ago).min(),
             chunks_estimate: own.map(|s| s.n_chunks_estimate),
             repair_queued: own.map(|s| s.repair.queued),
@@ -209,10 +214,10 @@ pub fn render(s: &ClusterSummary) -> String {
             format!("n{}", n.node_id),
             n.addr,
             n.zone,
-            if n.reachable {
-                n.state.to_string()
-            } else {
-                format!("{} (no answer)", n.state)
+            match (n.reachable, n.draining) {
+                (true, false) => n.state.to_string(),
+                (true, true) => format!("{} draining", n.state),
+                (false, _) => format!("{} (no answer)", n.state),
             },
             n.last_heartbeat_ms_ago
                 .map_or("-".into(), |v| format!("{v} ms ago")),

@@ -68,6 +68,17 @@ enum AdminCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Move every chunk off node N (it keeps serving reads meanwhile; no new chunks go to it);
+    /// with --undo, stop. For a dead node this rebuilds its chunks now, without waiting for
+    /// the repair delay.
+    Drain {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        node: u32,
+        #[arg(long)]
+        undo: bool,
+    },
     /// A drill: cut node N off from the cluster for SECS seconds (it answers no one and reaches
     /// no one, as in a network partition); 0 reconnects it now.
     Isolate {
@@ -152,6 +163,24 @@ async fn main() -> anyhow::Result<()> {
             let request = Request::RepairScan { node: NodeId(node) };
             let missed = dmpstore_gateway::admin::broadcast(&config, &request).await?;
             report_broadcast(&format!("refill of n{node} started"), &missed)
+        }
+        Command::Admin {
+            command: AdminCommand::Drain { config, node, undo },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let request = Request::Drain {
+                node: NodeId(node),
+                draining: !undo,
+            };
+            let mut missed = dmpstore_gateway::admin::broadcast(&config, &request).await?;
+            // The drained node itself may be dead (removing a dead node).
+            missed.retain(|n| *n != NodeId(node));
+            let what = if undo {
+                "drain stopped"
+            } else {
+                "drain started"
+            };
+            report_broadcast(&format!("n{node}: {what}"), &missed)
         }
         Command::Admin {
             command: AdminCommand::Isolate { config, node, secs },

@@ -288,7 +288,7 @@ fn choose_placement(
 ) -> Result<(Vec<Option<NodeId>>, Vec<NodeId>), GatewayError> {
     let layout = state.layout;
     let nodes = &state.nodes;
-    let usable = |id| nodes.is_up(id);
+    let usable = |id| nodes.takes_new_chunks(id);
     let chosen = placement::choose(
         nodes.map(),
         &version.0,
@@ -307,7 +307,7 @@ fn choose_placement(
     let spares = placement::rank(nodes.map(), &version.0)
         .into_iter()
         .map(|n| n.id)
-        .filter(|id| !chosen.contains(id) && nodes.is_up(*id))
+        .filter(|id| !chosen.contains(id) && nodes.takes_new_chunks(*id))
         .collect();
     let mut slots: Vec<Option<NodeId>> = chosen.into_iter().map(Some).collect();
     slots.resize(layout.n_chunks(), None);

@@ -64,6 +64,8 @@ pub struct NodeClient {
     /// Until when this process is cut off from the cluster (a drill: `gateway admin
     /// isolate`); every outgoing call fails as if the network were down.
     isolated_until: RwLock<Option<std::time::Instant>>,
+    /// Nodes being drained, learned from the health probes (gateways).
+    draining: RwLock<std::collections::HashSet<NodeId>>,
 }
 
 impl std::fmt::Debug for NodeClient {
@@ -95,6 +97,7 @@ impl NodeClient {
             states: RwLock::new(states),
             marking,
             isolated_until: RwLock::new(None),
+            draining: RwLock::new(Default::default()),
         })
     }
 
@@ -104,6 +107,11 @@ impl NodeClient {
 
     pub fn is_up(&self, node: NodeId) -> bool {
         self.states.read().expect("node state lock").get(&node) == Some(&NodeState::Up)
+    }
+
+    /// Whether new chunks may go to `node`: it is Up and not being drained.
+    pub fn takes_new_chunks(&self, node: NodeId) -> bool {
+        self.is_up(node) && !self.draining.read().expect("draining lock").contains(&node)
     }
 
     /// Cuts this process off from the cluster until `until` (`None`: reconnect now).
@@ -255,7 +263,7 @@ impl NodeClient {
             let probes = ids.into_iter().map(|id| {
                 let me = self.clone();
                 async move {
-                    let _ = me
+                    let answer = me
                         .call_with_deadline(
                             id,
                             &Request::Health,
@@ -263,9 +271,18 @@ impl NodeClient {
                             HEALTH_PROBE_TIMEOUT,
                         )
                         .await;
+                    match answer {
+                        Ok((Response::Health(h), _)) => Some(h.draining),
+                        _ => None,
+                    }
                 }
             });
-            futures::future::join_all(probes).await;
+            let reports = futures::future::join_all(probes).await;
+            // Drains as the nodes that answered know them (any one suffices: a drain is sent
+            // to every node).
+            let draining: std::collections::HashSet<NodeId> =
+                reports.into_iter().flatten().flatten().collect();
+            *self.draining.write().expect("draining lock") = draining;
         }
     }
 }

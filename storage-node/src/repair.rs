@@ -141,6 +141,8 @@ pub struct Repair {
     forced: Mutex<Vec<NodeId>>,
     /// The dead nodes the last completed scan covered.
     scanned_for: Mutex<HashSet<NodeId>>,
+    /// Nodes being drained: treated like nodes dead past the delay.
+    draining: Mutex<HashSet<NodeId>>,
     rebuild_pace: Pacer,
     scrub_pace: Pacer,
 }
@@ -156,6 +158,12 @@ impl Repair {
         parity_chunks: u8,
     ) -> Repair {
         let n_meta_replicas = (2 * usize::from(parity_chunks) + 1).min(client.map().len());
+        let draining: HashSet<NodeId> = store
+            .draining()
+            .unwrap_or_default()
+            .into_iter()
+            .map(NodeId)
+            .collect();
         Repair {
             me,
             store,
@@ -168,6 +176,7 @@ impl Repair {
             scrub_now: tokio::sync::Notify::new(),
             forced: Mutex::new(Vec::new()),
             scanned_for: Mutex::new(HashSet::new()),
+            draining: Mutex::new(draining),
             rebuild_pace: Pacer::new(config.max_rate_mib_per_s),
             scrub_pace: Pacer::new(scrub_config.max_rate_mib_per_s),
             config,
@@ -181,16 +190,45 @@ impl Repair {
 
     /// Nodes Down for longer than the repair delay: their chunks are rebuilt elsewhere.
     fn dead(&self) -> HashSet<NodeId> {
+        let draining = self.draining.lock().expect("draining").clone();
         self.client
             .map()
             .nodes()
             .map(|n| n.id)
             .filter(|&id| {
-                self.detector
-                    .down_for(id)
-                    .is_some_and(|d| d >= self.delay())
+                draining.contains(&id)
+                    || self
+                        .detector
+                        .down_for(id)
+                        .is_some_and(|d| d >= self.delay())
             })
             .collect()
+    }
+
+    pub fn draining(&self) -> Vec<NodeId> {
+        let mut d: Vec<NodeId> = self
+            .draining
+            .lock()
+            .expect("draining")
+            .iter()
+            .copied()
+            .collect();
+        d.sort();
+        d
+    }
+
+    /// Starts or stops draining `node` (persisted, so a restart keeps draining).
+    pub fn set_draining(&self, node: NodeId, on: bool) -> Result<(), crate::store::StoreError> {
+        let mut d = self.draining.lock().expect("draining");
+        if on {
+            d.insert(node);
+        } else {
+            d.remove(&node);
+        }
+        let ids: Vec<u32> = d.iter().map(|n| n.0).collect();
+        self.store.set_draining(&ids)?;
+        tracing::info!(%node, on, "drain changed");
+        Ok(())
     }
 
     /// Queues a record for repair on this node (the `RepairEnqueue` RPC and local triggers).
@@ -250,6 +288,7 @@ impl Repair {
             last_t_fr_ms: s.last_t_fr_ms,
             repair_delay_ms: self.config.delay_secs * 1000,
             dead: dead.clone(),
+            draining: self.draining(),
             // Also pending: a failure past the delay that the scanner has not picked up yet.
             scan_pending: s.scan_pending || {
                 let scanned_for = self.scanned_for.lock().expect("scanned");

@@ -255,6 +255,20 @@ async fn handle(
         }
     };
     let name = request.name();
+    if let Request::PutChunk { .. } = &request {
+        let me = node.config.id();
+        if node
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.repair.draining().contains(&me))
+        {
+            return Ok(error(
+                StatusCode::OK,
+                ErrorKind::Draining,
+                "this node is being drained and takes no new chunks",
+            ));
+        }
+    }
     let isolated = node
         .cluster
         .as_ref()
@@ -387,7 +401,21 @@ fn dispatch(
             node_id: node.config.id(),
             uptime_ms: node.started.elapsed().as_millis() as u64,
             n_chunks_estimate: store.estimate_chunks(),
+            draining: node
+                .cluster
+                .as_ref()
+                .map(|c| c.repair.draining())
+                .unwrap_or_default(),
         })),
+        Request::Drain {
+            node: drained,
+            draining,
+        } => {
+            if let Some(c) = &node.cluster {
+                c.repair.set_draining(drained, draining)?;
+            }
+            done(Response::Done)
+        }
         Request::Status => done(Response::Status(NodeStatus {
             node_id: node.config.id(),
             uptime_ms: node.started.elapsed().as_millis() as u64,

@@ -593,6 +593,27 @@ impl Store {
         Ok(())
     }
 
+    /// The nodes being drained, as set by [`Store::set_draining`].
+    pub fn draining(&self) -> Result<Vec<u32>, StoreError> {
+        match self.db.get_cf(self.cf(CF_QUEUES), [FORMAT_V1, b'D'])? {
+            Some(raw) => Ok(raw[1..]
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+                .collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn set_draining(&self, nodes: &[u32]) -> Result<(), StoreError> {
+        let mut value = vec![FORMAT_V1];
+        for n in nodes {
+            value.extend_from_slice(&n.to_be_bytes());
+        }
+        self.db
+            .put_cf_opt(self.cf(CF_QUEUES), [FORMAT_V1, b'D'], value, &synced())?;
+        Ok(())
+    }
+
     pub fn estimate_chunks(&self) -> u64 {
         self.db
             .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")

@@ -510,3 +510,40 @@ async fn corrupted_chunk_files_are_found_by_scrub_and_rebuilt() {
         assert!(&got == data, "o{i} differs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_node_gives_up_its_chunks_while_reads_go_on() {
+    let cluster = start(7);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("drain").send().await.unwrap();
+    let workload = Workload::start(c.clone(), "drain", "w", 6_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 40
+    })
+    .await
+    .unwrap();
+    let drained = 5usize;
+    cluster
+        .admin(&["drain", "--node", &(drained + 1).to_string()])
+        .unwrap();
+    let healed = wait_healed(&cluster, &[drained]).await;
+    assert_eq!(healed["nodes"][drained]["draining"], true, "{healed:#}");
+    let report = workload.stop().await;
+    println!(
+        "n{} drained under load: {}; {:.1} MiB moved",
+        drained + 1,
+        report.summary(),
+        healed["rebuilt_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0
+    );
+    assert_eq!(
+        report.gets_failed + report.puts_failed,
+        0,
+        "{}",
+        report.summary()
+    );
+    assert!(healed["rebuilt_bytes"].as_u64() > Some(0));
+    // Nothing needs the drained node any more: with it and two more nodes gone, every
+    // acknowledged object (written before, during and after the drain) is readable.
+    let (b, d) = pick_victims(&cluster, 7, &[drained], &[], &["", "drain"]);
+    assert_survives(&cluster, &c, "drain", &report.acked, &[drained, b, d]).await;
+}
