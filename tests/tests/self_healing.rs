@@ -239,10 +239,18 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     let (x, y) = (1usize, 4usize);
     cluster.kill_node(x).unwrap();
     cluster.kill_node(y).unwrap();
+    // A PUT in flight at the kill may lose two chunk slots after its first stripe and then
+    // be refused (fewer than k + 1 chunks, DESIGN 8); once the gateway has seen both nodes
+    // fail, with 5 of 7 nodes up every stripe gets k + 1 = 5 chunks and no write fails.
     let before = workload.snapshot();
-    // With 5 of 7 nodes up, a stripe gets k + 1 = 5 chunks (DESIGN 8): writes go on.
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= before.acked.len() + 5
+    })
+    .await
+    .unwrap();
+    let settled = workload.snapshot();
     wait_for(Duration::from_secs(120), || {
-        workload.snapshot().acked.len() >= before.acked.len() + 30
+        workload.snapshot().acked.len() >= settled.acked.len() + 30
     })
     .await
     .unwrap();
@@ -254,7 +262,12 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
         during.summary()
     );
     assert_eq!(during.gets_failed, 0, "a read failed with two nodes down");
-    assert_eq!(during.puts_failed, 0, "a write failed with 5 of 7 nodes up");
+    assert!(
+        during.puts_failed <= settled.puts_failed,
+        "a write failed after the failures were known: {}",
+        during.summary()
+    );
+    assert!(settled.puts_failed <= 2, "{}", settled.summary());
 
     // Both come back; the chunks that writes had to leave out are rebuilt onto them, so every
     // object survives two more failures.
