@@ -40,13 +40,26 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# Free ports below the kernel's ephemeral range: a port from that range can be taken as the
+# source port of some outgoing connection while its node is down, and the node could then not
+# listen on it again after a restart. Clusters starting at the same time pick under one lock.
 free_ports() {
   python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
+import random, socket, sys
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+ports = []
+while len(ports) < int(sys.argv[1]):
+    p = random.randrange(15000, low)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        if p not in ports:
+            ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))
 PY
 }
 
@@ -70,6 +83,9 @@ up() {
   secret=$(python3 -c "import secrets; print(secrets.token_hex(16))")
   access_key=dmpstore-local
   secret_key=$(python3 -c "import secrets; print(secrets.token_hex(16))")
+  # Held until every process listens, so a concurrent 'up' cannot pick the same ports.
+  exec 9>"${TMPDIR:-/tmp}/dmpstore-local-cluster.lock"
+  flock 9
   read -r -a ports <<<"$(free_ports $((n_nodes + n_gateways)))"
 
   local nodes_toml="" procs=() i
@@ -89,7 +105,7 @@ ${repair_toml:+[repair]
 $repair_toml}
 $nodes_toml
 TOML
-    "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$i.log" 2>&1 &
+    "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$i.log" 2>&1 9>&- &
     procs+=("storage-node n$i $! 127.0.0.1:$port $dir/node-$i $cfg")
   done
   for ((i = 1; i <= n_gateways; i++)); do
@@ -105,7 +121,7 @@ access_key = "$access_key"
 secret_key = "$secret_key"
 $nodes_toml
 TOML
-    "$bin_dir/gateway" serve --config "$cfg" >>"$dir/logs/gateway-$i.log" 2>&1 &
+    "$bin_dir/gateway" serve --config "$cfg" >>"$dir/logs/gateway-$i.log" 2>&1 9>&- &
     procs+=("gateway g$i $! 127.0.0.1:$port - $cfg")
   done
   # Record the pids before waiting, so 'down' can stop a half-started cluster.
@@ -115,6 +131,8 @@ TOML
     read -r role id pid addr _ <<<"$p"
     wait_for_port "${addr##*:}" "$pid" "$role $id" || { down; exit 1; }
   done
+  flock -u 9
+  exec 9>&-
   echo "cluster up: $n_nodes storage nodes, $n_gateways gateways; see $dir/cluster.json"
 }
 

@@ -261,8 +261,11 @@ pub fn render(s: &ClusterSummary) -> String {
     out
 }
 
-/// Sends `request` to every node; returns the nodes that did not take it.
-pub async fn broadcast(config: &GatewayConfig, request: &Request) -> anyhow::Result<Vec<NodeId>> {
+/// Sends `request` to every node; returns the nodes that did not take it, with the reason.
+pub async fn broadcast(
+    config: &GatewayConfig,
+    request: &Request,
+) -> anyhow::Result<Vec<(NodeId, String)>> {
     let map = Arc::new(config.cluster_map()?);
     let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
     let calls = map.nodes().map(|n| {
@@ -271,14 +274,13 @@ pub async fn broadcast(config: &GatewayConfig, request: &Request) -> anyhow::Res
             let r = client
                 .call_with_deadline(n.id, request, Bytes::new(), STATUS_DEADLINE)
                 .await;
-            (n.id, r.is_ok())
+            (n.id, r.err().map(|e| e.to_string()))
         }
     });
     Ok(futures::future::join_all(calls)
         .await
         .into_iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(id, _)| id)
+        .filter_map(|(id, e)| Some((id, e?)))
         .collect())
 }
 

@@ -1,6 +1,5 @@
 //! `gateway`: the S3 gateway (`serve`) and the embedded single-machine cluster (`dev`).
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::Request;
@@ -99,14 +98,16 @@ enum AdminCommand {
     },
 }
 
-fn report_broadcast(what: &str, missed: &[NodeId]) -> anyhow::Result<()> {
+fn report_broadcast(what: &str, missed: &[(NodeId, String)]) -> anyhow::Result<()> {
     if missed.is_empty() {
         println!("{what} on every node");
-        Ok(())
-    } else {
-        println!("{what}; not reached: {missed:?}");
-        anyhow::bail!("{} node(s) did not answer", missed.len())
+        return Ok(());
     }
+    println!("{what}; not reached:");
+    for (node, error) in missed {
+        println!("  {node}: {error}");
+    }
+    anyhow::bail!("{} node(s) did not take it", missed.len())
 }
 
 #[tokio::main]
@@ -174,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let mut missed = dmpstore_gateway::admin::broadcast(&config, &request).await?;
             // The drained node itself may be dead (removing a dead node).
-            missed.retain(|n| *n != NodeId(node));
+            missed.retain(|(n, _)| *n != NodeId(node));
             let what = if undo {
                 "drain stopped"
             } else {
@@ -195,9 +196,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve { config } => {
             let config = GatewayConfig::load(&config)?;
-            let listener = tokio::net::TcpListener::bind(config.s3_listen_addr)
-                .await
-                .with_context(|| format!("bind {}", config.s3_listen_addr))?;
+            let listener =
+                dmpstore_storage_node::server::bind_retrying(config.s3_listen_addr).await?;
             dmpstore_gateway::server::run(listener, config, shutdown).await
         }
     }

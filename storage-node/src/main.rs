@@ -1,6 +1,5 @@
 //! `storage-node --config FILE`: runs one storage node until SIGINT or SIGTERM.
 
-use anyhow::Context;
 use clap::Parser;
 use dmpstore_storage_node::config::NodeConfig;
 use std::path::PathBuf;
@@ -18,8 +17,6 @@ async fn main() -> anyhow::Result<()> {
     dmpstore_storage_node::logging::init("info");
     let args = Args::parse();
     let config = NodeConfig::load(&args.config)?;
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .with_context(|| format!("bind {}", config.listen_addr))?;
+    let listener = dmpstore_storage_node::server::bind_retrying(config.listen_addr).await?;
     dmpstore_storage_node::server::run_until_signal(listener, config).await
 }

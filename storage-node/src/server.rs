@@ -464,6 +464,30 @@ fn dispatch(
     }
 }
 
+/// How long a restarted process keeps trying to bind its address while sockets of its
+/// previous life still hold it (connections the killed process left in FIN_WAIT).
+const BIND_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Binds `addr`, retrying while the address is still in use by sockets of a previous run.
+pub async fn bind_retrying(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    let give_up = Instant::now() + BIND_PATIENCE;
+    let mut warned = false;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < give_up => {
+                if !warned {
+                    tracing::warn!(%addr, "address in use (a previous run's connections?); retrying");
+                    warned = true;
+                }
+                // Deliberate retry backoff.
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("bind {addr}")),
+        }
+    }
+}
+
 /// Runs a node until SIGINT or SIGTERM; shared by the `storage-node` binary.
 pub async fn run_until_signal(listener: TcpListener, config: NodeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();

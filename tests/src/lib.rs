@@ -221,7 +221,8 @@ impl Cluster {
             .context("run gateway admin")?;
         if !out.status.success() {
             bail!(
-                "gateway admin {args:?} failed: {}",
+                "gateway admin {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -314,16 +315,17 @@ fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
 }
 
 fn alive(pid: u32) -> bool {
-    // A zombie (exited, not yet reaped by its parent) counts as gone.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
+    // Gone once every thread has exited: a zombie leader (exited, not yet reaped) whose
+    // other threads are still tearing down keeps its sockets and files open.
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !(state.starts_with('Z') || state.starts_with('X'))
+        })
+    })
 }
 
 pub fn wait_exit(pid: u32, deadline: Duration) -> anyhow::Result<()> {

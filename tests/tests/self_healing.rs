@@ -67,7 +67,7 @@ async fn wait_healed(cluster: &Cluster, dead: &[usize]) -> Value {
             && last["last_t_fr_ms"].is_u64()
     })
     .await
-    .unwrap_or_else(|e| panic!("repair did not finish: {e}\n{last:#}"));
+    .unwrap_or_else(|e| panic!("repair did not finish: {e}\n{last:#}\n{}", cluster.logs()));
     last
 }
 
@@ -175,6 +175,7 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
         report.acked.len(),
         &bad[..bad.len().min(5)]
     );
+    cluster.assert_no_error_logs();
 }
 
 /// Kills the nodes `victims` and reads every acknowledged object: they must all be readable
@@ -295,6 +296,7 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     .unwrap_or_else(|e| panic!("no repair after the nodes returned: {e}\n{last:#}"));
     let (b, d) = pick_victims(&cluster, 7, &[], &[], &["", "two"]);
     assert_survives(&cluster, &c, "two", &during.acked, &[b, d]).await;
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -368,6 +370,7 @@ async fn an_isolated_node_is_routed_around_and_brings_back_nothing_deleted() {
     }
     let bad = verify_acked(&c, "part", &report.acked).await;
     assert!(bad.is_empty(), "{bad:?}");
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -397,6 +400,7 @@ async fn the_whole_cluster_killed_at_once_loses_nothing_acknowledged() {
     println!("all 6 nodes killed and restarted: {}", report.summary());
     let bad = verify_acked(&c, "all", &report.acked).await;
     assert!(bad.is_empty(), "{bad:?}");
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -416,14 +420,15 @@ async fn a_wiped_node_replaced_by_an_empty_one_is_refilled() {
     let wiped = 3usize;
     cluster.wipe_node(wiped).unwrap();
     wait_for(Duration::from_secs(60), || {
-        node_state(&status(&cluster), wiped) == "Up"
+        let s = status(&cluster);
+        node_state(&s, wiped) == "Up" && s["nodes"][wiped]["reachable"] == true
     })
     .await
     .unwrap();
     let before = status(&cluster);
-    cluster
-        .admin(&["replace", "--node", &(wiped + 1).to_string()])
-        .unwrap();
+    if let Err(e) = cluster.admin(&["replace", "--node", &(wiped + 1).to_string()]) {
+        panic!("{e:#}\n{}", cluster.node_log(wiped));
+    }
     let mut last = Value::Null;
     wait_for(Duration::from_secs(180), || {
         last = status(&cluster);
@@ -445,6 +450,7 @@ async fn a_wiped_node_replaced_by_an_empty_one_is_refilled() {
     // The refilled node counts: with two other nodes gone, every object is still readable.
     let pair = pick_victims(&cluster, 7, &[], &[wiped], &["", "refill"]);
     assert_survives(&cluster, &c, "refill", &report.acked, &[pair.0, pair.1]).await;
+    cluster.assert_no_error_logs();
 }
 
 /// Whether killing `victims` leaves every partition a majority of live replicas.
@@ -522,6 +528,7 @@ async fn corrupted_chunk_files_are_found_by_scrub_and_rebuilt() {
             .unwrap_or_else(|e| panic!("o{i} with nodes {victims:?} down: {e:#}"));
         assert!(&got == data, "o{i} differs");
     }
+    cluster.assert_no_error_logs();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -559,4 +566,5 @@ async fn a_drained_node_gives_up_its_chunks_while_reads_go_on() {
     // acknowledged object (written before, during and after the drain) is readable.
     let (b, d) = pick_victims(&cluster, 7, &[drained], &[], &["", "drain"]);
     assert_survives(&cluster, &c, "drain", &report.acked, &[drained, b, d]).await;
+    cluster.assert_no_error_logs();
 }
