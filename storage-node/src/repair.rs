@@ -631,7 +631,8 @@ impl Repair {
         let mut candidates = rank(self.client.map(), &piece.version.0)
             .into_iter()
             .map(|n| n.id)
-            .filter(|id| self.detector.state(*id) == NodeState::Up);
+            // Never onto a node being drained (it is in `dead` while Up).
+            .filter(|id| self.detector.state(*id) == NodeState::Up && !dead.contains(id));
         let mut moved = false;
         for slot in target.iter_mut() {
             if slot.is_none_or(|node| dead.contains(&node)) {
