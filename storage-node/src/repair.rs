@@ -51,6 +51,10 @@ const SCRUB_PAGE: usize = 64;
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often the worker looks at its queue and the scanner at the failure detector.
 const POLL: Duration = Duration::from_millis(200);
+/// A scan for a new failure or drain is followed by one more this much later: a PUT that
+/// wrote its chunks before the change and committed after the scan passed its key is found
+/// then (later stripes of a PUT in flight are refused or fail, which queues it at once).
+const FOLLOW_UP_SCAN: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepairError {
@@ -85,8 +89,10 @@ struct Stats {
     /// When the current repair episode began (a node passed the repair delay).
     episode_start: Option<Instant>,
     last_t_fr_ms: Option<u64>,
-    queued: u64,
+        queued: u64,
     scan_pending: bool,
+    /// The scan for the current episode's failure is done (the follow-up may still be due).
+    episode_scanned: bool,
     healed_chunks: u64,
     scrub_passes: u64,
     scrubbed_chunks: u64,
@@ -304,8 +310,9 @@ impl Repair {
     pub async fn run_scanner(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_scan = Instant::now();
+                let mut last_scan = Instant::now();
         let mut was_down: HashSet<NodeId> = HashSet::new();
+        let mut follow_up: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -334,8 +341,9 @@ impl Repair {
                 .collect();
             let recovered = was_down.iter().any(|n| !down_now.contains(n));
             was_down = down_now;
-            let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
-            if !new_failure && !scheduled && !recovered && forced.is_empty() {
+                        let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
+            let follow_up_due = follow_up.is_some_and(|t| Instant::now() >= t);
+            if !new_failure && !scheduled && !recovered && !follow_up_due && forced.is_empty() {
                 self.scanned_for
                     .lock()
                     .expect("scanned")
@@ -344,19 +352,29 @@ impl Repair {
             }
             if new_failure {
                 let mut s = self.stats.lock().expect("repair stats");
-                s.episode_start.get_or_insert_with(Instant::now);
+                                s.episode_start.get_or_insert_with(Instant::now);
                 s.scan_pending = true;
+                s.episode_scanned = false;
                 tracing::info!(dead = ?dead, "nodes down past the repair delay: scanning for versions to rebuild");
             }
             if !forced.is_empty() {
                 tracing::info!(nodes = ?forced, "scanning for what replaced nodes should hold");
             }
             match self.scan(&dead, &forced, &shutdown).await {
-                Ok(found) => {
+                                Ok(found) => {
                     tracing::info!(found, "repair scan done");
                     *self.scanned_for.lock().expect("scanned") = dead;
                     last_scan = Instant::now();
-                    self.stats.lock().expect("repair stats").scan_pending = false;
+                                        if new_failure {
+                        // Still pending until the follow-up scan is done.
+                        follow_up = Some(Instant::now() + FOLLOW_UP_SCAN);
+                        self.stats.lock().expect("repair stats").episode_scanned = true;
+                    } else if follow_up_due {
+                        follow_up = None;
+                        self.stats.lock().expect("repair stats").scan_pending = false;
+                    } else if follow_up.is_none() {
+                        self.stats.lock().expect("repair stats").scan_pending = false;
+                    }
                     self.wake.notify_one();
                 }
                 Err(e) => {
@@ -552,8 +570,10 @@ impl Repair {
     /// The queue ran empty: if a repair episode was running, its rebuild time is known now.
     fn episode_over(&self) {
         let mut s = self.stats.lock().expect("repair stats");
-        if let Some(start) = s.episode_start {
-            if !s.scan_pending {
+                if let Some(start) = s.episode_start {
+            // T_FR ends when the episode's scan is done and its work with it; the follow-up
+            // scan is a safety net, not rebuild time.
+            if s.episode_scanned {
                 let t_fr = start.elapsed().as_millis() as u64;
                 s.last_t_fr_ms = Some(t_fr);
                 s.episode_start = None;
