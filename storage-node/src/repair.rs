@@ -89,7 +89,7 @@ struct Stats {
     /// When the current repair episode began (a node passed the repair delay).
     episode_start: Option<Instant>,
     last_t_fr_ms: Option<u64>,
-        queued: u64,
+    queued: u64,
     scan_pending: bool,
     /// The scan for the current episode's failure is done (the follow-up may still be due).
     episode_scanned: bool,
@@ -310,7 +310,7 @@ impl Repair {
     pub async fn run_scanner(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut last_scan = Instant::now();
+        let mut last_scan = Instant::now();
         let mut was_down: HashSet<NodeId> = HashSet::new();
         let mut follow_up: Option<Instant> = None;
         loop {
@@ -341,7 +341,7 @@ impl Repair {
                 .collect();
             let recovered = was_down.iter().any(|n| !down_now.contains(n));
             was_down = down_now;
-                        let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
+            let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
             let follow_up_due = follow_up.is_some_and(|t| Instant::now() >= t);
             if !new_failure && !scheduled && !recovered && !follow_up_due && forced.is_empty() {
                 self.scanned_for
@@ -352,7 +352,7 @@ impl Repair {
             }
             if new_failure {
                 let mut s = self.stats.lock().expect("repair stats");
-                                s.episode_start.get_or_insert_with(Instant::now);
+                s.episode_start.get_or_insert_with(Instant::now);
                 s.scan_pending = true;
                 s.episode_scanned = false;
                 tracing::info!(dead = ?dead, "nodes down past the repair delay: scanning for versions to rebuild");
@@ -361,11 +361,11 @@ impl Repair {
                 tracing::info!(nodes = ?forced, "scanning for what replaced nodes should hold");
             }
             match self.scan(&dead, &forced, &shutdown).await {
-                                Ok(found) => {
+                Ok(found) => {
                     tracing::info!(found, "repair scan done");
                     *self.scanned_for.lock().expect("scanned") = dead;
                     last_scan = Instant::now();
-                                        if new_failure {
+                    if new_failure {
                         // Still pending until the follow-up scan is done.
                         follow_up = Some(Instant::now() + FOLLOW_UP_SCAN);
                         self.stats.lock().expect("repair stats").episode_scanned = true;
@@ -570,7 +570,7 @@ impl Repair {
     /// The queue ran empty: if a repair episode was running, its rebuild time is known now.
     fn episode_over(&self) {
         let mut s = self.stats.lock().expect("repair stats");
-                if let Some(start) = s.episode_start {
+        if let Some(start) = s.episode_start {
             // T_FR ends when the episode's scan is done and its work with it; the follow-up
             // scan is a safety net, not rebuild time.
             if s.episode_scanned {
