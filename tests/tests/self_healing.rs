@@ -270,8 +270,17 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     );
     assert!(settled.puts_failed <= 2, "{}", settled.summary());
 
-    // Both come back; the chunks that writes had to leave out are rebuilt onto them, so every
-    // object survives two more failures.
+    // Both are declared Down and their chunks rebuilt where there is room (5 nodes up, 6
+    // chunks per stripe); then both come back, the chunks that writes had to leave out are
+    // rebuilt onto them, and every object survives two more failures.
+    let healed = wait_healed(&cluster, &[x, y]).await;
+    println!(
+        "two nodes down: T_FD {}, repair delay {}, T_FR {}, T_RT {}",
+        ms(&healed["last_t_fd_ms"]),
+        ms(&healed["repair_delay_ms"]),
+        ms(&healed["last_t_fr_ms"]),
+        ms(&healed["last_t_rt_ms"])
+    );
     cluster.restart_node(x).unwrap();
     cluster.restart_node(y).unwrap();
     wait_for(Duration::from_secs(60), || {
@@ -323,7 +332,7 @@ async fn an_isolated_node_is_routed_around_and_brings_back_nothing_deleted() {
     cluster
         .admin(&["isolate", "--node", &(cut + 1).to_string(), "--secs", "600"])
         .unwrap();
-    wait_healed(&cluster, &[cut]).await;
+    let healed = wait_healed(&cluster, &[cut]).await;
     for i in 0..10u64 {
         c.delete_object()
             .bucket("part")
@@ -342,7 +351,15 @@ async fn an_isolated_node_is_routed_around_and_brings_back_nothing_deleted() {
     .await
     .unwrap();
     let report = workload.stop().await;
-    println!("n{} isolated and healed: {}", cut + 1, report.summary());
+    println!(
+        "n{} isolated and healed: {}; T_FD {}, repair delay {}, T_FR {}, T_RT {}",
+        cut + 1,
+        report.summary(),
+        ms(&healed["last_t_fd_ms"]),
+        ms(&healed["repair_delay_ms"]),
+        ms(&healed["last_t_fr_ms"]),
+        ms(&healed["last_t_rt_ms"])
+    );
     assert!(report.availability() >= 0.99, "{}", report.summary());
 
     // Nothing deleted while the node was away comes back with it.
