@@ -309,7 +309,14 @@ impl Store {
     }
 
     pub fn heal_list(&self, limit: usize) -> Result<Vec<ChunkKey>, StoreError> {
-        let prefix = [FORMAT_V1, b'H'];
+        let keys = self.queue_keys(b'H', limit)?;
+        Ok(keys.iter().filter_map(|k| parse_chunk_key(k)).collect())
+    }
+
+    /// Up to `limit` keys of the queue `kind` in the queues family, in order, without the
+    /// `[v1][kind]` prefix.
+    fn queue_keys(&self, kind: u8, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = [FORMAT_V1, kind];
         let iter = self.db.iterator_cf(
             self.cf(CF_QUEUES),
             IteratorMode::From(&prefix, Direction::Forward),
@@ -320,9 +327,7 @@ impl Store {
             if !k.starts_with(&prefix) || out.len() == limit {
                 break;
             }
-            if let Some(key) = parse_chunk_key(&k[2..]) {
-                out.push(key);
-            }
+            out.push(k[prefix.len()..].to_vec());
         }
         Ok(out)
     }
@@ -562,26 +567,17 @@ impl Store {
 
     /// Up to `limit` queued repairs, in key order.
     pub fn repair_list(&self, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        let prefix = [FORMAT_V1, b'R'];
-        let iter = self.db.iterator_cf(
-            self.cf(CF_QUEUES),
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) || out.len() == limit {
-                break;
-            }
-            let rest = &k[2..];
-            if let Some(sep) = rest.iter().position(|&b| b == 0) {
-                out.push((
+        let keys = self.queue_keys(b'R', limit)?;
+        Ok(keys
+            .iter()
+            .filter_map(|rest| {
+                let sep = rest.iter().position(|&b| b == 0)?;
+                Some((
                     String::from_utf8_lossy(&rest[..sep]).into_owned(),
                     String::from_utf8_lossy(&rest[sep + 1..]).into_owned(),
-                ));
-            }
-        }
-        Ok(out)
+                ))
+            })
+            .collect())
     }
 
     pub fn repair_remove(&self, partition: &str, key: &str) -> Result<(), StoreError> {
@@ -735,6 +731,29 @@ mod tests {
         assert_eq!(store.heal_list(10).unwrap(), found);
         store.heal_remove(&found[0]).unwrap();
         assert_eq!(store.heal_list(10).unwrap(), vec![found[1]]);
+    }
+
+    #[test]
+    fn the_repair_queue_survives_reopen_in_key_order_without_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for (p, k) in [("b", "z"), ("b#versions", "k\0v1"), ("b", "a"), ("b", "a")] {
+                store.repair_push(p, k).unwrap();
+            }
+            store.heal_push(&key(3, 0, 2)).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let q = store.repair_list(10).unwrap();
+        let want = |p: &str, k: &str| (p.to_string(), k.to_string());
+        assert_eq!(
+            q,
+            vec![want("b", "a"), want("b", "z"), want("b#versions", "k\0v1")]
+        );
+        assert_eq!(store.repair_list(1).unwrap(), vec![want("b", "a")]);
+        store.repair_remove("b", "a").unwrap();
+        assert_eq!(store.repair_list(10).unwrap().len(), 2);
+        assert_eq!(store.heal_list(10).unwrap(), vec![key(3, 0, 2)]);
     }
 
     #[test]
