@@ -35,6 +35,14 @@ async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes
     for i in 0..6 {
         cluster.restart_node(i).unwrap();
     }
+    // Read only once the gateway sends work to every node again (its /metrics says so), so
+    // the read asks the damaged node rather than routing around it.
+    let metrics_url = format!("{}/metrics", cluster.info.s3_endpoints[0]);
+    dmpstore_tests::wait_until(std::time::Duration::from_secs(60), || {
+        dmpstore_tests::http_get_text(&metrics_url)
+            .is_ok_and(|m| dmpstore_tests::metric_sum(&m, "dmpstore_gateway_node_up") == 6.0)
+    })
+    .unwrap();
 
     let got = get_bytes(&c, "scrub", "victim").await.unwrap();
     assert!(got == data, "GET returned wrong bytes after corruption");
