@@ -72,10 +72,16 @@ pub struct Durability {
     pub annual_data_loss_probability: Option<f64>,
 }
 
+/// An RPC client for admin calls: it never marks nodes up or down from call outcomes.
+fn admin_client(config: &GatewayConfig) -> anyhow::Result<NodeClient> {
+    let map = Arc::new(config.cluster_map()?);
+    NodeClient::new(map, &config.cluster_secret, Marking::ByDetector)
+}
+
 /// Asks every node for its status and summarizes.
 pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
-    let map = Arc::new(config.cluster_map()?);
-    let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
+    let client = admin_client(config)?;
+    let map = client.map();
     let asks = map.nodes().map(|n| {
         let client = &client;
         async move {
@@ -266,8 +272,8 @@ pub async fn broadcast(
     config: &GatewayConfig,
     request: &Request,
 ) -> anyhow::Result<Vec<(NodeId, String)>> {
-    let map = Arc::new(config.cluster_map()?);
-    let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
+    let client = admin_client(config)?;
+    let map = client.map();
     let calls = map.nodes().map(|n| {
         let client = &client;
         async move {
@@ -286,8 +292,7 @@ pub async fn broadcast(
 
 /// Sends `request` to one node.
 pub async fn send(config: &GatewayConfig, node: NodeId, request: &Request) -> anyhow::Result<()> {
-    let map = Arc::new(config.cluster_map()?);
-    let client = NodeClient::new(map, &config.cluster_secret, Marking::ByDetector)?;
+    let client = admin_client(config)?;
     client
         .call_with_deadline(node, request, Bytes::new(), STATUS_DEADLINE)
         .await?;
