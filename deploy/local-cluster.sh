@@ -3,6 +3,7 @@
 #
 #   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N] [--repair-delay SECONDS]
 #                                  [--repair-rate MIB_PER_S] [--replaced-data-grace SECONDS]
+#   deploy/local-cluster.sh add DIR
 #   deploy/local-cluster.sh down DIR
 #
 # `up` writes one config per process under DIR, starts N storage nodes (default 6) and N
@@ -14,10 +15,13 @@
 # 600 ms, Down after 1.5 s), so a failure heals in seconds; --repair-rate caps each node's
 # rebuild rate (default 64 MiB/s). --replaced-data-grace sets how long
 # gateways keep the chunks of overwritten or deleted data (default 30 s).
+# `add` starts one more storage node (settings as node 1's, next id, zones in turn), adds it
+# to the running cluster with `gateway admin add`, and lists it in DIR/cluster.json; the
+# cluster then moves to it the chunks whose placement moved.
 # Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -151,6 +155,53 @@ json.dump({"s3_endpoints": endpoints, "access_key": access_key, "secret_key": se
 PY
 }
 
+add() {
+  [ -f "$dir/cluster.json" ] || { echo "no cluster.json in $dir: run 'up' first" >&2; exit 1; }
+  dir=$(cd "$dir" && pwd)
+  exec 9>"${TMPDIR:-/tmp}/dmpstore-local-cluster.lock"
+  flock 9
+  local port id cfg zone pid
+  port=$(free_ports 1)
+  # The new node's config: node 1's settings, its own id, address, data dir and zone, and
+  # itself in the node list (it learns nodes added before it from the cluster map).
+  read -r id zone cfg < <(python3 - "$dir" "$port" <<'PY'
+import json, re, sys
+d, port = sys.argv[1], sys.argv[2]
+info = json.load(open(f"{d}/cluster.json"))
+nodes = [p for p in info["processes"] if p["role"] == "storage-node"]
+new_id = max(int(p["id"].lstrip("n")) for p in nodes) + 1
+zone = f"zone-{(new_id - 1) % 3 + 1}"
+text = open(f"{d}/node-1.toml").read()
+text = re.sub(r"(?m)^node_id = .*$", f"node_id = {new_id}", text)
+text = re.sub(r'(?m)^listen_addr = .*$', f'listen_addr = "127.0.0.1:{port}"', text)
+text = re.sub(r'(?m)^data_dir = .*$', f'data_dir = "{d}/node-{new_id}"', text)
+text = re.sub(r'(?m)^zone = .*$', f'zone = "{zone}"', text, count=1)
+text += f'\n[[nodes]]\nid = {new_id}\naddr = "127.0.0.1:{port}"\nzone = "{zone}"\n'
+cfg = f"{d}/node-{new_id}.toml"
+open(cfg, "w").write(text)
+print(new_id, zone, cfg)
+PY
+)
+  "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$id.log" 2>&1 9>&- &
+  pid=$!
+  python3 - "$dir/cluster.json" "$id" "$pid" "$port" "$dir/node-$id" "$cfg" <<'PY'
+import json, sys
+path, new_id, pid, port, data_dir, cfg = sys.argv[1:]
+info = json.load(open(path))
+procs = info["processes"]
+last = max(i for i, p in enumerate(procs) if p["role"] == "storage-node")
+procs.insert(last + 1, {"role": "storage-node", "id": f"n{new_id}", "pid": int(pid),
+                        "addr": f"127.0.0.1:{port}", "data_dir": data_dir, "config": cfg})
+json.dump(info, open(path, "w"), indent=2)
+PY
+  wait_for_port "$port" "$pid" "storage-node n$id" || exit 1
+  flock -u 9
+  exec 9>&-
+  "$bin_dir/gateway" admin add --config "$dir/gateway-1.toml" --node "$id" \
+    --addr "127.0.0.1:$port" --zone "$zone"
+  echo "n$id added; see $dir/cluster.json"
+}
+
 down() {
   [ -f "$dir/cluster.json" ] || { echo "no cluster.json in $dir" >&2; return 0; }
   local pids
@@ -167,6 +218,7 @@ down() {
 
 case "$cmd" in
   up) up ;;
+  add) add ;;
   down) down ;;
   *) usage ;;
 esac

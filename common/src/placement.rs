@@ -68,13 +68,16 @@ pub fn choose(
     chosen
 }
 
-/// The replicas of a metadata partition (DESIGN 5): `r` nodes by rendezvous over the partition
-/// name, spread over zones. Independent of which nodes are up, so quorums always overlap.
+/// The replicas of a metadata partition (DESIGN 5): `r` of the map's metadata nodes by
+/// rendezvous over the partition name, spread over zones. Independent of which nodes are up,
+/// and of data nodes added later, so quorums always overlap.
 pub fn partition_replicas(map: &ClusterMap, partition: &str, r: usize) -> Vec<NodeId> {
     let mut key = b"partition/".to_vec();
     key.extend_from_slice(partition.as_bytes());
     let max_per_zone = (r.saturating_sub(1) / 2).max(1);
-    choose(map, &key, r.min(map.len()), max_per_zone, |_| true)
+    choose(map, &key, r.min(map.metadata_len()), max_per_zone, |id| {
+        map.is_metadata_node(id)
+    })
 }
 
 #[cfg(test)]
@@ -99,14 +102,13 @@ mod tests {
     }
 
     fn with_node_added(m: &ClusterMap, id: u32, zone: &str) -> ClusterMap {
-        let mut nodes: Vec<NodeInfo> = m.nodes().cloned().collect();
-        nodes.push(NodeInfo {
+        m.with_data_node(NodeInfo {
             id: NodeId(id),
             addr: "x".into(),
             zone: zone.into(),
             weight: 1,
-        });
-        ClusterMap::new(m.version + 1, nodes).unwrap()
+        })
+        .unwrap()
     }
 
     proptest! {
@@ -187,5 +189,18 @@ mod tests {
         assert_eq!(a, partition_replicas(&m, "bucket", 5));
         let small = map(3, 1);
         assert_eq!(partition_replicas(&small, "bucket", 5).len(), 3);
+    }
+
+    #[test]
+    fn adding_a_data_node_moves_no_partition_replica() {
+        let m = map(6, 3);
+        let grown = with_node_added(&m, 100, "z0");
+        for i in 0..200 {
+            let p = format!("bucket-{i}");
+            assert_eq!(
+                partition_replicas(&m, &p, 5),
+                partition_replicas(&grown, &p, 5)
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! [`Envelope`] holding the message, then raw payload bytes (a chunk) that are never copied into
 //! the typed part. Responses use the same framing.
 
-use crate::cluster::NodeState;
+use crate::cluster::{ClusterMap, NodeState};
 use crate::ids::{ChunkKey, NodeId, VersionId};
 use crate::limits::MAX_RPC_HEADER_BYTES;
 use crate::record::Versioned;
@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 2;
+pub const RPC_PROTOCOL_VERSION: u16 = 3;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 
@@ -104,6 +104,13 @@ pub enum Request {
     Isolate {
         millis: u64,
     },
+    /// The node's cluster map; answered with [`Response::ClusterMap`].
+    GetClusterMap,
+    /// Install `map` if it is newer than the node's (persisted; the node then heartbeats the
+    /// new nodes and rebalances chunks whose rendezvous placement moved, DESIGN 12).
+    SetClusterMap {
+        map: ClusterMap,
+    },
 }
 
 /// Where the chunks of an object version are: its layout and placement.
@@ -143,6 +150,8 @@ impl Request {
             Request::Scrub => "scrub",
             Request::Drain { .. } => "drain",
             Request::Isolate { .. } => "isolate",
+            Request::GetClusterMap => "get_cluster_map",
+            Request::SetClusterMap { .. } => "set_cluster_map",
         }
     }
 }
@@ -171,6 +180,7 @@ pub enum Response {
         granted: bool,
     },
     Status(NodeStatus),
+    ClusterMap(ClusterMap),
     Error {
         kind: ErrorKind,
         message: String,
@@ -184,6 +194,8 @@ pub struct HealthReport {
     pub n_chunks_estimate: u64,
     /// Nodes being drained, as this node knows them: gateways place no new chunks on them.
     pub draining: Vec<NodeId>,
+    /// Version of the node's cluster map: a caller with an older one fetches the new one.
+    pub map_version: u64,
 }
 
 /// What a node reports about itself and its peers.

@@ -6,7 +6,7 @@
 use crate::config::GatewayConfig;
 use crate::nodes::{Marking, NodeClient};
 use bytes::Bytes;
-use dmpstore_common::cluster::NodeState;
+use dmpstore_common::cluster::{NodeInfo, NodeState};
 use dmpstore_common::durability::{annual_loss_probability, DurabilityInput};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::{NodeStatus, Request, Response};
@@ -23,6 +23,8 @@ pub struct NodeSummary {
     pub node_id: u32,
     pub addr: String,
     pub zone: String,
+    /// Holds metadata partitions (a founding node); nodes added later hold chunks only.
+    pub metadata: bool,
     /// Whether this command reached the node.
     pub reachable: bool,
     /// The worst state a majority of the reachable peers agree on.
@@ -40,6 +42,8 @@ pub struct NodeSummary {
 
 #[derive(Debug, Serialize)]
 pub struct ClusterSummary {
+    /// Version of the newest cluster map the nodes hold.
+    pub map_version: u64,
     pub nodes: Vec<NodeSummary>,
     pub repair_queued: u64,
     pub repair_rate_bytes_per_s: u64,
@@ -72,15 +76,83 @@ pub struct Durability {
     pub annual_data_loss_probability: Option<f64>,
 }
 
-/// An RPC client for admin calls: it never marks nodes up or down from call outcomes.
-fn admin_client(config: &GatewayConfig) -> anyhow::Result<NodeClient> {
+/// An RPC client for admin calls: it never marks nodes up or down from call outcomes. Its map
+/// is the newest any node has (the config's may predate an added node).
+async fn admin_client(config: &GatewayConfig) -> anyhow::Result<NodeClient> {
     let map = Arc::new(config.cluster_map()?);
-    NodeClient::new(map, &config.cluster_secret, Marking::ByDetector)
+    let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
+    let asks = map.nodes().map(|n| {
+        let client = &client;
+        async move {
+            match client
+                .call_with_deadline(n.id, &Request::GetClusterMap, Bytes::new(), STATUS_DEADLINE)
+                .await
+            {
+                Ok((Response::ClusterMap(m), _)) => Some(m),
+                _ => None,
+            }
+        }
+    });
+    let newest = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .max_by_key(|m| m.version);
+    if let Some(m) = newest {
+        client.install_map(m);
+    }
+    Ok(client)
+}
+
+/// Adds `node` to the cluster as a data node: installs the next cluster map on every node
+/// (the new one included, which must be running). The nodes then heartbeat it and move to it
+/// the chunks whose rendezvous placement moved (rebalance); gateways learn the map from their
+/// health probes. Returns the new map's version and the nodes that did not take it (they learn
+/// it from their peers' heartbeats).
+pub async fn add_node(
+    config: &GatewayConfig,
+    node: NodeInfo,
+) -> anyhow::Result<(u64, Vec<(NodeId, String)>)> {
+    let client = admin_client(config).await?;
+    let next = client.map().with_data_node(node.clone())?;
+    let version = next.version;
+    client.install_map(next.clone());
+    // The new node must answer before anyone places chunks on it.
+    client
+        .call_with_deadline(node.id, &Request::Health, Bytes::new(), STATUS_DEADLINE)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the new node {} does not answer at {}: {e}",
+                node.id,
+                node.addr
+            )
+        })?;
+    let request = Request::SetClusterMap { map: next.clone() };
+    // The new node first, so it knows its peers before they start sending it chunks.
+    client
+        .call_with_deadline(node.id, &request, Bytes::new(), STATUS_DEADLINE)
+        .await?;
+    let others = next.nodes().filter(|n| n.id != node.id).map(|n| {
+        let (client, request) = (&client, &request);
+        async move {
+            let r = client
+                .call_with_deadline(n.id, request, Bytes::new(), STATUS_DEADLINE)
+                .await;
+            (n.id, r.err().map(|e| e.to_string()))
+        }
+    });
+    let missed: Vec<(NodeId, String)> = futures::future::join_all(others)
+        .await
+        .into_iter()
+        .filter_map(|(id, e)| Some((id, e?)))
+        .collect();
+    Ok((version, missed))
 }
 
 /// Asks every node for its status and summarizes.
 pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
-    let client = admin_client(config)?;
+    let client = admin_client(config).await?;
     let map = client.map();
     let asks = map.nodes().map(|n| {
         let client = &client;
@@ -121,6 +193,7 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             node_id: info.id.0,
             addr: info.addr.clone(),
             zone: info.zone.clone(),
+            metadata: map.is_metadata_node(info.id),
             reachable: own.is_some(),
             state,
             draining: answered
@@ -163,6 +236,7 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         mttr_hours,
     };
     Ok(ClusterSummary {
+        map_version: map.version,
         repair_queued: answered.iter().map(|s| s.repair.queued).sum(),
         repair_rate_bytes_per_s: answered.iter().map(|s| s.repair.rate_bytes_per_s).sum(),
         repair_eta_s: answered.iter().filter_map(|s| s.repair.eta_s).max(),
@@ -217,7 +291,7 @@ pub fn render(s: &ClusterSummary) -> String {
     for n in &s.nodes {
         out.push_str(&format!(
             "{:<5} {:<22} {:<8} {:<8} {:>10} {:>10} {:>8} {:>12} {:>8}\n",
-            format!("n{}", n.node_id),
+            format!("n{}{}", n.node_id, if n.metadata { "" } else { "*" }),
             n.addr,
             n.zone,
             match (n.reachable, n.draining) {
@@ -234,8 +308,12 @@ pub fn render(s: &ClusterSummary) -> String {
             n.repair_eta_s.map_or("-".into(), |v| format!("{v} s")),
         ));
     }
+    if s.nodes.iter().any(|n| !n.metadata) {
+        out.push_str("* data node (added later): holds chunks, no metadata replicas\n");
+    }
+    out.push_str(&format!("\ncluster map v{}\n", s.map_version));
     out.push_str(&format!(
-        "\nrepair: {} queued, {:.1} MiB/s, ETA {}, {:.1} MiB rebuilt, {}\n",
+        "repair: {} queued, {:.1} MiB/s, ETA {}, {:.1} MiB rebuilt, {}\n",
         s.repair_queued,
         s.repair_rate_bytes_per_s as f64 / 1048576.0,
         s.repair_eta_s.map_or("-".into(), |v| format!("{v} s")),
@@ -272,7 +350,7 @@ pub async fn broadcast(
     config: &GatewayConfig,
     request: &Request,
 ) -> anyhow::Result<Vec<(NodeId, String)>> {
-    let client = admin_client(config)?;
+    let client = admin_client(config).await?;
     let map = client.map();
     let calls = map.nodes().map(|n| {
         let client = &client;
@@ -292,7 +370,7 @@ pub async fn broadcast(
 
 /// Sends `request` to one node.
 pub async fn send(config: &GatewayConfig, node: NodeId, request: &Request) -> anyhow::Result<()> {
-    let client = admin_client(config)?;
+    let client = admin_client(config).await?;
     client
         .call_with_deadline(node, request, Bytes::new(), STATUS_DEADLINE)
         .await?;

@@ -88,6 +88,20 @@ enum AdminCommand {
         #[arg(long)]
         secs: u64,
     },
+    /// Add node N (already running, with the cluster secret) at ADDR as a data node: every
+    /// node installs the new cluster map and moves to N the chunks whose placement moved.
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        node: u32,
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value = "default")]
+        zone: String,
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
     /// Node N was replaced by an empty one (same id and address): every node scans for the
     /// chunks and metadata N should hold and writes them to it.
     Replace {
@@ -182,6 +196,26 @@ async fn main() -> anyhow::Result<()> {
                 "drain started"
             };
             report_broadcast(&format!("n{node}: {what}"), &missed)
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Add {
+                    config,
+                    node,
+                    addr,
+                    zone,
+                    weight,
+                },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let info = dmpstore_common::cluster::NodeInfo {
+                id: NodeId(node),
+                addr,
+                zone,
+                weight,
+            };
+            let (version, missed) = dmpstore_gateway::admin::add_node(&config, info).await?;
+            report_broadcast(&format!("n{node} added: cluster map v{version}"), &missed)
         }
         Command::Admin {
             command: AdminCommand::Isolate { config, node, secs },

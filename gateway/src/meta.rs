@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn replicas(state: &GatewayState, partition: &str) -> (Vec<NodeId>, usize) {
-    let nodes = partition_replicas(state.nodes.map(), partition, state.n_meta_replicas());
+    let nodes = partition_replicas(&state.nodes.map(), partition, state.n_meta_replicas());
     let needed = nodes.len() / 2 + 1;
     (nodes, needed)
 }

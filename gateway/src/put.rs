@@ -289,8 +289,9 @@ fn choose_placement(
     let layout = state.layout;
     let nodes = &state.nodes;
     let usable = |id| nodes.takes_new_chunks(id);
+    let map = nodes.map();
     let chosen = placement::choose(
-        nodes.map(),
+        &map,
         &version.0,
         layout.n_chunks(),
         usize::from(layout.m),
@@ -300,11 +301,11 @@ fn choose_placement(
         return Err(GatewayError::Unavailable(format!(
             "only {} of {} storage nodes are reachable; a write needs at least {}",
             chosen.len(),
-            nodes.map().len(),
+            map.len(),
             layout.k + 1
         )));
     }
-    let spares = placement::rank(nodes.map(), &version.0)
+    let spares = placement::rank(&map, &version.0)
         .into_iter()
         .map(|n| n.id)
         .filter(|id| !chosen.contains(id) && nodes.takes_new_chunks(*id))

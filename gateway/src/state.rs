@@ -71,6 +71,6 @@ impl GatewayState {
 
     /// Metadata replicas per partition: `2m + 1` (all nodes when fewer), DESIGN 5.
     pub fn n_meta_replicas(&self) -> usize {
-        (2 * usize::from(self.layout.m) + 1).min(self.nodes.map().len())
+        (2 * usize::from(self.layout.m) + 1).min(self.nodes.map().metadata_len())
     }
 }

@@ -9,7 +9,7 @@ use crate::config::DetectorConfig;
 use crate::peers::{NodeClient, NodeState};
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
-use dmpstore_common::rpc::{PeerView, Request};
+use dmpstore_common::rpc::{PeerView, Request, Response};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,13 +22,14 @@ struct Track {
     last_ok: Option<Instant>,
     /// When the peer was declared Down (cleared when it answers again).
     down_since: Option<Instant>,
+    /// When this node started watching the peer (start-up, or the map change that added it).
+    watched_since: Instant,
 }
 
 pub struct Detector {
     me: NodeId,
     client: Arc<NodeClient>,
     config: DetectorConfig,
-    started: Instant,
     tracks: Mutex<HashMap<NodeId, Track>>,
     /// Detection time of the most recent Down, in ms (0: none yet).
     last_t_fd_ms: AtomicU64,
@@ -36,26 +37,28 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(me: NodeId, client: Arc<NodeClient>, config: DetectorConfig) -> Detector {
-        let tracks = client
-            .map()
-            .nodes()
-            .filter(|n| n.id != me)
-            .map(|n| {
-                let t = Track {
-                    last_ok: None,
-                    down_since: None,
-                };
-                (n.id, t)
-            })
-            .collect();
-        Detector {
+        let detector = Detector {
             me,
             client,
             config,
-            started: Instant::now(),
-            tracks: Mutex::new(tracks),
+            tracks: Mutex::new(HashMap::new()),
             last_t_fd_ms: AtomicU64::new(0),
+        };
+        detector.watch_map_nodes();
+        detector
+    }
+
+    /// Starts tracking the peers of the current cluster map not tracked yet; returns them all.
+    fn watch_map_nodes(&self) -> Vec<NodeId> {
+        let mut tracks = self.tracks.lock().expect("tracks");
+        for n in self.client.map().nodes().filter(|n| n.id != self.me) {
+            tracks.entry(n.id).or_insert(Track {
+                last_ok: None,
+                down_since: None,
+                watched_since: Instant::now(),
+            });
         }
+        tracks.keys().copied().collect()
     }
 
     /// Heartbeats every peer each interval until `shutdown`.
@@ -63,35 +66,41 @@ impl Detector {
         let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let peers: Vec<NodeId> = self
-            .tracks
-            .lock()
-            .expect("tracks")
-            .keys()
-            .copied()
-            .collect();
-        let request = Request::Heartbeat {
-            from: self.me,
-            map_version: self.client.map().version,
-        };
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
+            // The map may have grown since the last beat (a node was added).
+            let peers = self.watch_map_nodes();
+            let map_version = self.client.map().version;
+            let request = Request::Heartbeat {
+                from: self.me,
+                map_version,
+            };
             let beats = peers.iter().map(|&peer| {
                 let (me, req) = (&self, &request);
                 async move {
-                    let ok = me
+                    let answer = me
                         .client
                         .call_with_deadline(peer, req, Bytes::new(), interval)
-                        .await
-                        .is_ok();
-                    (peer, ok)
+                        .await;
+                    let newer_map = match &answer {
+                        Ok((Response::Health(h), _)) => h.map_version > map_version,
+                        _ => false,
+                    };
+                    (peer, answer.is_ok(), newer_map)
                 }
             });
-            let answers = futures::future::join_all(beats).await;
-            self.evaluate(&answers, Instant::now());
+            let answers: Vec<(NodeId, bool, bool)> = futures::future::join_all(beats).await;
+            let oks: Vec<(NodeId, bool)> = answers.iter().map(|&(p, ok, _)| (p, ok)).collect();
+            self.evaluate(&oks, Instant::now());
+            // A peer knows a newer cluster map: learn it (the map spreads with the beats).
+            if let Some(&(peer, _, _)) = answers.iter().find(|a| a.2) {
+                if let Err(e) = self.client.fetch_map_from(peer).await {
+                    tracing::warn!(%peer, error = %e, "could not fetch a newer cluster map");
+                }
+            }
         }
     }
 
@@ -105,7 +114,7 @@ impl Detector {
                 t.last_ok = Some(now);
                 t.down_since = None;
             }
-            let silent = now.duration_since(t.last_ok.unwrap_or(self.started));
+            let silent = now.duration_since(t.last_ok.unwrap_or(t.watched_since));
             let state = if silent >= Duration::from_millis(self.config.down_after_ms) {
                 NodeState::Down
             } else if silent >= Duration::from_millis(self.config.suspect_after_ms) {

@@ -57,7 +57,8 @@ pub enum Marking {
 
 pub struct NodeClient {
     http: Client<HttpConnector, Full<Bytes>>,
-    map: Arc<ClusterMap>,
+    /// The newest cluster map this process knows (replaced whole when a newer one arrives).
+    map: RwLock<Arc<ClusterMap>>,
     secret: http::HeaderValue,
     states: RwLock<HashMap<NodeId, NodeState>>,
     marking: Marking,
@@ -71,7 +72,7 @@ pub struct NodeClient {
 impl std::fmt::Debug for NodeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeClient")
-            .field("nodes", &self.map.len())
+            .field("nodes", &self.map().len())
             .finish()
     }
 }
@@ -92,7 +93,7 @@ impl NodeClient {
         let states = map.nodes().map(|n| (n.id, NodeState::Up)).collect();
         Ok(NodeClient {
             http,
-            map,
+            map: RwLock::new(map),
             secret: http::HeaderValue::from_str(cluster_secret)?,
             states: RwLock::new(states),
             marking,
@@ -101,8 +102,46 @@ impl NodeClient {
         })
     }
 
-    pub fn map(&self) -> &ClusterMap {
-        &self.map
+    /// The current cluster map (a snapshot: a newer map may be installed meanwhile).
+    pub fn map(&self) -> Arc<ClusterMap> {
+        self.map.read().expect("cluster map lock").clone()
+    }
+
+    /// Installs `map` if it is newer than the current one; returns whether it did. New nodes
+    /// start Up: the failure detector or the next call decides otherwise.
+    pub fn install_map(&self, map: ClusterMap) -> bool {
+        let mut current = self.map.write().expect("cluster map lock");
+        if map.version <= current.version {
+            return false;
+        }
+        {
+            let mut states = self.states.write().expect("node state lock");
+            for n in map.nodes() {
+                states.entry(n.id).or_insert(NodeState::Up);
+            }
+        }
+        tracing::info!(
+            from = current.version,
+            to = map.version,
+            nodes = map.len(),
+            "cluster map changed"
+        );
+        *current = Arc::new(map);
+        true
+    }
+
+    /// Asks `node` for its cluster map and installs it if it is newer.
+    pub async fn fetch_map_from(&self, node: NodeId) -> Result<bool, RpcError> {
+        match self
+            .call(node, &Request::GetClusterMap, Bytes::new())
+            .await?
+        {
+            (Response::ClusterMap(map), _) => Ok(self.install_map(map)),
+            _ => Err(RpcError::Protocol {
+                node,
+                message: "unexpected answer to GetClusterMap".into(),
+            }),
+        }
     }
 
     pub fn is_up(&self, node: NodeId) -> bool {
@@ -208,9 +247,14 @@ impl NodeClient {
         request: &Request,
         payload: Bytes,
     ) -> Result<(Response, Bytes), RpcError> {
-        let info = self.map.get(node).ok_or(RpcError::UnknownNode(node))?;
+        let addr = self
+            .map()
+            .get(node)
+            .ok_or(RpcError::UnknownNode(node))?
+            .addr
+            .clone();
         let body = encode_frame(request, &payload);
-        let req = http::Request::post(format!("http://{}{}", info.addr, RPC_PATH))
+        let req = http::Request::post(format!("http://{addr}{RPC_PATH}"))
             .header(SECRET_HEADER, self.secret.clone())
             .body(Full::new(body))
             .map_err(|e| RpcError::Protocol {
@@ -259,7 +303,7 @@ impl NodeClient {
                 _ = tick.tick() => {}
                 () = shutdown.cancelled() => return,
             }
-            let ids: Vec<NodeId> = self.map.nodes().map(|n| n.id).collect();
+            let ids: Vec<NodeId> = self.map().nodes().map(|n| n.id).collect();
             let probes = ids.into_iter().map(|id| {
                 let me = self.clone();
                 async move {
@@ -272,16 +316,33 @@ impl NodeClient {
                         )
                         .await;
                     match answer {
-                        Ok((Response::Health(h), _)) => Some(h.draining),
+                        Ok((Response::Health(h), _)) => Some((id, h)),
                         _ => None,
                     }
                 }
             });
-            let reports = futures::future::join_all(probes).await;
+            let reports: Vec<(NodeId, dmpstore_common::rpc::HealthReport)> =
+                futures::future::join_all(probes)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            // A node knows a newer cluster map (a node was added): learn it from that node.
+            let known = self.map().version;
+            if let Some((id, _)) = reports
+                .iter()
+                .filter(|(_, h)| h.map_version > known)
+                .max_by_key(|(_, h)| h.map_version)
+            {
+                if let Err(e) = self.fetch_map_from(*id).await {
+                    tracing::warn!(node = %id, error = %e, "could not fetch a newer cluster map");
+                }
+            }
+
             // Drains as the nodes that answered know them (any one suffices: a drain is sent
             // to every node).
             let draining: std::collections::HashSet<NodeId> =
-                reports.into_iter().flatten().flatten().collect();
+                reports.into_iter().flat_map(|(_, h)| h.draining).collect();
             *self.draining.write().expect("draining lock") = draining;
         }
     }

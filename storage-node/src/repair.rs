@@ -32,9 +32,10 @@ use crate::detector::Detector;
 use crate::peers::{NodeClient, NodeState, RpcError};
 use crate::store::Store;
 use bytes::Bytes;
+use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::codec::Codec;
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx};
-use dmpstore_common::placement::{partition_replicas, rank};
+use dmpstore_common::placement::{choose, partition_replicas, rank};
 use dmpstore_common::quorum::quorum;
 use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, Versioned};
 use dmpstore_common::rpc::{ChunkHome, RepairStatus, Request, Response};
@@ -163,7 +164,7 @@ impl Repair {
         scrub_config: ScrubConfig,
         parity_chunks: u8,
     ) -> Repair {
-        let n_meta_replicas = (2 * usize::from(parity_chunks) + 1).min(client.map().len());
+        let n_meta_replicas = (2 * usize::from(parity_chunks) + 1).min(client.map().metadata_len());
         let draining: HashSet<NodeId> = store
             .draining()
             .unwrap_or_default()
@@ -313,6 +314,7 @@ impl Repair {
         let mut last_scan = Instant::now();
         let mut was_down: HashSet<NodeId> = HashSet::new();
         let mut follow_up: Option<Instant> = None;
+        let mut scanned_map = self.client.map().version;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -343,7 +345,16 @@ impl Repair {
             was_down = down_now;
             let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
             let follow_up_due = follow_up.is_some_and(|t| Instant::now() >= t);
-            if !new_failure && !scheduled && !recovered && !follow_up_due && forced.is_empty() {
+            // A new cluster map (a node was added): move the chunks whose placement moved.
+            let map_version = self.client.map().version;
+            let map_changed = map_version != scanned_map;
+            if !new_failure
+                && !scheduled
+                && !recovered
+                && !follow_up_due
+                && !map_changed
+                && forced.is_empty()
+            {
                 self.scanned_for
                     .lock()
                     .expect("scanned")
@@ -360,11 +371,19 @@ impl Repair {
             if !forced.is_empty() {
                 tracing::info!(nodes = ?forced, "scanning for what replaced nodes should hold");
             }
+            if map_changed {
+                tracing::info!(
+                    map_version,
+                    "cluster map changed: scanning for chunks to rebalance"
+                );
+                self.stats.lock().expect("repair stats").scan_pending = true;
+            }
             match self.scan(&dead, &forced, &shutdown).await {
                 Ok(found) => {
                     tracing::info!(found, "repair scan done");
                     *self.scanned_for.lock().expect("scanned") = dead;
                     last_scan = Instant::now();
+                    scanned_map = map_version;
                     if new_failure {
                         // Still pending until the follow-up scan is done.
                         follow_up = Some(Instant::now() + FOLLOW_UP_SCAN);
@@ -396,6 +415,7 @@ impl Repair {
         let mut after = Vec::new();
         let mut found = 0u64;
         let mut owned: HashMap<String, bool> = HashMap::new();
+        let map = self.client.map();
         loop {
             if shutdown.is_cancelled() {
                 return Ok(found);
@@ -420,7 +440,10 @@ impl Repair {
                 let pieces = erasure_pieces(&value);
                 let needs =
                     |s: &Option<NodeId>| s.is_none_or(|n| dead.contains(&n) || forced.contains(&n));
-                if !pieces.iter().any(|e| e.placement.iter().any(needs)) {
+                if !pieces
+                    .iter()
+                    .any(|e| e.placement.iter().any(needs) || self.misplaced(&map, e, dead))
+                {
                     continue;
                 }
                 found += 1;
@@ -449,7 +472,7 @@ impl Repair {
         if forced.is_empty() {
             return;
         }
-        let replicas = partition_replicas(self.client.map(), partition, self.n_meta_replicas);
+        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
         for &node in forced
             .iter()
             .filter(|n| replicas.contains(n) && **n != self.me)
@@ -467,11 +490,45 @@ impl Repair {
 
     /// Whether this node is the first Up replica of the partition.
     fn owns_partition(&self, partition: &str) -> bool {
-        let replicas = partition_replicas(self.client.map(), partition, self.n_meta_replicas);
+        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
         replicas
             .into_iter()
             .find(|&n| self.detector.state(n) == NodeState::Up)
             == Some(self.me)
+    }
+
+    /// Where rendezvous placement puts a version's chunks under today's map (DESIGN 4, 12):
+    /// the `k + m` best nodes, skipping nodes dead past the delay or draining. A node Down
+    /// for less than the delay keeps its place, so a short outage moves nothing.
+    fn desired(
+        &self,
+        map: &ClusterMap,
+        piece: &ErasureData,
+        dead: &HashSet<NodeId>,
+    ) -> Vec<NodeId> {
+        choose(
+            map,
+            &piece.version.0,
+            piece.layout.n_chunks(),
+            usize::from(piece.layout.m),
+            |id| !dead.contains(&id),
+        )
+    }
+
+    /// Whether a chunk of the version sits on a node rendezvous placement no longer picks
+    /// while a picked node that is Up holds none: the map changed (a node was added) or a
+    /// node came back, and the chunk should move (rebalance, DESIGN 12).
+    fn misplaced(&self, map: &ClusterMap, piece: &ErasureData, dead: &HashSet<NodeId>) -> bool {
+        let desired = self.desired(map, piece, dead);
+        let missing = desired.iter().any(|d| {
+            !piece.placement.contains(&Some(*d)) && self.detector.state(*d) == NodeState::Up
+        });
+        missing
+            && piece
+                .placement
+                .iter()
+                .flatten()
+                .any(|n| !desired.contains(n) && !dead.contains(n))
     }
 
     fn first_up(&self, placement: &[Option<NodeId>]) -> Option<NodeId> {
@@ -648,7 +705,8 @@ impl Repair {
         // Where each slot's chunks go: a new node for empty slots and dead nodes.
         let mut target: Vec<Option<NodeId>> = piece.placement.clone();
         let mut taken: HashSet<NodeId> = piece.placement.iter().flatten().copied().collect();
-        let mut candidates = rank(self.client.map(), &piece.version.0)
+        let map = self.client.map();
+        let mut candidates = rank(&map, &piece.version.0)
             .into_iter()
             .map(|n| n.id)
             // Never onto a node being drained (it is in `dead` while Up).
@@ -662,6 +720,23 @@ impl Repair {
                     moved = true;
                 }
                 *slot = next.or(*slot);
+            }
+        }
+        // Rebalance: a chunk on a node rendezvous placement no longer picks moves to a picked
+        // Up node that holds none (a node was added, or came back).
+        let desired = self.desired(&map, piece, dead);
+        let arriving: Vec<NodeId> = desired
+            .iter()
+            .copied()
+            .filter(|d| !target.contains(&Some(*d)) && self.detector.state(*d) == NodeState::Up)
+            .collect();
+        let mut arriving = arriving.into_iter();
+        for slot in target.iter_mut() {
+            if slot.is_some_and(|node| !desired.contains(&node) && !dead.contains(&node)) {
+                if let Some(id) = arriving.next() {
+                    *slot = Some(id);
+                    moved = true;
+                }
             }
         }
         let mut written = 0u64;
@@ -940,7 +1015,7 @@ impl Repair {
 
     /// The newest record of `key` among a majority of the partition's replicas.
     async fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, RepairError> {
-        let replicas = partition_replicas(self.client.map(), partition, self.n_meta_replicas);
+        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
         let needed = replicas.len() / 2 + 1;
         let request = Request::MetaGet {
             partition: partition.to_string(),
@@ -976,7 +1051,7 @@ impl Repair {
         key: &str,
         record: Versioned,
     ) -> Result<(), RepairError> {
-        let replicas = partition_replicas(self.client.map(), partition, self.n_meta_replicas);
+        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
         let needed = replicas.len() / 2 + 1;
         let request = Request::MetaPut {
             partition: partition.to_string(),

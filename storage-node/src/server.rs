@@ -63,7 +63,23 @@ pub async fn run(
         tracing::warn!("no [[nodes]] in the config: no heartbeats, no repair");
         None
     } else {
-        let map = Arc::new(crate::config::cluster_map(&config.nodes)?);
+        let mut map = crate::config::cluster_map(&config.nodes)?;
+        // A map installed since (a node was added) is newer than the config's.
+        if let Some(saved) = store.cluster_map()?.as_deref() {
+            match dmpstore_common::cluster::ClusterMap::decode(saved) {
+                Some(saved) if saved.version > map.version => {
+                    tracing::info!(
+                        version = saved.version,
+                        nodes = saved.len(),
+                        "using the cluster map installed earlier"
+                    );
+                    map = saved;
+                }
+                Some(_) => {}
+                None => anyhow::bail!("the stored cluster map is unreadable"),
+            }
+        }
+        let map = Arc::new(map);
         let client = Arc::new(NodeClient::new(
             map,
             &config.cluster_secret,
@@ -406,7 +422,22 @@ fn dispatch(
                 .as_ref()
                 .map(|c| c.repair.draining())
                 .unwrap_or_default(),
+            map_version: node.cluster.as_ref().map_or(0, |c| c.client.map().version),
         })),
+        Request::GetClusterMap => match &node.cluster {
+            Some(c) => done(Response::ClusterMap((*c.client.map()).clone())),
+            None => Err(StoreError::NotFound),
+        },
+        Request::SetClusterMap { map } => {
+            if let Some(c) = &node.cluster {
+                if map.version > c.client.map().version {
+                    // Persisted first: a restart must not fall back to the older map.
+                    store.set_cluster_map(&map.encode())?;
+                    c.client.install_map(map);
+                }
+            }
+            done(Response::Done)
+        }
         Request::Drain {
             node: drained,
             draining,

@@ -610,6 +610,26 @@ impl Store {
         Ok(())
     }
 
+    /// The cluster map this node last installed (postcard bytes), if any.
+    pub fn cluster_map(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.get_cf(self.cf(CF_QUEUES), [FORMAT_V1, b'M'])? {
+            Some(raw) => match raw.split_first() {
+                Some((&FORMAT_V1, rest)) => Ok(Some(rest.to_vec())),
+                Some((&v, _)) => Err(StoreError::Format(v)),
+                None => Err(StoreError::Corrupt("empty cluster map value".into())),
+            },
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_cluster_map(&self, encoded: &[u8]) -> Result<(), StoreError> {
+        let mut value = vec![FORMAT_V1];
+        value.extend_from_slice(encoded);
+        self.db
+            .put_cf_opt(self.cf(CF_QUEUES), [FORMAT_V1, b'M'], value, &synced())?;
+        Ok(())
+    }
+
     pub fn estimate_chunks(&self) -> u64 {
         self.db
             .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")

@@ -192,6 +192,31 @@ impl Cluster {
         wait_listening(&addr, pid, Duration::from_secs(60))
     }
 
+    /// Starts one more storage node and adds it to the running cluster
+    /// (`deploy/local-cluster.sh add`); returns its index.
+    pub fn add_node(&mut self) -> anyhow::Result<usize> {
+        let out = Command::new(repo_root().join("deploy/local-cluster.sh"))
+            .arg("add")
+            .arg(self.dir.path())
+            .env("DMPSTORE_BIN_DIR", bin_dir())
+            .stdin(Stdio::null())
+            .output()
+            .context("run deploy/local-cluster.sh add")?;
+        let info: ClusterInfo =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("cluster.json"))?)?;
+        // Whatever happened, the new process (if any) is in cluster.json and gets stopped.
+        self.info = info;
+        if !out.status.success() {
+            bail!(
+                "local-cluster.sh add failed: {}\n{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout),
+                self.logs()
+            );
+        }
+        Ok(self.nodes().len() - 1)
+    }
+
     pub fn node_log(&self, idx: usize) -> String {
         let id = self.node(idx).id.trim_start_matches('n').to_string();
         std::fs::read_to_string(self.dir.path().join(format!("logs/node-{id}.log")))

@@ -19,9 +19,14 @@ fn start(n_nodes: usize) -> Cluster {
     Cluster::start_with(n_nodes, 1, &["--repair-delay", REPAIR_DELAY]).unwrap()
 }
 
-/// The storage nodes' map as the gateways see it (ids, zones), to reason about replicas.
+/// The storage nodes' map as the gateways see it (ids, zones), to reason about replicas. Nodes
+/// added after `up` (beyond those node 1's config lists) are data nodes.
 fn cluster_map(cluster: &Cluster) -> ClusterMap {
-    let nodes = cluster
+    let founding = std::fs::read_to_string(&cluster.node(0).config)
+        .unwrap()
+        .matches("[[nodes]]")
+        .count();
+    let mut nodes: Vec<NodeInfo> = cluster
         .nodes()
         .iter()
         .map(|p| {
@@ -40,7 +45,12 @@ fn cluster_map(cluster: &Cluster) -> ClusterMap {
             }
         })
         .collect();
-    ClusterMap::new(1, nodes).unwrap()
+    let added = nodes.split_off(founding);
+    let mut map = ClusterMap::new(1, nodes).unwrap();
+    for n in added {
+        map = map.with_data_node(n).unwrap();
+    }
+    map
 }
 
 fn status(cluster: &Cluster) -> Value {
@@ -583,5 +593,70 @@ async fn a_drained_node_gives_up_its_chunks_while_reads_go_on() {
     // acknowledged object (written before, during and after the drain) is readable.
     let (b, d) = pick_victims(&cluster, 7, &[drained], &[], &["", "drain"]);
     assert_survives(&cluster, &c, "drain", &report.acked, &[drained, b, d]).await;
+    cluster.assert_no_error_logs();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_added_and_a_node_drained_under_load_move_chunks_without_a_failed_request() {
+    let mut cluster = start(6);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("grow").send().await.unwrap();
+    let workload = Workload::start(c.clone(), "grow", "w", 7_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 40
+    })
+    .await
+    .unwrap();
+
+    // Add n7: the owners move to it the chunks whose rendezvous placement now picks it.
+    let added = cluster.add_node().unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(120), || {
+        last = status(&cluster);
+        let chunks = |i: usize| last["nodes"][i]["chunks_estimate"].as_u64().unwrap_or(0);
+        let others_min = (0..added).map(chunks).min().unwrap_or(0);
+        last["map_version"].as_u64() == Some(2)
+            && last["nodes"][added]["metadata"] == false
+            && node_state(&last, added) == "Up"
+            && last["repair_idle"].as_bool() == Some(true)
+            // Every object written before the add has 6 chunks on 6 of now 7 nodes: about 6
+            // in 7 of them move one chunk to n7.
+            && chunks(added) * 2 >= others_min
+            && others_min > 0
+    })
+    .await
+    .unwrap_or_else(|e| panic!("rebalance onto the added node did not finish: {e}\n{last:#}"));
+    let moved = last["rebuilt_bytes"].as_u64().unwrap_or(0);
+    println!(
+        "n{} added under load: {} chunks on it, {:.1} MiB moved",
+        added + 1,
+        last["nodes"][added]["chunks_estimate"],
+        moved as f64 / 1048576.0
+    );
+    assert!(moved > 0, "{last:#}");
+
+    // Drain n2 (a founding node): its chunks move off while it keeps serving.
+    let drained = 1usize;
+    cluster
+        .admin(&["drain", "--node", &(drained + 1).to_string()])
+        .unwrap();
+    let healed = wait_healed(&cluster, &[drained]).await;
+    let report = workload.stop().await;
+    println!(
+        "n{} drained under load after the add: {}; {:.1} MiB moved in all",
+        drained + 1,
+        report.summary(),
+        healed["rebuilt_bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0
+    );
+    assert_eq!(
+        report.gets_failed + report.puts_failed,
+        0,
+        "{}",
+        report.summary()
+    );
+    // Every object now has its 6 chunks on the 6 nodes other than n2, n7 included: with n2
+    // and two more founding nodes gone, reading anything needs n7's chunks.
+    let (b, d) = pick_victims(&cluster, added, &[drained], &[], &["", "grow"]);
+    assert_survives(&cluster, &c, "grow", &report.acked, &[drained, b, d]).await;
     cluster.assert_no_error_logs();
 }
