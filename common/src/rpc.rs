@@ -104,6 +104,14 @@ pub enum Request {
     Isolate {
         millis: u64,
     },
+    /// Chunk `chunk_idx` of `version` moved off this node (repair rewrote the record
+    /// `partition`/`key`): drop it after the grace, unless the records still place it here.
+    DropMovedChunk {
+        version: VersionId,
+        chunk_idx: u8,
+        partition: String,
+        key: String,
+    },
     /// The node's cluster map; answered with [`Response::ClusterMap`].
     GetClusterMap,
     /// Install `map` if it is newer than the node's (persisted; the node then heartbeats the
@@ -150,6 +158,7 @@ impl Request {
             Request::Scrub => "scrub",
             Request::Drain { .. } => "drain",
             Request::Isolate { .. } => "isolate",
+            Request::DropMovedChunk { .. } => "drop_moved_chunk",
             Request::GetClusterMap => "get_cluster_map",
             Request::SetClusterMap { .. } => "set_cluster_map",
         }
@@ -245,6 +254,10 @@ pub struct RepairStatus {
     pub draining: Vec<NodeId>,
     /// A failure past the delay that this node has not finished scanning for yet.
     pub scan_pending: bool,
+    /// Chunks this node dropped after repair moved them elsewhere (garbage collection).
+    pub dropped_moved_chunks: u64,
+    /// Moved chunks waiting for their grace period before the drop.
+    pub drops_pending: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,6 +38,10 @@ pub struct NodeSummary {
     pub repair_rate_bytes_per_s: Option<u64>,
     pub repair_eta_s: Option<u64>,
     pub repaired_versions: Option<u64>,
+    /// Chunks the node dropped after they moved elsewhere, and moved chunks still in their
+    /// grace period (garbage collection).
+    pub dropped_moved_chunks: Option<u64>,
+    pub drops_pending: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +57,9 @@ pub struct ClusterSummary {
     pub healed_chunks: u64,
     pub scrub_passes: u64,
     pub scrubbed_chunks: u64,
+    /// Moved chunks dropped, and waiting for their grace (sums).
+    pub dropped_moved_chunks: u64,
+    pub drops_pending: u64,
     pub repair_delay_ms: Option<u64>,
     /// Detection, rebuild and recovery time of the last failure (max over the nodes' reports).
     pub last_t_fd_ms: Option<u64>,
@@ -205,6 +212,8 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             repair_rate_bytes_per_s: own.map(|s| s.repair.rate_bytes_per_s),
             repair_eta_s: own.and_then(|s| s.repair.eta_s),
             repaired_versions: own.map(|s| s.repair.repaired_versions),
+            dropped_moved_chunks: own.map(|s| s.repair.dropped_moved_chunks),
+            drops_pending: own.map(|s| s.repair.drops_pending),
         });
     }
     let up_ids: Vec<u32> = nodes
@@ -244,6 +253,8 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         healed_chunks: answered.iter().map(|s| s.repair.healed_chunks).sum(),
         scrub_passes: answered.iter().map(|s| s.repair.scrub_passes).sum(),
         scrubbed_chunks: answered.iter().map(|s| s.repair.scrubbed_chunks).sum(),
+        dropped_moved_chunks: answered.iter().map(|s| s.repair.dropped_moved_chunks).sum(),
+        drops_pending: answered.iter().map(|s| s.repair.drops_pending).sum(),
         repair_delay_ms,
         last_t_fd_ms,
         last_t_fr_ms,
@@ -323,6 +334,10 @@ pub fn render(s: &ClusterSummary) -> String {
     out.push_str(&format!(
         "scrub: {} passes, {} chunks verified, {} corrupt chunks rebuilt in place\n",
         s.scrub_passes, s.scrubbed_chunks, s.healed_chunks
+    ));
+    out.push_str(&format!(
+        "gc: {} moved chunks dropped, {} waiting for their grace period\n",
+        s.dropped_moved_chunks, s.drops_pending
     ));
     out.push_str(&format!(
         "last failure: T_FD {}, repair delay {}, T_FR {}, T_RT {}\n",

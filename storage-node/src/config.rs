@@ -75,6 +75,10 @@ pub struct RepairConfig {
     /// once.
     #[serde(default = "default_scan_interval")]
     pub scan_interval_secs: u64,
+    /// How long a chunk that repair or rebalance moved off this node stays before it is
+    /// dropped, so reads that started with the old placement can finish.
+    #[serde(default = "default_replaced_data_grace")]
+    pub replaced_data_grace_secs: u64,
 }
 
 impl Default for RepairConfig {
@@ -83,6 +87,7 @@ impl Default for RepairConfig {
             delay_secs: default_repair_delay(),
             max_rate_mib_per_s: default_repair_rate(),
             scan_interval_secs: default_scan_interval(),
+            replaced_data_grace_secs: default_replaced_data_grace(),
         }
     }
 }
@@ -147,6 +152,9 @@ fn default_repair_delay() -> u64 {
 }
 fn default_repair_rate() -> u64 {
     64
+}
+fn default_replaced_data_grace() -> u64 {
+    dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs()
 }
 fn default_scan_interval() -> u64 {
     600

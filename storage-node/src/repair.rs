@@ -30,14 +30,17 @@
 use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
 use crate::peers::{NodeClient, NodeState, RpcError};
-use crate::store::Store;
+use crate::store::{PendingDrop, Store};
 use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::codec::Codec;
-use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx};
+use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx, VersionId};
 use dmpstore_common::placement::{choose, partition_replicas, rank};
 use dmpstore_common::quorum::quorum;
-use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, Versioned};
+use dmpstore_common::record::{
+    key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
+    ObjectData, Versioned,
+};
 use dmpstore_common::rpc::{ChunkHome, RepairStatus, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -56,6 +59,17 @@ const POLL: Duration = Duration::from_millis(200);
 /// wrote its chunks before the change and committed after the scan passed its key is found
 /// then (later stripes of a PUT in flight are refused or fail, which queues it at once).
 const FOLLOW_UP_SCAN: Duration = Duration::from_secs(3);
+/// How often garbage collection looks for moved chunks past their grace, and how many at once.
+const GC_POLL: Duration = Duration::from_secs(1);
+const GC_PAGE: usize = 256;
+/// Versions of one key looked at when checking whether a moved chunk is still referenced.
+const GC_SIBLING_SCAN_LIMIT: u32 = 1000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepairError {
@@ -97,6 +111,7 @@ struct Stats {
     healed_chunks: u64,
     scrub_passes: u64,
     scrubbed_chunks: u64,
+    dropped_moved_chunks: u64,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -267,6 +282,7 @@ impl Repair {
             .repair_list(100_000)
             .map_or(0, |q| q.len() as u64)
             + self.store.heal_list(100_000).map_or(0, |q| q.len() as u64);
+        let drops_pending = self.store.drop_list(100_000).map_or(0, |d| d.len() as u64);
         let mut dead: Vec<NodeId> = self.dead().into_iter().collect();
         dead.sort();
         let mut s = self.stats.lock().expect("repair stats");
@@ -304,6 +320,8 @@ impl Repair {
             healed_chunks: s.healed_chunks,
             scrub_passes: s.scrub_passes,
             scrubbed_chunks: s.scrubbed_chunks,
+            dropped_moved_chunks: s.dropped_moved_chunks,
+            drops_pending,
         }
     }
 
@@ -651,10 +669,15 @@ impl Repair {
         let dead = self.dead();
         let mut changed = false;
         let mut rebuilt = 0u64;
+        let mut vacated = Vec::new();
         for (piece, size_bytes) in erasure_pieces_mut(&mut value) {
-            let (moved, chunks) = self.repair_piece(piece, size_bytes, &dead).await?;
+            let (moved, chunks, left) = self.repair_piece(piece, size_bytes, &dead).await?;
             changed |= moved;
             rebuilt += chunks;
+            vacated.extend(
+                left.into_iter()
+                    .map(|(idx, node)| (piece.version, idx, node)),
+            );
         }
         if changed {
             // The old clock plus one: newer than the record repaired, older than any write a
@@ -664,6 +687,32 @@ impl Repair {
                 value: value.encode(),
             };
             self.meta_put(partition, key, record).await?;
+            // The nodes the chunks moved off (drained, or no longer picked) drop them after
+            // the grace. A node that is down keeps them: garbage it cannot be told about.
+            for (version, chunk_idx, node) in vacated {
+                if self.detector.state(node) == NodeState::Down {
+                    continue;
+                }
+                let request = Request::DropMovedChunk {
+                    version,
+                    chunk_idx,
+                    partition: partition.to_string(),
+                    key: key.to_string(),
+                };
+                let sent = if node == self.me {
+                    self.schedule_drop(version, chunk_idx, partition.to_string(), key.to_string())
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.client
+                        .call(node, &request, Bytes::new())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                };
+                if let Err(e) = sent {
+                    tracing::debug!(%node, %version, error = %e, "could not schedule the drop of a moved chunk; it stays as garbage");
+                }
+            }
         }
         if changed || rebuilt > 0 {
             let mut s = self.stats.lock().expect("repair stats");
@@ -686,7 +735,7 @@ impl Repair {
         piece: &mut ErasureData,
         size_bytes: u64,
         dead: &HashSet<NodeId>,
-    ) -> Result<(bool, u64), RepairError> {
+    ) -> Result<(bool, u64, Vec<(u8, NodeId)>), RepairError> {
         let layout = piece.layout;
         let n = layout.n_chunks();
         let k = usize::from(layout.k);
@@ -822,10 +871,158 @@ impl Repair {
                 st.recent.push_back((Instant::now(), bytes.len() as u64));
             }
         }
+        let mut vacated = Vec::new();
         if moved {
+            for (i, (old, new)) in piece.placement.iter().zip(&target).enumerate() {
+                if let Some(old) = old.filter(|o| Some(*o) != *new) {
+                    vacated.push((i as u8, old));
+                }
+            }
             piece.placement = target;
         }
-        Ok((moved, written))
+        Ok((moved, written, vacated))
+    }
+
+    /// Schedules the drop of a chunk slot that moved off this node (`DropMovedChunk`).
+    pub fn schedule_drop(
+        &self,
+        version: VersionId,
+        chunk_idx: u8,
+        partition: String,
+        key: String,
+    ) -> Result<(), RepairError> {
+        let due_ms = now_ms() + self.config.replaced_data_grace_secs * 1000;
+        self.store.drop_schedule(&PendingDrop {
+            version,
+            chunk_idx,
+            due_ms,
+            partition,
+            key,
+        })?;
+        Ok(())
+    }
+
+    /// Drops moved chunks whose grace has passed, until `shutdown` (garbage collection).
+    pub async fn run_gc(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(GC_POLL) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let store = self.store.clone();
+            let pending = tokio::task::spawn_blocking(move || store.drop_list(GC_PAGE))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let now = now_ms();
+            for p in pending.into_iter().filter(|p| p.due_ms <= now) {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                match self
+                    .still_referenced(&p.partition, &p.key, p.version, p.chunk_idx)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::debug!(version = %p.version, chunk = p.chunk_idx, "moved chunk still referenced here: kept");
+                        if let Err(e) = self.store.drop_cancel(&p.version, p.chunk_idx) {
+                            tracing::warn!(error = %e, "could not cancel a drop");
+                        }
+                    }
+                    Ok(false) => match self.store.drop_moved_chunks(&p.version, p.chunk_idx) {
+                        Ok(n) => {
+                            self.stats
+                                .lock()
+                                .expect("repair stats")
+                                .dropped_moved_chunks += n;
+                            tracing::debug!(version = %p.version, chunk = p.chunk_idx, chunks = n, "moved chunk dropped");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "dropping a moved chunk failed"),
+                    },
+                    // No quorum now: the drop stays scheduled and is tried again.
+                    Err(e) => tracing::debug!(error = %e, "moved chunk check failed; will retry"),
+                }
+            }
+        }
+    }
+
+    /// Whether the record that was repaired, or a sibling record of the same object (its
+    /// current record and its entries among the key's versions), still places chunk
+    /// `chunk_idx` of `version` on this node. Records whose siblings cannot be found from
+    /// here (multipart parts) count as referenced: their moved chunks stay.
+    async fn still_referenced(
+        &self,
+        partition: &str,
+        key: &str,
+        version: VersionId,
+        chunk_idx: u8,
+    ) -> Result<bool, RepairError> {
+        let mut records: Vec<Versioned> =
+            self.meta_get(partition, key).await?.into_iter().collect();
+        if let Some(bucket) = partition.strip_suffix("#versions") {
+            records.extend(self.meta_get(bucket, key_of_version_sort_key(key)).await?);
+        } else if !partition.contains('#') {
+            match self
+                .meta_scan_majority(&versions_partition(partition), &versions_of_key_prefix(key))
+                .await?
+            {
+                Some(entries) => records.extend(entries),
+                None => return Ok(true),
+            }
+        } else {
+            return Ok(true);
+        }
+        let here = Some(self.me);
+        Ok(records.iter().any(|r| {
+            MetaValue::decode(&r.value).is_ok_and(|v| {
+                erasure_pieces(&v).iter().any(|e| {
+                    e.version == version && e.placement.get(usize::from(chunk_idx)) == Some(&here)
+                })
+            })
+        }))
+    }
+
+    /// The records under `prefix` on a majority of the partition's replicas (union), or
+    /// `None` when there are more than one page of them.
+    async fn meta_scan_majority(
+        &self,
+        partition: &str,
+        prefix: &str,
+    ) -> Result<Option<Vec<Versioned>>, RepairError> {
+        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
+        let needed = replicas.len() / 2 + 1;
+        let request = Request::MetaScan {
+            partition: partition.to_string(),
+            prefix: prefix.to_string(),
+            start_after: Vec::new(),
+            limit: GC_SIBLING_SCAN_LIMIT,
+        };
+        let calls = replicas
+            .iter()
+            .map(|&node| {
+                let req = &request;
+                (node, async move {
+                    match self.client.call(node, req, Bytes::new()).await {
+                        Ok((Response::MetaEntries { entries, more }, _)) => Ok((entries, more)),
+                        Ok(_) => Err("unexpected response".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            })
+            .collect();
+        let outcome = quorum(calls, needed).await;
+        if !outcome.met() {
+            return Err(RepairError::NoQuorum(partition.to_string()));
+        }
+        let mut out = Vec::new();
+        for (_, (entries, more)) in outcome.successes {
+            if more {
+                return Ok(None);
+            }
+            out.extend(entries.into_iter().map(|(_, v)| v));
+        }
+        Ok(Some(out))
     }
 
     /// Rebuilds the queued corrupt chunks of this node from their siblings.

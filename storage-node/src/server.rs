@@ -103,6 +103,7 @@ pub async fn run(
         background.spawn(repair.clone().run_scanner(shutdown.clone()));
         background.spawn(repair.clone().run_worker(shutdown.clone()));
         background.spawn(repair.clone().run_scrubber(shutdown.clone()));
+        background.spawn(repair.clone().run_gc(shutdown.clone()));
         Some(ClusterRole {
             client,
             detector,
@@ -424,6 +425,22 @@ fn dispatch(
                 .unwrap_or_default(),
             map_version: node.cluster.as_ref().map_or(0, |c| c.client.map().version),
         })),
+        Request::DropMovedChunk {
+            version,
+            chunk_idx,
+            partition,
+            key,
+        } => {
+            if let Some(c) = &node.cluster {
+                c.repair
+                    .schedule_drop(version, chunk_idx, partition, key)
+                    .map_err(|e| match e {
+                        crate::repair::RepairError::Store(s) => s,
+                        other => StoreError::Corrupt(other.to_string()),
+                    })?;
+            }
+            done(Response::Done)
+        }
         Request::GetClusterMap => match &node.cluster {
             Some(c) => done(Response::ClusterMap((*c.client.map()).clone())),
             None => Err(StoreError::NotFound),

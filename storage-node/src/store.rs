@@ -100,6 +100,66 @@ fn index_key(version: &VersionId) -> Vec<u8> {
     out
 }
 
+/// Key of a scheduled drop of a chunk slot that moved to another node, in the queues family:
+/// `[v1]['G'][version][chunk idx]`.
+fn drop_key(version: &VersionId, chunk_idx: u8) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1, b'G'];
+    out.extend_from_slice(&version.0);
+    out.push(chunk_idx);
+    out
+}
+
+/// What a node holds, counted exactly ([`Store::inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Inventory {
+    pub chunks: u64,
+    pub indexed_versions: u64,
+    pub metadata_records: u64,
+    pub drops_pending: u64,
+}
+
+/// A chunk slot of this node that repair moved to another node: dropped once `due_ms` has
+/// passed, unless the record that was repaired (or a sibling record of the same object)
+/// still places the slot here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDrop {
+    pub version: VersionId,
+    pub chunk_idx: u8,
+    pub due_ms: u64,
+    pub partition: String,
+    pub key: String,
+}
+
+impl PendingDrop {
+    fn encode_value(&self) -> Vec<u8> {
+        let mut v = vec![FORMAT_V1];
+        v.extend_from_slice(&self.due_ms.to_be_bytes());
+        v.extend_from_slice(&(self.partition.len() as u32).to_be_bytes());
+        v.extend_from_slice(self.partition.as_bytes());
+        v.extend_from_slice(self.key.as_bytes());
+        v
+    }
+
+    fn decode(key: &[u8], value: &[u8]) -> Option<PendingDrop> {
+        let version = VersionId(key.get(2..18)?.try_into().ok()?);
+        let chunk_idx = *key.get(18)?;
+        let (&FORMAT_V1, rest) = value.split_first()? else {
+            return None;
+        };
+        let due_ms = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        let plen = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+        let partition = String::from_utf8(rest.get(12..12 + plen)?.to_vec()).ok()?;
+        let key = String::from_utf8(rest.get(12 + plen..)?.to_vec()).ok()?;
+        Some(PendingDrop {
+            version,
+            chunk_idx,
+            due_ms,
+            partition,
+            key,
+        })
+    }
+}
+
 fn heal_key(key: &ChunkKey) -> Vec<u8> {
     let mut out = vec![FORMAT_V1, b'H'];
     out.extend_from_slice(&chunk_key(key));
@@ -226,8 +286,80 @@ impl Store {
             v.extend_from_slice(home);
             batch.put_cf(self.cf(CF_INDEX), index_key(&key.version), v);
         }
+        // The slot is wanted here again (a repair moved it back): cancel a scheduled drop.
+        batch.delete_cf(self.cf(CF_QUEUES), drop_key(&key.version, key.chunk_idx.0));
         self.db.write_opt(batch, &synced())?;
         Ok(())
+    }
+
+    /// Schedules the drop of a chunk slot that moved to another node (persisted, so a restart
+    /// keeps it).
+    pub fn drop_schedule(&self, pending: &PendingDrop) -> Result<(), StoreError> {
+        self.db.put_cf_opt(
+            self.cf(CF_QUEUES),
+            drop_key(&pending.version, pending.chunk_idx),
+            pending.encode_value(),
+            &synced(),
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` scheduled drops, in key order.
+    pub fn drop_list(&self, limit: usize) -> Result<Vec<PendingDrop>, StoreError> {
+        let prefix = [FORMAT_V1, b'G'];
+        let iter = self.db.iterator_cf(
+            self.cf(CF_QUEUES),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() == limit {
+                break;
+            }
+            match PendingDrop::decode(&k, &v) {
+                Some(p) => out.push(p),
+                None => return Err(StoreError::Corrupt("unreadable scheduled drop".into())),
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn drop_cancel(&self, version: &VersionId, chunk_idx: u8) -> Result<(), StoreError> {
+        self.db
+            .delete_cf_opt(self.cf(CF_QUEUES), drop_key(version, chunk_idx), &synced())?;
+        Ok(())
+    }
+
+    /// Drops every stripe's chunk `chunk_idx` of `version` (and the version's index entry
+    /// when no chunk of it is left here) and the scheduled drop. Returns the chunks dropped.
+    pub fn drop_moved_chunks(&self, version: &VersionId, chunk_idx: u8) -> Result<u64, StoreError> {
+        let mut prefix = vec![FORMAT_V1];
+        prefix.extend_from_slice(&version.0);
+        let iter = self.db.iterator_cf(
+            self.cf(CF_CHUNKS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let mut batch = WriteBatch::default();
+        let (mut dropped, mut kept) = (0u64, 0u64);
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if k.last() == Some(&chunk_idx) && k.len() == prefix.len() + 5 {
+                batch.delete_cf(self.cf(CF_CHUNKS), &k);
+                dropped += 1;
+            } else {
+                kept += 1;
+            }
+        }
+        if kept == 0 {
+            batch.delete_cf(self.cf(CF_INDEX), index_key(version));
+        }
+        batch.delete_cf(self.cf(CF_QUEUES), drop_key(version, chunk_idx));
+        self.db.write_opt(batch, &synced())?;
+        Ok(dropped)
     }
 
     /// The home recorded for a version by [`Store::put_chunk`].
@@ -630,6 +762,31 @@ impl Store {
         Ok(())
     }
 
+    /// Exact counts of what the node holds (a full pass over its keys: for an offline
+    /// `storage-node --inspect`, not for a running node's status).
+    pub fn inspect(&self) -> Result<Inventory, StoreError> {
+        let count = |cf: &str, prefix: &[u8]| -> Result<u64, StoreError> {
+            let mut n = 0;
+            let iter = self
+                .db
+                .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward));
+            for item in iter {
+                let (k, _) = item?;
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(n)
+        };
+        Ok(Inventory {
+            chunks: count(CF_CHUNKS, &[FORMAT_V1])?,
+            indexed_versions: count(CF_INDEX, &[FORMAT_V1])?,
+            metadata_records: count(CF_META, &[FORMAT_V1])?,
+            drops_pending: count(CF_QUEUES, &[FORMAT_V1, b'G'])?,
+        })
+    }
+
     pub fn estimate_chunks(&self) -> u64 {
         self.db
             .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")
@@ -682,6 +839,56 @@ mod tests {
             store.get_chunk(&key(1, 0, 1)),
             Err(StoreError::NotFound)
         ));
+    }
+
+    #[test]
+    fn a_scheduled_drop_takes_one_slot_and_a_new_write_of_it_cancels_the_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let sum = *blake3::hash(b"x").as_bytes();
+        for s in [0, 1, 2] {
+            store
+                .put_chunk(&key(1, s, 3), &sum, b"x", Some(b"h"))
+                .unwrap();
+            store
+                .put_chunk(&key(2, s, 3), &sum, b"x", Some(b"h"))
+                .unwrap();
+        }
+        store
+            .put_chunk(&key(1, 0, 4), &sum, b"x", Some(b"h"))
+            .unwrap();
+        let pending = |v: u8, idx: u8| PendingDrop {
+            version: VersionId([v; 16]),
+            chunk_idx: idx,
+            due_ms: 42,
+            partition: "bucket#versions".into(),
+            key: "a/b\0id".into(),
+        };
+        store.drop_schedule(&pending(1, 3)).unwrap();
+        store.drop_schedule(&pending(2, 3)).unwrap();
+        assert_eq!(
+            store.drop_list(10).unwrap(),
+            vec![pending(1, 3), pending(2, 3)]
+        );
+        // Slot 3 of version 2 is written here again: its drop is cancelled.
+        store
+            .put_chunk(&key(2, 0, 3), &sum, b"x", Some(b"h"))
+            .unwrap();
+        assert_eq!(store.drop_list(10).unwrap(), vec![pending(1, 3)]);
+        assert_eq!(store.drop_moved_chunks(&VersionId([1; 16]), 3).unwrap(), 3);
+        for s in [0, 1, 2] {
+            assert!(matches!(
+                store.get_chunk(&key(1, s, 3)),
+                Err(StoreError::NotFound)
+            ));
+            assert!(store.get_chunk(&key(2, s, 3)).is_ok());
+        }
+        // Slot 4 of version 1 stays, and with it the version's index entry.
+        assert!(store.get_chunk(&key(1, 0, 4)).is_ok());
+        assert!(store.chunk_home(&VersionId([1; 16])).unwrap().is_some());
+        assert!(store.drop_list(10).unwrap().is_empty());
+        assert_eq!(store.drop_moved_chunks(&VersionId([1; 16]), 4).unwrap(), 1);
+        assert!(store.chunk_home(&VersionId([1; 16])).unwrap().is_none());
     }
 
     #[test]

@@ -598,7 +598,13 @@ async fn a_drained_node_gives_up_its_chunks_while_reads_go_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_added_and_a_node_drained_under_load_move_chunks_without_a_failed_request() {
-    let mut cluster = start(6);
+    // Moved chunks are dropped 1 s after the move.
+    let mut cluster = Cluster::start_with(
+        6,
+        1,
+        &["--repair-delay", REPAIR_DELAY, "--replaced-data-grace", "1"],
+    )
+    .unwrap();
     let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
     c.create_bucket().bucket("grow").send().await.unwrap();
     let workload = Workload::start(c.clone(), "grow", "w", 7_000);
@@ -654,9 +660,46 @@ async fn a_node_added_and_a_node_drained_under_load_move_chunks_without_a_failed
         "{}",
         report.summary()
     );
+    // Garbage collection: every node drops what moved off it once the grace has passed.
+    wait_for(Duration::from_secs(120), || {
+        last = status(&cluster);
+        last["drops_pending"].as_u64() == Some(0)
+            && last["nodes"][drained]["dropped_moved_chunks"].as_u64() > Some(0)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("moved chunks were not dropped: {e}\n{last:#}"));
+    println!(
+        "gc: {} moved chunks dropped, {} of them on the drained n{}",
+        last["dropped_moved_chunks"],
+        last["nodes"][drained]["dropped_moved_chunks"],
+        drained + 1
+    );
     // Every object now has its 6 chunks on the 6 nodes other than n2, n7 included: with n2
     // and two more founding nodes gone, reading anything needs n7's chunks.
     let (b, d) = pick_victims(&cluster, added, &[drained], &[], &["", "grow"]);
     assert_survives(&cluster, &c, "grow", &report.acked, &[drained, b, d]).await;
+    // And the drained node holds nothing any more: every chunk it had moved and was dropped.
+    let inventory = inspect(&cluster, drained);
+    assert_eq!(
+        inventory["chunks"],
+        0,
+        "drained n{}: {inventory}",
+        drained + 1
+    );
+    assert_eq!(inventory["indexed_versions"], 0, "{inventory}");
     cluster.assert_no_error_logs();
+}
+
+/// `storage-node --inspect` of a stopped node: exact counts of what it holds.
+fn inspect(cluster: &Cluster, idx: usize) -> Value {
+    let out = std::process::Command::new(dmpstore_tests::bin_dir().join("storage-node"))
+        .args(["--config", &cluster.node(idx).config, "--inspect"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
