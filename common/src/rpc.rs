@@ -92,6 +92,8 @@ pub enum Request {
     },
     /// Start a scrub pass over this node's chunks now.
     Scrub,
+    /// Start an anti-entropy pass over the metadata partitions this node owns now.
+    AntiEntropy,
     /// Drain `node` (move every chunk off it; gateways stop placing chunks on it), or stop
     /// draining it. For a dead node this rebuilds its chunks now, without the repair delay.
     Drain {
@@ -156,6 +158,7 @@ impl Request {
             Request::RepairEnqueue { .. } => "repair_enqueue",
             Request::RepairScan { .. } => "repair_scan",
             Request::Scrub => "scrub",
+            Request::AntiEntropy => "anti_entropy",
             Request::Drain { .. } => "drain",
             Request::Isolate { .. } => "isolate",
             Request::DropMovedChunk { .. } => "drop_moved_chunk",
@@ -258,6 +261,9 @@ pub struct RepairStatus {
     pub dropped_moved_chunks: u64,
     /// Moved chunks waiting for their grace period before the drop.
     pub drops_pending: u64,
+    /// Completed anti-entropy passes, and records they wrote to stale or missing replicas.
+    pub anti_entropy_passes: u64,
+    pub anti_entropy_repaired: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

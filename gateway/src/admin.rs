@@ -60,6 +60,9 @@ pub struct ClusterSummary {
     /// Moved chunks dropped, and waiting for their grace (sums).
     pub dropped_moved_chunks: u64,
     pub drops_pending: u64,
+    /// Anti-entropy passes completed, and metadata records they wrote to stale replicas (sums).
+    pub anti_entropy_passes: u64,
+    pub anti_entropy_repaired: u64,
     pub repair_delay_ms: Option<u64>,
     /// Detection, rebuild and recovery time of the last failure (max over the nodes' reports).
     pub last_t_fd_ms: Option<u64>,
@@ -255,6 +258,11 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         scrubbed_chunks: answered.iter().map(|s| s.repair.scrubbed_chunks).sum(),
         dropped_moved_chunks: answered.iter().map(|s| s.repair.dropped_moved_chunks).sum(),
         drops_pending: answered.iter().map(|s| s.repair.drops_pending).sum(),
+        anti_entropy_passes: answered.iter().map(|s| s.repair.anti_entropy_passes).sum(),
+        anti_entropy_repaired: answered
+            .iter()
+            .map(|s| s.repair.anti_entropy_repaired)
+            .sum(),
         repair_delay_ms,
         last_t_fd_ms,
         last_t_fr_ms,
@@ -338,6 +346,10 @@ pub fn render(s: &ClusterSummary) -> String {
     out.push_str(&format!(
         "gc: {} moved chunks dropped, {} waiting for their grace period\n",
         s.dropped_moved_chunks, s.drops_pending
+    ));
+    out.push_str(&format!(
+        "anti-entropy: {} passes, {} stale metadata replicas brought up to date\n",
+        s.anti_entropy_passes, s.anti_entropy_repaired
     ));
     out.push_str(&format!(
         "last failure: T_FD {}, repair delay {}, T_FR {}, T_RT {}\n",

@@ -67,6 +67,12 @@ enum AdminCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Start an anti-entropy pass on every node now (each partition's owner brings stale or
+    /// missing metadata replicas up to date).
+    AntiEntropy {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Move every chunk off node N (it keeps serving reads meanwhile; no new chunks go to it);
     /// with --undo, stop. For a dead node this rebuilds its chunks now, without waiting for
     /// the repair delay.
@@ -170,6 +176,13 @@ async fn main() -> anyhow::Result<()> {
             let config = GatewayConfig::load(&config)?;
             let missed = dmpstore_gateway::admin::broadcast(&config, &Request::Scrub).await?;
             report_broadcast("scrub started", &missed)
+        }
+        Command::Admin {
+            command: AdminCommand::AntiEntropy { config },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let missed = dmpstore_gateway::admin::broadcast(&config, &Request::AntiEntropy).await?;
+            report_broadcast("anti-entropy started", &missed)
         }
         Command::Admin {
             command: AdminCommand::Replace { config, node },

@@ -79,6 +79,10 @@ pub struct RepairConfig {
     /// dropped, so reads that started with the old placement can finish.
     #[serde(default = "default_replaced_data_grace")]
     pub replaced_data_grace_secs: u64,
+    /// Seconds between anti-entropy passes over the metadata partitions this node owns
+    /// (`gateway admin anti-entropy` starts one now).
+    #[serde(default = "default_anti_entropy_interval")]
+    pub anti_entropy_interval_secs: u64,
 }
 
 impl Default for RepairConfig {
@@ -88,6 +92,7 @@ impl Default for RepairConfig {
             max_rate_mib_per_s: default_repair_rate(),
             scan_interval_secs: default_scan_interval(),
             replaced_data_grace_secs: default_replaced_data_grace(),
+            anti_entropy_interval_secs: default_anti_entropy_interval(),
         }
     }
 }
@@ -152,6 +157,9 @@ fn default_repair_delay() -> u64 {
 }
 fn default_repair_rate() -> u64 {
     64
+}
+fn default_anti_entropy_interval() -> u64 {
+    3600
 }
 fn default_replaced_data_grace() -> u64 {
     dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs()

@@ -15,6 +15,9 @@ struct Args {
     /// and scheduled drops as JSON, and exit.
     #[arg(long)]
     inspect: bool,
+    /// With --inspect: also count the records of this metadata partition.
+    #[arg(long, requires = "inspect")]
+    partition: Option<String>,
 }
 
 #[tokio::main]
@@ -24,7 +27,11 @@ async fn main() -> anyhow::Result<()> {
     let config = NodeConfig::load(&args.config)?;
     if args.inspect {
         let store = dmpstore_storage_node::store::Store::open(&config.data_dir)?;
-        println!("{}", serde_json::to_string(&store.inspect()?)?);
+        let mut report = serde_json::to_value(store.inspect()?)?;
+        if let Some(p) = &args.partition {
+            report["partition_records"] = store.count_partition(p)?.into();
+        }
+        println!("{report}");
         return Ok(());
     }
     let listener = dmpstore_storage_node::server::bind_retrying(config.listen_addr).await?;

@@ -27,6 +27,8 @@
 //!   for records with chunks on it (rebuilt in place) and copy the metadata of the partitions
 //!   it owns to it.
 
+mod anti_entropy;
+
 use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
 use crate::peers::{NodeClient, NodeState, RpcError};
@@ -112,6 +114,8 @@ struct Stats {
     scrub_passes: u64,
     scrubbed_chunks: u64,
     dropped_moved_chunks: u64,
+    anti_entropy_passes: u64,
+    anti_entropy_repaired: u64,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -159,6 +163,8 @@ pub struct Repair {
     wake: tokio::sync::Notify,
     /// Starts a scrub pass now.
     scrub_now: tokio::sync::Notify,
+    /// Starts an anti-entropy pass now.
+    anti_entropy_now: tokio::sync::Notify,
     /// Nodes replaced by empty ones: scan for everything they should hold.
     forced: Mutex<Vec<NodeId>>,
     /// The dead nodes the last completed scan covered.
@@ -196,6 +202,7 @@ impl Repair {
             backoff: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             scrub_now: tokio::sync::Notify::new(),
+            anti_entropy_now: tokio::sync::Notify::new(),
             forced: Mutex::new(Vec::new()),
             scanned_for: Mutex::new(HashSet::new()),
             draining: Mutex::new(draining),
@@ -322,6 +329,8 @@ impl Repair {
             scrubbed_chunks: s.scrubbed_chunks,
             dropped_moved_chunks: s.dropped_moved_chunks,
             drops_pending,
+            anti_entropy_passes: s.anti_entropy_passes,
+            anti_entropy_repaired: s.anti_entropy_repaired,
         }
     }
 

@@ -104,6 +104,7 @@ pub async fn run(
         background.spawn(repair.clone().run_worker(shutdown.clone()));
         background.spawn(repair.clone().run_scrubber(shutdown.clone()));
         background.spawn(repair.clone().run_gc(shutdown.clone()));
+        background.spawn(repair.clone().run_anti_entropy(shutdown.clone()));
         Some(ClusterRole {
             client,
             detector,
@@ -496,6 +497,12 @@ fn dispatch(
         Request::Scrub => {
             if let Some(c) = &node.cluster {
                 c.repair.request_scrub();
+            }
+            done(Response::Done)
+        }
+        Request::AntiEntropy => {
+            if let Some(c) = &node.cluster {
+                c.repair.request_anti_entropy();
             }
             done(Response::Done)
         }

@@ -787,6 +787,24 @@ impl Store {
         })
     }
 
+    /// Exact count of the records (tombstones included) of one metadata partition.
+    pub fn count_partition(&self, partition: &str) -> Result<u64, StoreError> {
+        let prefix = meta_key(partition, b"");
+        let mut n = 0;
+        let iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub fn estimate_chunks(&self) -> u64 {
         self.db
             .property_int_value_cf(self.cf(CF_CHUNKS), "rocksdb.estimate-num-keys")
