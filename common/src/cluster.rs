@@ -41,9 +41,14 @@ pub struct ClusterMap {
     pub version: u64,
     nodes: BTreeMap<NodeId, NodeInfo>,
     /// The nodes that hold metadata partitions (DESIGN 5). Nodes added to a running cluster
-    /// hold chunks only: moving a partition's replica set safely needs a migration that is not
-    /// built yet (ADR 0003), so the replica sets stay on the founding nodes.
+    /// hold chunks only; the set changes only through a metadata membership change (ADR 0003).
     metadata_nodes: BTreeSet<NodeId>,
+    /// While a metadata membership change is in its joint phase: the set before it. Metadata
+    /// quorums then need a majority of the replicas under both sets.
+    previous_metadata_nodes: Option<BTreeSet<NodeId>>,
+    /// Bumped by every metadata membership change. A node refuses metadata requests from a
+    /// caller with an older epoch, so no writer keeps using replica sets that are moving.
+    pub metadata_epoch: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,6 +59,12 @@ pub enum ClusterMapError {
     ZeroWeight(NodeId),
     #[error("the cluster map has no nodes")]
     Empty,
+    #[error("a metadata membership change is already in progress")]
+    ChangeInProgress,
+    #[error("node {0} is not in the cluster map")]
+    UnknownNode(NodeId),
+    #[error("node {0} still holds metadata replicas")]
+    HoldsMetadata(NodeId),
 }
 
 impl ClusterMap {
@@ -74,8 +85,60 @@ impl ClusterMap {
         Ok(ClusterMap {
             version,
             metadata_nodes: by_id.keys().copied().collect(),
+            previous_metadata_nodes: None,
+            metadata_epoch: 1,
             nodes: by_id,
         })
+    }
+
+    /// The joint phase of a metadata membership change to `new_set` (next version, next
+    /// epoch): quorums need majorities under the old and the new set until
+    /// [`ClusterMap::finish_metadata_change`].
+    pub fn begin_metadata_change(
+        &self,
+        new_set: BTreeSet<NodeId>,
+    ) -> Result<ClusterMap, ClusterMapError> {
+        if self.previous_metadata_nodes.is_some() {
+            return Err(ClusterMapError::ChangeInProgress);
+        }
+        if new_set.is_empty() {
+            return Err(ClusterMapError::Empty);
+        }
+        if let Some(unknown) = new_set.iter().find(|n| !self.nodes.contains_key(n)) {
+            return Err(ClusterMapError::UnknownNode(*unknown));
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        next.metadata_epoch += 1;
+        next.previous_metadata_nodes = Some(std::mem::replace(&mut next.metadata_nodes, new_set));
+        Ok(next)
+    }
+
+    /// Ends the joint phase (the new set's replicas hold every record), and drops `remove`
+    /// from the map if given (it must not hold metadata under the new set).
+    pub fn finish_metadata_change(
+        &self,
+        remove: Option<NodeId>,
+    ) -> Result<ClusterMap, ClusterMapError> {
+        let mut next = self.clone();
+        next.version += 1;
+        next.previous_metadata_nodes = None;
+        if let Some(id) = remove {
+            if next.metadata_nodes.contains(&id) {
+                return Err(ClusterMapError::HoldsMetadata(id));
+            }
+            next.nodes.remove(&id);
+        }
+        Ok(next)
+    }
+
+    /// The metadata set before the change in progress, if one is.
+    pub fn previous_metadata_nodes(&self) -> Option<&BTreeSet<NodeId>> {
+        self.previous_metadata_nodes.as_ref()
+    }
+
+    pub fn metadata_nodes(&self) -> &BTreeSet<NodeId> {
+        &self.metadata_nodes
     }
 
     /// The next version of this map with `node` added as a data node (it takes chunks, not
@@ -102,7 +165,7 @@ impl ClusterMap {
         postcard::from_bytes(bytes).ok()
     }
 
-    /// Whether `id` holds metadata partitions.
+    /// Whether `id` holds metadata partitions (under the current set).
     pub fn is_metadata_node(&self, id: NodeId) -> bool {
         self.metadata_nodes.contains(&id)
     }
@@ -154,5 +217,27 @@ mod tests {
             next.with_data_node(info(2)),
             Err(ClusterMapError::DuplicateNode(NodeId(2)))
         );
+    }
+
+    #[test]
+    fn a_metadata_change_goes_through_a_joint_phase_and_then_drops_the_node() {
+        let map = ClusterMap::new(1, (1..=4).map(info).collect()).unwrap();
+        let new_set: BTreeSet<NodeId> = [1, 2, 4].into_iter().map(NodeId).collect();
+        let joint = map.begin_metadata_change(new_set.clone()).unwrap();
+        assert_eq!((joint.version, joint.metadata_epoch), (2, 2));
+        assert_eq!(joint.previous_metadata_nodes().unwrap().len(), 4);
+        assert_eq!(
+            joint.begin_metadata_change(new_set.clone()),
+            Err(ClusterMapError::ChangeInProgress)
+        );
+        assert_eq!(
+            joint.finish_metadata_change(Some(NodeId(1))),
+            Err(ClusterMapError::HoldsMetadata(NodeId(1)))
+        );
+        let done = joint.finish_metadata_change(Some(NodeId(3))).unwrap();
+        assert_eq!((done.version, done.metadata_epoch), (3, 2));
+        assert!(done.previous_metadata_nodes().is_none());
+        assert!(done.get(NodeId(3)).is_none());
+        assert_eq!(done.metadata_nodes(), &new_set);
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::cluster::{ClusterMap, NodeInfo};
 use crate::ids::NodeId;
+use crate::quorum::MajorityOf;
 use std::collections::HashMap;
 
 /// Weighted rendezvous score of `node` for `key` (higher wins).
@@ -72,12 +73,35 @@ pub fn choose(
 /// rendezvous over the partition name, spread over zones. Independent of which nodes are up,
 /// and of data nodes added later, so quorums always overlap.
 pub fn partition_replicas(map: &ClusterMap, partition: &str, r: usize) -> Vec<NodeId> {
+    replicas_among(map, partition, r, map.metadata_nodes())
+}
+
+fn replicas_among(
+    map: &ClusterMap,
+    partition: &str,
+    r: usize,
+    set: &std::collections::BTreeSet<NodeId>,
+) -> Vec<NodeId> {
     let mut key = b"partition/".to_vec();
     key.extend_from_slice(partition.as_bytes());
     let max_per_zone = (r.saturating_sub(1) / 2).max(1);
-    choose(map, &key, r.min(map.metadata_len()), max_per_zone, |id| {
-        map.is_metadata_node(id)
+    choose(map, &key, r.min(set.len()), max_per_zone, |id| {
+        set.contains(&id)
     })
+}
+
+/// The quorum of a metadata partition: a majority of its replicas, and during the joint phase
+/// of a metadata membership change also a majority of its replicas under the previous set.
+/// The current set's replicas come first in [`MajorityOf::nodes`].
+pub fn partition_quorum(map: &ClusterMap, partition: &str, r: usize) -> MajorityOf {
+    let mut sets = vec![partition_replicas(map, partition, r)];
+    if let Some(previous) = map.previous_metadata_nodes() {
+        let old = replicas_among(map, partition, r, previous);
+        if old != sets[0] {
+            sets.push(old);
+        }
+    }
+    MajorityOf::new(sets)
 }
 
 #[cfg(test)]
@@ -189,6 +213,32 @@ mod tests {
         assert_eq!(a, partition_replicas(&m, "bucket", 5));
         let small = map(3, 1);
         assert_eq!(partition_replicas(&small, "bucket", 5).len(), 3);
+    }
+
+    #[test]
+    fn a_metadata_change_moves_only_the_replicas_of_the_removed_node() {
+        let m = map(7, 1);
+        let new_set: std::collections::BTreeSet<NodeId> = (1..=6)
+            .map(NodeId)
+            .collect::<std::collections::BTreeSet<_>>(
+        );
+        let joint = m.begin_metadata_change(new_set).unwrap();
+        let done = joint.finish_metadata_change(Some(NodeId(7))).unwrap();
+        for i in 0..200 {
+            let p = format!("bucket-{i}");
+            let before = partition_replicas(&m, &p, 5);
+            let after = partition_replicas(&done, &p, 5);
+            assert!(!after.contains(&NodeId(7)));
+            let q = partition_quorum(&joint, &p, 5);
+            if before.contains(&NodeId(7)) {
+                // One replica moves; the joint quorum needs both sets.
+                assert_eq!(q.sets(), &[after.clone(), before.clone()]);
+                assert_eq!(after.iter().filter(|n| !before.contains(n)).count(), 1);
+            } else {
+                assert_eq!(before, after);
+                assert_eq!(q.sets(), &[after]);
+            }
+        }
     }
 
     #[test]

@@ -20,13 +20,95 @@ use std::future::Future;
 pub struct QuorumOutcome<T, E> {
     pub successes: Vec<(NodeId, T)>,
     pub failures: Vec<(NodeId, E)>,
-    pub needed: usize,
+    met: bool,
 }
 
 impl<T, E> QuorumOutcome<T, E> {
     pub fn met(&self) -> bool {
-        self.successes.len() >= self.needed
+        self.met
     }
+}
+
+/// Which answering nodes make a metadata quorum: a majority of every replica set. There is
+/// one set normally, and two (the old and the new) while a metadata membership change is in
+/// its joint phase, so any quorum of either phase overlaps any quorum of the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MajorityOf {
+    sets: Vec<Vec<NodeId>>,
+}
+
+impl MajorityOf {
+    pub fn new(sets: Vec<Vec<NodeId>>) -> MajorityOf {
+        MajorityOf { sets }
+    }
+
+    /// Every node of every set, each once, the first set's first.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for n in self.sets.iter().flatten() {
+            if !out.contains(n) {
+                out.push(*n);
+            }
+        }
+        out
+    }
+
+    pub fn sets(&self) -> &[Vec<NodeId>] {
+        &self.sets
+    }
+
+    pub fn met_by(&self, ok: &[NodeId]) -> bool {
+        self.sets.iter().all(|set| {
+            let have = set.iter().filter(|n| ok.contains(n)).count();
+            have > set.len() / 2
+        })
+    }
+
+    /// Whether a quorum can still be reached once `failed` have failed.
+    pub fn possible_without(&self, failed: &[NodeId]) -> bool {
+        self.sets.iter().all(|set| {
+            let left = set.iter().filter(|n| !failed.contains(n)).count();
+            left > set.len() / 2
+        })
+    }
+}
+
+/// Like [`quorum`], with the quorum given as [`MajorityOf`]: every node of `spec` is called.
+pub async fn quorum_of<T, E, F>(calls: Vec<(NodeId, F)>, spec: &MajorityOf) -> QuorumOutcome<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let total = calls.len();
+    let mut running: FuturesUnordered<_> = calls
+        .into_iter()
+        .map(|(node, call)| async move { (node, call.await) })
+        .collect();
+    let mut outcome = QuorumOutcome {
+        successes: Vec::with_capacity(total),
+        failures: Vec::new(),
+        met: false,
+    };
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
+    while let Some((node, result)) = running.next().await {
+        match result {
+            Ok(v) => {
+                ok.push(node);
+                outcome.successes.push((node, v));
+            }
+            Err(e) => {
+                failed.push(node);
+                outcome.failures.push((node, e));
+            }
+        }
+        if spec.met_by(&ok) {
+            outcome.met = true;
+            break;
+        }
+        if !spec.possible_without(&failed) {
+            break;
+        }
+    }
+    outcome
 }
 
 pub async fn quorum<T, E, F>(calls: Vec<(NodeId, F)>, needed: usize) -> QuorumOutcome<T, E>
@@ -41,15 +123,16 @@ where
     let mut outcome = QuorumOutcome {
         successes: Vec::with_capacity(total),
         failures: Vec::new(),
-        needed,
+        met: needed == 0,
     };
     while let Some((node, result)) = running.next().await {
         match result {
             Ok(v) => outcome.successes.push((node, v)),
             Err(e) => outcome.failures.push((node, e)),
         }
+        outcome.met = outcome.successes.len() >= needed;
         let impossible = total - outcome.failures.len() < needed;
-        if outcome.successes.len() >= needed || impossible {
+        if outcome.met || impossible {
             break;
         }
     }
@@ -97,6 +180,31 @@ mod tests {
         assert!(!out.met());
         assert_eq!(out.failures.len(), 2);
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_joint_quorum_needs_a_majority_of_both_sets() {
+        let n = |i| NodeId(i);
+        // Old set 1..=3, new set 2..=4: nodes 2 and 3 answer fast, 1 and 4 never.
+        let spec = MajorityOf::new(vec![vec![n(1), n(2), n(3)], vec![n(2), n(3), n(4)]]);
+        assert_eq!(spec.nodes(), vec![n(1), n(2), n(3), n(4)]);
+        let calls = vec![
+            (n(1), call(false, 1)),
+            (n(2), call(true, 2)),
+            (n(3), call(true, 3)),
+            (n(4), call(false, 4)),
+        ];
+        assert!(quorum_of(calls, &spec).await.met());
+        // Only the old set's majority answers: not enough.
+        let calls = vec![
+            (n(1), call(true, 1)),
+            (n(2), call(true, 2)),
+            (n(3), call(false, 3)),
+            (n(4), call(false, 4)),
+        ];
+        let out = quorum_of(calls, &spec).await;
+        assert!(!out.met());
+        assert!(spec.met_by(&[n(1), n(2)]) == false && spec.met_by(&[n(2), n(3)]));
     }
 
     #[tokio::test]

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub const RPC_PROTOCOL_VERSION: u16 = 3;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
+/// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
+/// older epoch with [`ErrorKind::StaleMap`].
+pub const META_EPOCH_HEADER: &str = "x-dmpstore-meta-epoch";
 
 /// One closed set of node calls, dispatched by one `match` on the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +144,19 @@ impl ChunkHome {
 }
 
 impl Request {
+    /// Whether the request reads or writes a metadata partition (fenced by the metadata
+    /// epoch).
+    pub fn is_metadata(&self) -> bool {
+        matches!(
+            self,
+            Request::MetaPut { .. }
+                | Request::MetaGet { .. }
+                | Request::MetaScan { .. }
+                | Request::MetaLock { .. }
+                | Request::MetaUnlock { .. }
+        )
+    }
+
     /// Short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -264,6 +280,12 @@ pub struct RepairStatus {
     /// Completed anti-entropy passes, and records they wrote to stale or missing replicas.
     pub anti_entropy_passes: u64,
     pub anti_entropy_repaired: u64,
+    /// The metadata epoch at the start of this node's last anti-entropy pass that merged
+    /// every partition it had to: a metadata membership change finishes once every node
+    /// reports its epoch here.
+    pub anti_entropy_clean_epoch: u64,
+    /// Version of the node's cluster map.
+    pub map_version: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +299,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The node is being drained and takes no new chunks (it still serves reads).
     Draining,
+    /// The caller's cluster map predates a metadata membership change: fetch the node's map
+    /// (`GetClusterMap`) and retry.
+    StaleMap,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@
 use crate::config::GatewayConfig;
 use crate::nodes::{Marking, NodeClient};
 use bytes::Bytes;
-use dmpstore_common::cluster::{NodeInfo, NodeState};
+use dmpstore_common::cluster::{ClusterMap, NodeInfo, NodeState};
 use dmpstore_common::durability::{annual_loss_probability, DurabilityInput};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::{NodeStatus, Request, Response};
@@ -42,6 +42,10 @@ pub struct NodeSummary {
     /// grace period (garbage collection).
     pub dropped_moved_chunks: Option<u64>,
     pub drops_pending: Option<u64>,
+    /// The node's cluster map version, and the metadata epoch of its last clean
+    /// anti-entropy pass.
+    pub map_version: Option<u64>,
+    pub anti_entropy_clean_epoch: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,6 +221,8 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             repaired_versions: own.map(|s| s.repair.repaired_versions),
             dropped_moved_chunks: own.map(|s| s.repair.dropped_moved_chunks),
             drops_pending: own.map(|s| s.repair.drops_pending),
+            map_version: own.map(|s| s.repair.map_version),
+            anti_entropy_clean_epoch: own.map(|s| s.repair.anti_entropy_clean_epoch),
         });
     }
     let up_ids: Vec<u32> = nodes
@@ -370,6 +376,175 @@ pub fn render(s: &ClusterSummary) -> String {
         d.mttr_source
     ));
     out
+}
+
+/// Installs `map` on every node of it except `skip`; returns the nodes that did not take it.
+async fn install_everywhere(
+    client: &NodeClient,
+    map: &ClusterMap,
+    skip: NodeId,
+) -> Vec<(NodeId, String)> {
+    let request = Request::SetClusterMap { map: map.clone() };
+    let calls = map.nodes().filter(|n| n.id != skip).map(|n| {
+        let request = &request;
+        async move {
+            let r = client
+                .call_with_deadline(n.id, request, Bytes::new(), STATUS_DEADLINE)
+                .await;
+            (n.id, r.err().map(|e| e.to_string()))
+        }
+    });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter_map(|(id, e)| Some((id, e?)))
+        .collect()
+}
+
+/// Polls the cluster's status every second until `done` says so, printing `progress` of it
+/// every few seconds; gives up at `deadline`.
+async fn wait_status(
+    config: &GatewayConfig,
+    what: &str,
+    deadline: tokio::time::Instant,
+    mut done: impl FnMut(&ClusterSummary) -> bool,
+    progress: impl Fn(&ClusterSummary) -> String,
+) -> anyhow::Result<ClusterSummary> {
+    let mut last_print = tokio::time::Instant::now();
+    loop {
+        let s = status(config).await?;
+        if done(&s) {
+            return Ok(s);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("{what}: not done before the deadline ({})", progress(&s));
+        }
+        if last_print.elapsed() >= Duration::from_secs(5) {
+            println!("  {what}: {}", progress(&s));
+            last_print = tokio::time::Instant::now();
+        }
+        // Deliberate polling interval of a long-running admin command.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Removes `node` (dead or alive) from the cluster, in three steps with progress:
+/// 1. drain: its chunks are rebuilt or moved elsewhere (at once, without the repair delay);
+/// 2. if it holds metadata replicas: a metadata membership change without it (a data node,
+///    if there is one, takes its place), whose joint phase lasts until every node has run a
+///    clean anti-entropy pass, which copies each partition to its new replicas;
+/// 3. a cluster map without it.
+///
+/// Running it again after an interruption resumes. Returns the final map version.
+pub async fn remove_node(
+    config: &GatewayConfig,
+    node: NodeId,
+    timeout: Duration,
+) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let client = admin_client(config).await?;
+    let map = client.map();
+    if map.get(node).is_none() {
+        anyhow::bail!("{node} is not in the cluster map (version {})", map.version);
+    }
+    let changing = map.previous_metadata_nodes().is_some();
+    if changing && map.is_metadata_node(node) {
+        anyhow::bail!("another metadata membership change is in progress; finish it first");
+    }
+
+    println!("1/3 draining {node}: its chunks move to other nodes");
+    let request = Request::Drain {
+        node,
+        draining: true,
+    };
+    let missed = broadcast(config, &request).await?;
+    if let Some((n, e)) = missed.iter().find(|(n, _)| *n != node) {
+        anyhow::bail!("{n} did not take the drain: {e}");
+    }
+    wait_status(
+        config,
+        "drain",
+        deadline,
+        |s| s.dead_agreed.contains(&node.0) && s.repair_idle,
+        |s| {
+            format!(
+                "{} queued, {:.1} MiB/s, ETA {}",
+                s.repair_queued,
+                s.repair_rate_bytes_per_s as f64 / 1048576.0,
+                s.repair_eta_s.map_or("-".into(), |v| format!("{v} s"))
+            )
+        },
+    )
+    .await?;
+
+    let map = admin_client(config).await?.map();
+    let joint = if map.is_metadata_node(node) {
+        let mut new_set = map.metadata_nodes().clone();
+        new_set.remove(&node);
+        if let Some(promoted) = map
+            .nodes()
+            .map(|n| n.id)
+            .find(|id| *id != node && !map.is_metadata_node(*id))
+        {
+            println!("2/3 {promoted} takes {node}'s place among the metadata nodes");
+            new_set.insert(promoted);
+        }
+        let joint = map.begin_metadata_change(new_set)?;
+        let missed = install_everywhere(&client, &joint, node).await;
+        for (n, e) in &missed {
+            println!("  {n} did not take the new map ({e}); it learns it from its peers");
+        }
+        println!(
+            "2/3 metadata of {node} is copied to its new replicas (map v{}, metadata epoch {})",
+            joint.version, joint.metadata_epoch
+        );
+        joint
+    } else if changing {
+        (*map).clone()
+    } else {
+        println!("2/3 {node} holds no metadata: nothing to copy");
+        (*map).clone()
+    };
+    if joint.previous_metadata_nodes().is_some() {
+        let epoch = joint.metadata_epoch;
+        broadcast(config, &Request::AntiEntropy).await?;
+        wait_status(
+            config,
+            "metadata copy",
+            deadline,
+            |s| {
+                s.nodes
+                    .iter()
+                    .filter(|n| n.reachable && n.node_id != node.0)
+                    .all(|n| n.anti_entropy_clean_epoch >= Some(epoch))
+            },
+            |s| {
+                let done = s
+                    .nodes
+                    .iter()
+                    .filter(|n| n.reachable && n.anti_entropy_clean_epoch >= Some(epoch))
+                    .count();
+                format!(
+                    "{done} of {} nodes done, {} records copied",
+                    s.nodes.iter().filter(|n| n.reachable).count(),
+                    s.anti_entropy_repaired
+                )
+            },
+        )
+        .await?;
+    }
+
+    let last = joint.finish_metadata_change(Some(node))?;
+    let missed = install_everywhere(&client, &last, node).await;
+    for (n, e) in &missed {
+        println!("  {n} did not take the new map ({e}); it learns it from its peers");
+    }
+    println!(
+        "3/3 {node} removed: cluster map v{} with {} nodes",
+        last.version,
+        last.len()
+    );
+    Ok(last.version)
 }
 
 /// Sends `request` to every node; returns the nodes that did not take it, with the reason.

@@ -108,6 +108,18 @@ enum AdminCommand {
         #[arg(long, default_value_t = 1)]
         weight: u32,
     },
+    /// Remove node N (dead or alive) for good: drain its chunks, move its metadata replicas
+    /// to other nodes, and drop it from the cluster map, printing progress. Resumes if run
+    /// again after an interruption.
+    Remove {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        node: u32,
+        /// Give up after this many seconds (the steps done stay done).
+        #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
+    },
     /// Node N was replaced by an empty one (same id and address): every node scans for the
     /// chunks and metadata N should hold and writes them to it.
     Replace {
@@ -229,6 +241,23 @@ async fn main() -> anyhow::Result<()> {
             };
             let (version, missed) = dmpstore_gateway::admin::add_node(&config, info).await?;
             report_broadcast(&format!("n{node} added: cluster map v{version}"), &missed)
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Remove {
+                    config,
+                    node,
+                    timeout_secs,
+                },
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            dmpstore_gateway::admin::remove_node(
+                &config,
+                NodeId(node),
+                std::time::Duration::from_secs(timeout_secs),
+            )
+            .await?;
+            Ok(())
         }
         Command::Admin {
             command: AdminCommand::Isolate { config, node, secs },

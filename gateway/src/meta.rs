@@ -1,28 +1,47 @@
 //! Quorum access to metadata partitions (DESIGN 5): every read and write of a bucket or object
 //! record goes through here.
 //!
-//! A partition's replicas are fixed by rendezvous hashing of its name over the cluster map. A
-//! write succeeds once a majority stored it durably; a read asks a majority and takes the newest
-//! record, then writes it back to the replicas that answered with an older one (read repair).
+//! A partition's replicas are fixed by rendezvous hashing of its name over the cluster map's
+//! metadata nodes. A write succeeds once a majority stored it durably; a read asks a majority
+//! and takes the newest record, then writes it back to the replicas that answered with an older
+//! one (read repair). During a metadata membership change "a majority" means a majority under
+//! both the old and the new set; a node refuses a gateway whose map predates the change, and
+//! the gateway retries with the new map.
 //! Writes run as owned tasks, so replicas that answer after the quorum still get the record.
 
 use crate::error::GatewayError;
+use crate::nodes::RpcError;
 use crate::state::GatewayState;
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::limits::{CONDITIONAL_LEASE_TTL, CONDITIONAL_LOCK_PATIENCE};
-use dmpstore_common::placement::partition_replicas;
-use dmpstore_common::quorum::quorum;
+use dmpstore_common::placement::partition_quorum;
+use dmpstore_common::quorum::{quorum_of, MajorityOf};
 use dmpstore_common::record::{MetaValue, Versioned};
-use dmpstore_common::rpc::{Request, Response};
+use dmpstore_common::rpc::{ErrorKind, Request, Response};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn replicas(state: &GatewayState, partition: &str) -> (Vec<NodeId>, usize) {
-    let nodes = partition_replicas(&state.nodes.map(), partition, state.n_meta_replicas());
-    let needed = nodes.len() / 2 + 1;
-    (nodes, needed)
+fn replicas(state: &GatewayState, partition: &str) -> MajorityOf {
+    partition_quorum(&state.nodes.map(), partition, state.n_meta_replicas())
 }
+
+/// Whether a call failed because this gateway's map predates a metadata membership change
+/// (the client has fetched the new map by then: the call is worth one retry).
+fn stale_map(failures: &[(NodeId, RpcError)]) -> bool {
+    failures.iter().any(|(_, e)| {
+        matches!(
+            e,
+            RpcError::Remote {
+                kind: ErrorKind::StaleMap,
+                ..
+            }
+        )
+    })
+}
+
+/// Attempts of a metadata call: a second one after a stale-map refusal.
+const META_ATTEMPTS: usize = 2;
 
 fn unavailable(
     what: &str,
@@ -48,24 +67,31 @@ async fn ask_majority(
     request: &Request,
     what: &str,
 ) -> Result<Vec<(NodeId, Response)>, GatewayError> {
-    let (nodes, needed) = replicas(state, partition);
-    let calls = nodes
-        .iter()
-        .map(|&node| {
-            (node, async move {
-                state.nodes.call(node, request, Bytes::new()).await
+    for attempt in 1..=META_ATTEMPTS {
+        let spec = replicas(state, partition);
+        let calls = spec
+            .nodes()
+            .into_iter()
+            .map(|node| {
+                (node, async move {
+                    state.nodes.call(node, request, Bytes::new()).await
+                })
             })
-        })
-        .collect();
-    let outcome = quorum(calls, needed).await;
-    if !outcome.met() {
-        return Err(unavailable(what, partition, &outcome.failures));
+            .collect();
+        let outcome = quorum_of(calls, &spec).await;
+        if !outcome.met() {
+            if attempt < META_ATTEMPTS && stale_map(&outcome.failures) {
+                continue;
+            }
+            return Err(unavailable(what, partition, &outcome.failures));
+        }
+        return Ok(outcome
+            .successes
+            .into_iter()
+            .map(|(node, (response, _))| (node, response))
+            .collect());
     }
-    Ok(outcome
-        .successes
-        .into_iter()
-        .map(|(node, (response, _))| (node, response))
-        .collect())
+    unreachable!("the last attempt returns")
 }
 
 fn decode(record: &Versioned) -> Result<MetaValue, GatewayError> {
@@ -94,28 +120,39 @@ async fn put_record(
     key: &str,
     record: Versioned,
 ) -> Result<Vec<Versioned>, GatewayError> {
-    let (nodes, needed) = replicas(state, partition);
     let request = Request::MetaPut {
         partition: partition.to_string(),
         key: key.to_string(),
         record,
     };
-    let calls = nodes
-        .iter()
-        .map(|&node| {
-            let (st, req) = (state.clone(), request.clone());
-            let task = state.spawn(async move { st.nodes.call(node, &req, Bytes::new()).await });
-            (node, async move {
-                task.await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        let spec = replicas(state, partition);
+        let calls = spec
+            .nodes()
+            .into_iter()
+            .map(|node| {
+                let (st, req) = (state.clone(), request.clone());
+                let task =
+                    state.spawn(async move { st.nodes.call(node, &req, Bytes::new()).await });
+                (node, async move {
+                    task.await.map_err(|e| RpcError::Protocol {
+                        node,
+                        message: format!("write task failed: {e}"),
+                    })?
+                })
             })
-        })
-        .collect();
-    let outcome = quorum(calls, needed).await;
-    if !outcome.met() {
+            .collect();
+        let outcome = quorum_of(calls, &spec).await;
+        if outcome.met() {
+            break outcome;
+        }
+        if attempt < META_ATTEMPTS && stale_map(&outcome.failures) {
+            continue;
+        }
         return Err(unavailable("metadata write", partition, &outcome.failures));
-    }
+    };
     let mut replaced = Vec::new();
     for (node, response) in outcome.successes {
         match response.0 {
@@ -285,7 +322,6 @@ pub async fn lease(
     partition: &str,
     key: &str,
 ) -> Result<KeyLease, GatewayError> {
-    let (nodes, needed) = replicas(state, partition);
     let token: [u8; 16] = rand::random();
     let request = Request::MetaLock {
         partition: partition.to_string(),
@@ -295,6 +331,9 @@ pub async fn lease(
     };
     let give_up = tokio::time::Instant::now() + CONDITIONAL_LOCK_PATIENCE;
     for attempt in 1u64.. {
+        // Taken afresh each round: a stale-map refusal has refreshed the map meanwhile.
+        let spec = replicas(state, partition);
+        let nodes = spec.nodes();
         let answers = futures::future::join_all(nodes.iter().map(|&node| {
             let req = &request;
             async move { (node, state.nodes.call(node, req, Bytes::new()).await) }
@@ -311,7 +350,7 @@ pub async fn lease(
             token,
             nodes: granted,
         };
-        if lease.nodes.len() >= needed {
+        if spec.met_by(&lease.nodes) {
             return Ok(lease);
         }
         release(state, lease).await;

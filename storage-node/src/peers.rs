@@ -15,7 +15,8 @@ use dmpstore_common::limits::{
     RPC_TIMEOUT,
 };
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ErrorKind, Request, Response, RPC_PATH, SECRET_HEADER,
+    decode_frame, encode_frame, ErrorKind, Request, Response, META_EPOCH_HEADER, RPC_PATH,
+    SECRET_HEADER,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -218,6 +219,17 @@ impl NodeClient {
         }
         let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
+        if let Err(RpcError::Remote {
+            kind: ErrorKind::StaleMap,
+            ..
+        }) = &result
+        {
+            // A metadata membership change happened: learn the map, so the caller's retry
+            // uses the new replica sets.
+            if let Err(e) = Box::pin(self.fetch_map_from(node)).await {
+                tracing::warn!(%node, error = %e, "could not fetch the newer cluster map");
+            }
+        }
         if self.marking == Marking::OnCallOutcome {
             match &result {
                 // A node that says it cannot serve (isolated, shutting down) is as good as
@@ -247,8 +259,8 @@ impl NodeClient {
         request: &Request,
         payload: Bytes,
     ) -> Result<(Response, Bytes), RpcError> {
-        let addr = self
-            .map()
+        let map = self.map();
+        let addr = map
             .get(node)
             .ok_or(RpcError::UnknownNode(node))?
             .addr
@@ -256,6 +268,7 @@ impl NodeClient {
         let body = encode_frame(request, &payload);
         let req = http::Request::post(format!("http://{addr}{RPC_PATH}"))
             .header(SECRET_HEADER, self.secret.clone())
+            .header(META_EPOCH_HEADER, map.metadata_epoch)
             .body(Full::new(body))
             .map_err(|e| RpcError::Protocol {
                 node,

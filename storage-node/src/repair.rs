@@ -37,8 +37,8 @@ use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::codec::Codec;
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx, VersionId};
-use dmpstore_common::placement::{choose, partition_replicas, rank};
-use dmpstore_common::quorum::quorum;
+use dmpstore_common::placement::{choose, partition_quorum, rank};
+use dmpstore_common::quorum::{quorum_of, MajorityOf};
 use dmpstore_common::record::{
     key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
     ObjectData, Versioned,
@@ -116,6 +116,7 @@ struct Stats {
     dropped_moved_chunks: u64,
     anti_entropy_passes: u64,
     anti_entropy_repaired: u64,
+    anti_entropy_clean_epoch: u64,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -331,6 +332,8 @@ impl Repair {
             drops_pending,
             anti_entropy_passes: s.anti_entropy_passes,
             anti_entropy_repaired: s.anti_entropy_repaired,
+            anti_entropy_clean_epoch: s.anti_entropy_clean_epoch,
+            map_version: self.client.map().version,
         }
     }
 
@@ -499,7 +502,7 @@ impl Repair {
         if forced.is_empty() {
             return;
         }
-        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
+        let replicas = self.quorum_spec(partition).nodes();
         for &node in forced
             .iter()
             .filter(|n| replicas.contains(n) && **n != self.me)
@@ -515,10 +518,16 @@ impl Repair {
         }
     }
 
+    /// The replicas of a partition and what makes a quorum of them (both sets during a
+    /// metadata membership change).
+    fn quorum_spec(&self, partition: &str) -> MajorityOf {
+        partition_quorum(&self.client.map(), partition, self.n_meta_replicas)
+    }
+
     /// Whether this node is the first Up replica of the partition.
     fn owns_partition(&self, partition: &str) -> bool {
-        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
-        replicas
+        self.quorum_spec(partition)
+            .nodes()
             .into_iter()
             .find(|&n| self.detector.state(n) == NodeState::Up)
             == Some(self.me)
@@ -999,8 +1008,8 @@ impl Repair {
         partition: &str,
         prefix: &str,
     ) -> Result<Option<Vec<Versioned>>, RepairError> {
-        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
-        let needed = replicas.len() / 2 + 1;
+        let spec = self.quorum_spec(partition);
+        let replicas = spec.nodes();
         let request = Request::MetaScan {
             partition: partition.to_string(),
             prefix: prefix.to_string(),
@@ -1020,7 +1029,7 @@ impl Repair {
                 })
             })
             .collect();
-        let outcome = quorum(calls, needed).await;
+        let outcome = quorum_of(calls, &spec).await;
         if !outcome.met() {
             return Err(RepairError::NoQuorum(partition.to_string()));
         }
@@ -1221,8 +1230,8 @@ impl Repair {
 
     /// The newest record of `key` among a majority of the partition's replicas.
     async fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, RepairError> {
-        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
-        let needed = replicas.len() / 2 + 1;
+        let spec = self.quorum_spec(partition);
+        let replicas = spec.nodes();
         let request = Request::MetaGet {
             partition: partition.to_string(),
             key: key.to_string(),
@@ -1240,7 +1249,7 @@ impl Repair {
                 })
             })
             .collect();
-        let outcome = quorum(calls, needed).await;
+        let outcome = quorum_of(calls, &spec).await;
         if !outcome.met() {
             return Err(RepairError::NoQuorum(partition.to_string()));
         }
@@ -1257,8 +1266,8 @@ impl Repair {
         key: &str,
         record: Versioned,
     ) -> Result<(), RepairError> {
-        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
-        let needed = replicas.len() / 2 + 1;
+        let spec = self.quorum_spec(partition);
+        let replicas = spec.nodes();
         let request = Request::MetaPut {
             partition: partition.to_string(),
             key: key.to_string(),
@@ -1277,7 +1286,7 @@ impl Repair {
                 })
             })
             .collect();
-        if quorum(calls, needed).await.met() {
+        if quorum_of(calls, &spec).await.met() {
             Ok(())
         } else {
             Err(RepairError::NoQuorum(partition.to_string()))

@@ -14,8 +14,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES};
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ErrorKind, HealthReport, NodeStatus, Request, Response, RPC_PATH,
-    SECRET_HEADER,
+    decode_frame, encode_frame, ErrorKind, HealthReport, NodeStatus, Request, Response,
+    META_EPOCH_HEADER, RPC_PATH, SECRET_HEADER,
 };
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -241,6 +241,11 @@ async fn handle(
         .get(SECRET_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
+    let caller_epoch: Option<u64> = req
+        .headers()
+        .get(META_EPOCH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     if !secret_matches(secret, node.config.cluster_secret.as_bytes()) {
         tracing::warn!("RPC refused: missing or wrong cluster secret");
         return Ok(error(
@@ -273,6 +278,19 @@ async fn handle(
         }
     };
     let name = request.name();
+    if request.is_metadata() {
+        if let Some(c) = &node.cluster {
+            let mine = c.client.map().metadata_epoch;
+            let theirs = caller_epoch.unwrap_or(mine);
+            if theirs < mine {
+                return Ok(error(
+                    StatusCode::OK,
+                    ErrorKind::StaleMap,
+                    format!("metadata epoch {theirs} is older than this node's {mine}: fetch the cluster map and retry"),
+                ));
+            }
+        }
+    }
     if let Request::PutChunk { .. } = &request {
         let me = node.config.id();
         if node

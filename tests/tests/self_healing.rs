@@ -778,3 +778,126 @@ async fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date() {
     assert_eq!(records(away, &cluster), 50);
     cluster.assert_no_error_logs();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_node_removed_under_load_has_its_metadata_replicas_recreated_elsewhere() {
+    let mut cluster = start(7);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("shrink").send().await.unwrap();
+    let workload = Workload::start(c.clone(), "shrink", "w", 8_000);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= 40
+    })
+    .await
+    .unwrap();
+    let before = cluster_map(&cluster);
+    let old = partition_replicas(&before, "shrink", 5);
+    let idx = |n: NodeId| n.0 as usize - 1;
+    let (dead, v1, v2, s1, s2) = (
+        idx(old[0]),
+        idx(old[1]),
+        idx(old[2]),
+        idx(old[3]),
+        idx(old[4]),
+    );
+    // A batch of small objects (kept in their metadata records) reaches only three of the
+    // partition's replicas: the one that will die and the two that will die after it.
+    cluster.stop_node(s1).unwrap();
+    cluster.stop_node(s2).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..20u64 {
+        let key = format!("three/{i:02}");
+        let data = dmpstore_tests::test_data(8_500 + i, 2_000);
+        dmpstore_tests::put_bytes(&c, "shrink", &key, &data)
+            .await
+            .unwrap();
+        batch.push((key, data));
+    }
+    cluster.restart_node(s1).unwrap();
+    cluster.restart_node(s2).unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(60), || {
+        last = status(&cluster);
+        node_state(&last, s1) == "Up" && node_state(&last, s2) == "Up"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("restarted replicas not back: {e}\n{last:#}"));
+
+    cluster.kill_node(dead).unwrap();
+    let out = cluster
+        .admin(&[
+            "remove",
+            "--node",
+            &(dead + 1).to_string(),
+            "--timeout-secs",
+            "300",
+        ])
+        .unwrap_or_else(|e| panic!("remove failed: {e:#}\n{}", cluster.logs()));
+    println!("{out}");
+    let report = workload.stop().await;
+    println!("n{} removed under load: {}", dead + 1, report.summary());
+    assert_eq!(
+        report.gets_failed + report.puts_failed,
+        0,
+        "{}",
+        report.summary()
+    );
+    let s = status(&cluster);
+    let ids: Vec<u64> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6, "{s:#}");
+    assert!(!ids.contains(&(dead as u64 + 1)), "{s:#}");
+
+    // The two other holders of the batch die too. Only the copies the metadata change made
+    // (to the restarted replicas and to the node that took the dead one's place) are left.
+    assert_survives(&cluster, &c, "shrink", &report.acked, &[v1, v2]).await;
+    for (key, data) in &batch {
+        let got = dmpstore_tests::get_bytes(&c, "shrink", key)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:#}"));
+        assert!(&got == data, "{key} differs");
+    }
+    // The new replica holds the partition like the replicas that were there all along.
+    let after = before
+        .begin_metadata_change(
+            before
+                .metadata_nodes()
+                .iter()
+                .copied()
+                .filter(|n| *n != old[0])
+                .collect(),
+        )
+        .unwrap()
+        .finish_metadata_change(Some(old[0]))
+        .unwrap();
+    let new_replicas = partition_replicas(&after, "shrink", 5);
+    let newcomer = new_replicas
+        .iter()
+        .copied()
+        .find(|n| !old.contains(n))
+        .expect("a node took the dead replica's place");
+    assert_eq!(new_replicas.len(), 5);
+    cluster.stop_node(idx(newcomer)).unwrap();
+    cluster.stop_node(s1).unwrap();
+    let records = |i: usize| {
+        inspect_with(&cluster, i, &["--partition", "shrink"])["partition_records"]
+            .as_u64()
+            .unwrap()
+    };
+    let (theirs, ours) = (records(s1), records(idx(newcomer)));
+    println!(
+        "partition records: {ours} on the new replica n{}, {theirs} on n{}",
+        newcomer.0,
+        s1 + 1
+    );
+    assert!(
+        ours >= batch.len() as u64 + report.acked.len() as u64,
+        "{ours}"
+    );
+    assert_eq!(ours, theirs);
+    cluster.assert_no_error_logs();
+}

@@ -10,7 +10,6 @@
 use super::{Repair, RepairError};
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
-use dmpstore_common::placement::partition_replicas;
 use dmpstore_common::record::{
     parts_partition, tags_partition, uploads_partition, versions_partition, Versioned,
     BUCKETS_PARTITION,
@@ -29,6 +28,10 @@ pub struct PassOutcome {
     pub partitions: u64,
     pub records_compared: u64,
     pub records_repaired: u64,
+    /// Partitions that could not be merged (too few replicas up): the pass is not clean.
+    pub failed_partitions: u64,
+    /// The metadata epoch of the map the pass started with.
+    pub epoch: u64,
 }
 
 impl Repair {
@@ -47,11 +50,16 @@ impl Repair {
                         partitions = o.partitions,
                         compared = o.records_compared,
                         repaired = o.records_repaired,
+                        failed = o.failed_partitions,
+                        epoch = o.epoch,
                         "anti-entropy pass done"
                     );
                     let mut s = self.stats.lock().expect("repair stats");
                     s.anti_entropy_passes += 1;
                     s.anti_entropy_repaired += o.records_repaired;
+                    if o.failed_partitions == 0 && !shutdown.is_cancelled() {
+                        s.anti_entropy_clean_epoch = s.anti_entropy_clean_epoch.max(o.epoch);
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "anti-entropy pass failed; next one retries"),
             }
@@ -67,7 +75,10 @@ impl Repair {
         &self,
         shutdown: &CancellationToken,
     ) -> Result<PassOutcome, RepairError> {
-        let mut outcome = PassOutcome::default();
+        let mut outcome = PassOutcome {
+            epoch: self.client.map().metadata_epoch,
+            ..PassOutcome::default()
+        };
         let mut partitions = vec![BUCKETS_PARTITION.to_string()];
         let mut buckets = Vec::new();
         // The bucket list as the replicas of the buckets partition hold it, merged on the way.
@@ -92,7 +103,8 @@ impl Repair {
                 break;
             }
             if let Err(e) = self.sync_partition(p, &mut outcome, None, shutdown).await {
-                tracing::debug!(partition = %p, error = %e, "anti-entropy of a partition failed");
+                outcome.failed_partitions += 1;
+                tracing::warn!(partition = %p, error = %e, "anti-entropy of a partition failed; the next pass retries");
             }
         }
         Ok(outcome)
@@ -107,21 +119,29 @@ impl Repair {
         mut keys_seen: Option<&mut Vec<String>>,
         shutdown: &CancellationToken,
     ) -> Result<(), RepairError> {
-        let replicas = partition_replicas(&self.client.map(), partition, self.n_meta_replicas);
-        let up: Vec<NodeId> = replicas
-            .iter()
-            .copied()
+        // Both sets during a metadata membership change: this pass is what fills the new
+        // replicas then.
+        let spec = self.quorum_spec(partition);
+        let up: Vec<NodeId> = spec
+            .nodes()
+            .into_iter()
             .filter(|&n| self.detector.state(n) == super::NodeState::Up)
             .collect();
+        // Normally the owner (first Up replica) merges. While a metadata membership change
+        // is in its joint phase every replica merges: the change may only finish once every
+        // partition has been copied to its new replicas, whatever each node's view of who
+        // is up.
         let owner = up.first().copied();
-        if owner != Some(self.me) {
+        let joint = spec.sets().len() > 1;
+        let mine = owner == Some(self.me) || (joint && up.contains(&self.me));
+        if !mine {
             // Not ours to merge; the bucket list is still needed to find our partitions.
             if let Some(out) = keys_seen {
                 self.list_keys(partition, &up, out).await?;
             }
             return Ok(());
         }
-        if up.len() <= replicas.len() / 2 {
+        if !spec.met_by(&up) {
             return Err(RepairError::NoQuorum(partition.to_string()));
         }
         outcome.partitions += 1;
