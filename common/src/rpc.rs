@@ -131,6 +131,16 @@ pub enum Request {
 pub struct ChunkHome {
     pub layout: StripeLayout,
     pub placement: Vec<Option<NodeId>>,
+    /// The metadata record that references (or, for a PUT in flight, will reference) the
+    /// version, so garbage collection can tell an orphan from live data.
+    pub record: Option<RecordRef>,
+}
+
+/// Where a metadata record lives: its partition and sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordRef {
+    pub partition: String,
+    pub key: String,
 }
 
 impl ChunkHome {
@@ -286,6 +296,10 @@ pub struct RepairStatus {
     pub anti_entropy_clean_epoch: u64,
     /// Version of the node's cluster map.
     pub map_version: u64,
+    /// Chunks dropped by the orphan scan (no record references them here), and its
+    /// completed passes.
+    pub orphan_chunks_dropped: u64,
+    pub orphan_passes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,6 +395,10 @@ mod tests {
                     chunk_size_bytes: 1024,
                 },
                 placement: vec![Some(NodeId(1)), None],
+                record: Some(RecordRef {
+                    partition: "b".into(),
+                    key: "k".into(),
+                }),
             }),
         };
         let frame = encode_frame(&req, b"chunk bytes");

@@ -67,6 +67,9 @@ pub struct ClusterSummary {
     /// Anti-entropy passes completed, and metadata records they wrote to stale replicas (sums).
     pub anti_entropy_passes: u64,
     pub anti_entropy_repaired: u64,
+    /// Chunks the orphan scans dropped, and orphan scans completed (sums).
+    pub orphan_chunks_dropped: u64,
+    pub orphan_passes: u64,
     pub repair_delay_ms: Option<u64>,
     /// Detection, rebuild and recovery time of the last failure (max over the nodes' reports).
     pub last_t_fd_ms: Option<u64>,
@@ -269,6 +272,11 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             .iter()
             .map(|s| s.repair.anti_entropy_repaired)
             .sum(),
+        orphan_chunks_dropped: answered
+            .iter()
+            .map(|s| s.repair.orphan_chunks_dropped)
+            .sum(),
+        orphan_passes: answered.iter().map(|s| s.repair.orphan_passes).sum(),
         repair_delay_ms,
         last_t_fd_ms,
         last_t_fr_ms,
@@ -350,8 +358,8 @@ pub fn render(s: &ClusterSummary) -> String {
         s.scrub_passes, s.scrubbed_chunks, s.healed_chunks
     ));
     out.push_str(&format!(
-        "gc: {} moved chunks dropped, {} waiting for their grace period\n",
-        s.dropped_moved_chunks, s.drops_pending
+        "gc: {} moved chunks dropped, {} waiting for their grace period; {} orphan chunks dropped in {} scans\n",
+        s.dropped_moved_chunks, s.drops_pending, s.orphan_chunks_dropped, s.orphan_passes
     ));
     out.push_str(&format!(
         "anti-entropy: {} passes, {} stale metadata replicas brought up to date\n",

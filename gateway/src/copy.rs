@@ -10,6 +10,7 @@ use crate::preconditions::{self, ReadConditions};
 use crate::put::{self, Stored};
 use crate::state::GatewayState;
 use dmpstore_common::record::{ObjectData, ObjectRecord, PartData};
+use dmpstore_common::rpc::RecordRef;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -67,7 +68,11 @@ pub async fn copy_object(
         ));
     }
     let dst = buckets::ensure_exists(state, &req.dst_bucket).await?;
-    let data = copy_data(state, &src).await?;
+    let dst_ref = RecordRef {
+        partition: req.dst_bucket.clone(),
+        key: req.dst_key.clone(),
+    };
+    let data = copy_data(state, &src, &dst_ref).await?;
     let (content_type, user_metadata) = if req.replace_metadata {
         (req.content_type, req.user_metadata)
     } else {
@@ -101,6 +106,7 @@ pub async fn copy_object(
 async fn copy_data(
     state: &Arc<GatewayState>,
     src: &ObjectRecord,
+    record: &RecordRef,
 ) -> Result<ObjectData, GatewayError> {
     match &src.data {
         ObjectData::Inline(bytes) => Ok(ObjectData::Inline(bytes.clone())),
@@ -110,6 +116,7 @@ async fn copy_data(
             src.size_bytes,
             0..src.size_bytes,
             &src.etag,
+            record,
         )
         .await?
         .data),
@@ -122,6 +129,7 @@ async fn copy_data(
                     part.size_bytes,
                     0..part.size_bytes,
                     &part.etag,
+                    record,
                 )
                 .await
                 {
@@ -151,11 +159,12 @@ pub async fn copy_range(
     size_bytes: u64,
     range: Range<u64>,
     expected_md5: &str,
+    record: &RecordRef,
 ) -> Result<Stored, GatewayError> {
     let len = range.end - range.start;
     let whole = range.start == 0 && range.end == size_bytes;
     let body = get::body(state, data, size_bytes, range, None);
-    let stored = put::store_body(state, body, Some(len), None, None).await?;
+    let stored = put::store_body(state, body, Some(len), None, None, record).await?;
     if whole && stored.etag != expected_md5 {
         put::discard(state, &stored.data);
         return Err(GatewayError::Internal(format!(

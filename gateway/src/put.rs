@@ -17,7 +17,7 @@ use dmpstore_common::placement;
 use dmpstore_common::record::{
     ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned, Versioning,
 };
-use dmpstore_common::rpc::{ChunkHome, Request};
+use dmpstore_common::rpc::{ChunkHome, RecordRef, Request};
 use futures::stream::{FuturesOrdered, StreamExt};
 use md5::{Digest, Md5};
 use s3s::dto::StreamingBlob;
@@ -53,12 +53,17 @@ pub async fn put_object(
     req: PutRequest,
 ) -> Result<PutResult, GatewayError> {
     let bucket = buckets::ensure_exists(state, &req.bucket).await?;
+    let record_ref = RecordRef {
+        partition: req.bucket.clone(),
+        key: req.key.clone(),
+    };
     let stored = store_body(
         state,
         req.body,
         req.content_length,
         req.content_md5.as_deref(),
         req.checksum,
+        &record_ref,
     )
     .await?;
     let record = ObjectRecord {
@@ -194,13 +199,15 @@ pub struct Stored {
 
 /// Receives a body and stores it: inline if it fits `inline_max_bytes`, else erasure-coded
 /// stripe by stripe while it arrives. Checks the length and the Content-MD5; on any failure
-/// the chunks written so far are dropped.
+/// the chunks written so far are dropped. `record` is where the record that will reference
+/// the data lives (the nodes keep it beside the chunks for garbage collection).
 pub async fn store_body(
     state: &Arc<GatewayState>,
     body: StreamingBlob,
     content_length: Option<u64>,
     content_md5: Option<&str>,
     checksum: Option<ChecksumCheck>,
+    record: &RecordRef,
 ) -> Result<Stored, GatewayError> {
     let expected_md5 = content_md5.map(parse_content_md5).transpose()?;
     let mut body = BodyReader::new(body, content_length, checksum)?;
@@ -209,7 +216,7 @@ pub async fn store_body(
     let data = if first.len() < stripe_size && first.len() <= state.config.inline_max_bytes {
         ObjectData::Inline(first.to_vec())
     } else {
-        ObjectData::Erasure(write_erasure(state, first, &mut body).await?)
+        ObjectData::Erasure(write_erasure(state, first, &mut body, record).await?)
     };
     let (md5, size_bytes, checksum) = body.finish();
     let verified = if expected_md5.is_some_and(|e| e != md5) {
@@ -239,6 +246,7 @@ async fn write_erasure(
     state: &Arc<GatewayState>,
     first: Bytes,
     body: &mut BodyReader,
+    record: &RecordRef,
 ) -> Result<ErasureData, GatewayError> {
     let version = VersionId::random();
     let (mut placement, spares) = choose_placement(state, &version)?;
@@ -246,7 +254,7 @@ async fn write_erasure(
 
     // The first stripe is written alone: a node that fails it is replaced by a spare before
     // the placement is fixed for the rest of the object.
-    write_first_stripe(state, version, first, &mut placement, spares).await?;
+    write_first_stripe(state, version, first, &mut placement, spares, record).await?;
     let mut in_flight = FuturesOrdered::new();
     let mut stripe_idx = 0u32;
     loop {
@@ -265,6 +273,7 @@ async fn write_erasure(
             StripeIdx(stripe_idx),
             stripe,
             placement.clone(),
+            record,
         ));
         if in_flight.len() >= PUT_STRIPES_IN_FLIGHT {
             let outcome = in_flight.next().await.expect("queue is not empty");
@@ -323,12 +332,22 @@ async fn write_first_stripe(
     stripe: Bytes,
     placement: &mut [Option<NodeId>],
     mut spares: Vec<NodeId>,
+    record: &RecordRef,
 ) -> Result<(), GatewayError> {
     let chunks = state
         .codec
         .encode_stripe(&stripe)
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    let outcome = write_chunks(state, version, StripeIdx(0), &chunks, placement, placement).await;
+    let outcome = write_chunks(
+        state,
+        version,
+        StripeIdx(0),
+        &chunks,
+        placement,
+        placement,
+        record,
+    )
+    .await;
     for (idx, result) in outcome {
         let Err(first_error) = result else { continue };
         tracing::warn!(error = %first_error, chunk = idx, "chunk write failed; trying a spare node");
@@ -344,6 +363,7 @@ async fn write_first_stripe(
                 &chunks,
                 &slot_only(idx, spare, chunks.len()),
                 &home,
+                record,
             )
             .await;
             if one.iter().all(|(_, r)| r.is_ok()) {
@@ -367,10 +387,14 @@ async fn write_stripe(
     stripe_idx: StripeIdx,
     stripe: Bytes,
     placement: Vec<Option<NodeId>>,
+    record: &RecordRef,
 ) -> StripeOutcome {
     match state.codec.encode_stripe(&stripe) {
         Ok(chunks) => {
-            write_chunks(state, version, stripe_idx, &chunks, &placement, &placement).await
+            write_chunks(
+                state, version, stripe_idx, &chunks, &placement, &placement, record,
+            )
+            .await
         }
         Err(e) => {
             let err = RpcError::Protocol {
@@ -393,10 +417,12 @@ async fn write_chunks(
     chunks: &[Bytes],
     placement: &[Option<NodeId>],
     home: &[Option<NodeId>],
+    record: &RecordRef,
 ) -> StripeOutcome {
     let home = ChunkHome {
         layout: state.layout,
         placement: home.to_vec(),
+        record: Some(record.clone()),
     };
     let writes = placement.iter().enumerate().filter_map(|(i, node)| {
         let node = (*node)?;

@@ -18,9 +18,10 @@ use dmpstore_common::limits::{
     DELETE_OBJECTS_CONCURRENCY, MAX_DELETE_OBJECTS_KEYS, MAX_LIST_KEYS, MAX_PARTS,
 };
 use dmpstore_common::record::{
-    version_sort_key, versions_partition, ChecksumAlgorithm, MetaValue, ObjectChecksum,
-    ObjectRecord, Versioning,
+    part_sort_key, parts_partition, version_sort_key, versions_partition, ChecksumAlgorithm,
+    MetaValue, ObjectChecksum, ObjectRecord, Versioning,
 };
+use dmpstore_common::rpc::RecordRef;
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -696,12 +697,17 @@ impl S3 for DmpS3 {
         };
         let checksum = ChecksumCheck::from_request(&headers, &values, trailing_headers)?;
         let body = input.body.unwrap_or_else(empty_body);
+        let part_ref = RecordRef {
+            partition: parts_partition(&input.bucket),
+            key: part_sort_key(&input.upload_id, part_number),
+        };
         let stored = put::store_body(
             &self.state,
             body,
             content_length(input.content_length)?,
             input.content_md5.as_deref(),
             checksum,
+            &part_ref,
         )
         .await?;
         let checksum = stored.checksum.clone();
@@ -750,8 +756,19 @@ impl S3 for DmpS3 {
             None => 0..src.size_bytes,
             Some(r) => copy_source_range(r, src.size_bytes)?,
         };
-        let stored =
-            copy::copy_range(&self.state, &src.data, src.size_bytes, range, &src.etag).await?;
+        let part_ref = RecordRef {
+            partition: parts_partition(&input.bucket),
+            key: part_sort_key(&input.upload_id, part_number),
+        };
+        let stored = copy::copy_range(
+            &self.state,
+            &src.data,
+            src.size_bytes,
+            range,
+            &src.etag,
+            &part_ref,
+        )
+        .await?;
         let etag = multipart::record_part(
             &self.state,
             &input.bucket,

@@ -83,6 +83,14 @@ pub struct RepairConfig {
     /// (`gateway admin anti-entropy` starts one now).
     #[serde(default = "default_anti_entropy_interval")]
     pub anti_entropy_interval_secs: u64,
+    /// Seconds between passes of the orphan scan over this node's chunk index.
+    #[serde(default = "default_orphan_scan_interval")]
+    pub orphan_scan_interval_secs: u64,
+    /// A version's chunks count as orphans only when no record references them and they
+    /// were written here longer ago than this: it must exceed the longest PUT (or part
+    /// upload) in flight.
+    #[serde(default = "default_orphan_grace")]
+    pub orphan_grace_secs: u64,
 }
 
 impl Default for RepairConfig {
@@ -93,6 +101,8 @@ impl Default for RepairConfig {
             scan_interval_secs: default_scan_interval(),
             replaced_data_grace_secs: default_replaced_data_grace(),
             anti_entropy_interval_secs: default_anti_entropy_interval(),
+            orphan_scan_interval_secs: default_orphan_scan_interval(),
+            orphan_grace_secs: default_orphan_grace(),
         }
     }
 }
@@ -157,6 +167,12 @@ fn default_repair_delay() -> u64 {
 }
 fn default_repair_rate() -> u64 {
     64
+}
+fn default_orphan_scan_interval() -> u64 {
+    6 * 3600
+}
+fn default_orphan_grace() -> u64 {
+    6 * 3600
 }
 fn default_anti_entropy_interval() -> u64 {
     3600

@@ -28,6 +28,7 @@
 //!   it owns to it.
 
 mod anti_entropy;
+mod orphans;
 
 use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
@@ -43,7 +44,7 @@ use dmpstore_common::record::{
     key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
     ObjectData, Versioned,
 };
-use dmpstore_common::rpc::{ChunkHome, RepairStatus, Request, Response};
+use dmpstore_common::rpc::{ChunkHome, RecordRef, RepairStatus, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -117,6 +118,8 @@ struct Stats {
     anti_entropy_passes: u64,
     anti_entropy_repaired: u64,
     anti_entropy_clean_epoch: u64,
+    orphan_chunks_dropped: u64,
+    orphan_passes: u64,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -333,6 +336,8 @@ impl Repair {
             anti_entropy_passes: s.anti_entropy_passes,
             anti_entropy_repaired: s.anti_entropy_repaired,
             anti_entropy_clean_epoch: s.anti_entropy_clean_epoch,
+            orphan_chunks_dropped: s.orphan_chunks_dropped,
+            orphan_passes: s.orphan_passes,
             map_version: self.client.map().version,
         }
     }
@@ -688,8 +693,14 @@ impl Repair {
         let mut changed = false;
         let mut rebuilt = 0u64;
         let mut vacated = Vec::new();
+        let record_ref = RecordRef {
+            partition: partition.to_string(),
+            key: key.to_string(),
+        };
         for (piece, size_bytes) in erasure_pieces_mut(&mut value) {
-            let (moved, chunks, left) = self.repair_piece(piece, size_bytes, &dead).await?;
+            let (moved, chunks, left) = self
+                .repair_piece(piece, size_bytes, &dead, &record_ref)
+                .await?;
             changed |= moved;
             rebuilt += chunks;
             vacated.extend(
@@ -753,6 +764,7 @@ impl Repair {
         piece: &mut ErasureData,
         size_bytes: u64,
         dead: &HashSet<NodeId>,
+        record: &RecordRef,
     ) -> Result<(bool, u64, Vec<(u8, NodeId)>), RepairError> {
         let layout = piece.layout;
         let n = layout.n_chunks();
@@ -876,6 +888,7 @@ impl Repair {
                     home: Some(ChunkHome {
                         layout,
                         placement: target.clone(),
+                        record: Some(record.clone()),
                     }),
                 };
                 self.client

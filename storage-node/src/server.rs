@@ -105,6 +105,7 @@ pub async fn run(
         background.spawn(repair.clone().run_scrubber(shutdown.clone()));
         background.spawn(repair.clone().run_gc(shutdown.clone()));
         background.spawn(repair.clone().run_anti_entropy(shutdown.clone()));
+        background.spawn(repair.clone().run_orphan_scan(shutdown.clone()));
         Some(ClusterRole {
             client,
             detector,

@@ -160,6 +160,36 @@ impl PendingDrop {
     }
 }
 
+/// Format of an index value that carries when it was written: `[2][written ms][home]`
+/// (format 1 was `[1][home]`).
+const INDEX_FORMAT_V2: u8 = 2;
+
+fn index_value(written_ms: u64, home: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + home.len());
+    v.push(INDEX_FORMAT_V2);
+    v.extend_from_slice(&written_ms.to_be_bytes());
+    v.extend_from_slice(home);
+    v
+}
+
+fn decode_index_value(raw: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    match raw.split_first() {
+        Some((&FORMAT_V1, rest)) => Ok((0, rest)),
+        Some((&INDEX_FORMAT_V2, rest)) if rest.len() >= 8 => Ok((
+            u64::from_be_bytes(rest[..8].try_into().expect("8 bytes")),
+            &rest[8..],
+        )),
+        Some((&v, _)) => Err(StoreError::Format(v)),
+        None => Err(StoreError::Corrupt("empty index value".into())),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn heal_key(key: &ChunkKey) -> Vec<u8> {
     let mut out = vec![FORMAT_V1, b'H'];
     out.extend_from_slice(&chunk_key(key));
@@ -281,10 +311,11 @@ impl Store {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_CHUNKS), chunk_key(key), value);
         if let Some(home) = home {
-            let mut v = Vec::with_capacity(1 + home.len());
-            v.push(FORMAT_V1);
-            v.extend_from_slice(home);
-            batch.put_cf(self.cf(CF_INDEX), index_key(&key.version), v);
+            batch.put_cf(
+                self.cf(CF_INDEX),
+                index_key(&key.version),
+                index_value(now_ms(), home),
+            );
         }
         // The slot is wanted here again (a repair moved it back): cancel a scheduled drop.
         batch.delete_cf(self.cf(CF_QUEUES), drop_key(&key.version, key.chunk_idx.0));
@@ -365,13 +396,68 @@ impl Store {
     /// The home recorded for a version by [`Store::put_chunk`].
     pub fn chunk_home(&self, version: &VersionId) -> Result<Option<Vec<u8>>, StoreError> {
         match self.db.get_cf(self.cf(CF_INDEX), index_key(version))? {
-            Some(raw) => match raw.split_first() {
-                Some((&FORMAT_V1, rest)) => Ok(Some(rest.to_vec())),
-                Some((&v, _)) => Err(StoreError::Format(v)),
-                None => Err(StoreError::Corrupt("empty index value".into())),
-            },
+            Some(raw) => decode_index_value(&raw).map(|(_, home)| Some(home.to_vec())),
             None => Ok(None),
         }
+    }
+
+    /// Up to `limit` index entries after version `after` (`None`: from the start): each
+    /// version with when its home was last written here (unix ms) and the home.
+    #[allow(clippy::type_complexity)]
+    pub fn index_page(
+        &self,
+        after: Option<&VersionId>,
+        limit: usize,
+    ) -> Result<Vec<(VersionId, u64, Vec<u8>)>, StoreError> {
+        let start = after.map_or_else(|| vec![FORMAT_V1], index_key);
+        let iter = self.db.iterator_cf(
+            self.cf(CF_INDEX),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            if k[..] == start[..] && after.is_some() {
+                continue;
+            }
+            if out.len() == limit || k.len() != 17 || k[0] != FORMAT_V1 {
+                break;
+            }
+            let version = VersionId(k[1..17].try_into().expect("16 bytes"));
+            let (written_ms, home) = decode_index_value(&v)?;
+            out.push((version, written_ms, home.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The chunk slots (chunk indexes) of `version` this node holds.
+    pub fn chunk_slots(&self, version: &VersionId) -> Result<Vec<u8>, StoreError> {
+        let mut prefix = vec![FORMAT_V1];
+        prefix.extend_from_slice(&version.0);
+        let iter = self.db.iterator_cf(
+            self.cf(CF_CHUNKS),
+            IteratorMode::From(&prefix, Direction::Forward),
+        );
+        let mut slots = Vec::new();
+        for item in iter {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Some(&idx) = k.last() {
+                if !slots.contains(&idx) {
+                    slots.push(idx);
+                }
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Drops the index entry of a version none of whose chunks is held here.
+    pub fn drop_index_entry(&self, version: &VersionId) -> Result<(), StoreError> {
+        self.db
+            .delete_cf_opt(self.cf(CF_INDEX), index_key(version), &synced())?;
+        Ok(())
     }
 
     /// Verifies the checksums of up to `limit` chunks after the raw chunk key `after` (empty:

@@ -139,6 +139,20 @@ impl Cluster {
         wait_exit(pid, Duration::from_secs(20))
     }
 
+    /// `kill -9` of gateway `idx`.
+    pub fn kill_gateway(&self, idx: usize) -> anyhow::Result<()> {
+        let pid = self
+            .info
+            .processes
+            .iter()
+            .filter(|p| p.role == "gateway")
+            .nth(idx)
+            .context("no such gateway")?
+            .pid;
+        signal(pid, "KILL")?;
+        wait_exit(pid, Duration::from_secs(20))
+    }
+
     /// SIGSTOP to storage node `idx`: it keeps its connections open and answers nothing (a hung
     /// node, not a dead one).
     pub fn pause_node(&self, idx: usize) -> anyhow::Result<()> {

@@ -901,3 +901,108 @@ async fn a_dead_node_removed_under_load_has_its_metadata_replicas_recreated_else
     assert_eq!(ours, theirs);
     cluster.assert_no_error_logs();
 }
+
+/// Chunk writes the storage nodes have served (successful `put_chunk` RPCs), over all nodes.
+fn chunk_writes(cluster: &Cluster) -> u64 {
+    cluster
+        .nodes()
+        .iter()
+        .filter_map(|p| dmpstore_tests::http_get_text(&format!("http://{}/metrics", p.addr)).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("dmpstore_node_rpc_requests_total{")
+                        && l.contains("rpc=\"put_chunk\"")
+                        && l.contains("outcome=\"ok\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_of_a_put_cut_off_by_a_gateway_crash_are_collected_as_orphans() {
+    // Unreferenced chunks older than 2 s are orphans here; nothing else writes meanwhile.
+    let cluster =
+        Cluster::start_with(6, 2, &["--repair-delay", REPAIR_DELAY, "--orphan-gc", "2"]).unwrap();
+    let live = dmpstore_tests::client_with_timeout(&cluster, 1, Duration::from_secs(20));
+    live.create_bucket().bucket("orphans").send().await.unwrap();
+    // Three committed objects of one stripe (6 chunks) each: these must stay.
+    let mut kept = Vec::new();
+    for i in 0..3u64 {
+        let data = dmpstore_tests::test_data(7_700 + i, 1 << 20);
+        let key = format!("kept/{i}");
+        dmpstore_tests::put_bytes(&live, "orphans", &key, &data)
+            .await
+            .unwrap();
+        kept.push((key, data));
+    }
+    // A PUT of 32 MiB through gateway 0 sends 8 MiB, then the gateway dies: the chunks it
+    // wrote have no record.
+    let url = cluster
+        .client(0)
+        .put_object()
+        .bucket("orphans")
+        .key("cut-off")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(600)).unwrap(),
+        )
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let before = chunk_writes(&cluster);
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    use std::io::Write;
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        32u64 << 20
+    )
+    .unwrap();
+    stream
+        .write_all(&dmpstore_tests::test_data(7_800, 8 << 20))
+        .unwrap();
+    wait_for(Duration::from_secs(60), || {
+        chunk_writes(&cluster) >= before + 24
+    })
+    .await
+    .unwrap();
+    cluster.kill_gateway(0).unwrap();
+    drop(stream);
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(120), || {
+        last = status(&cluster);
+        last["orphan_chunks_dropped"].as_u64() >= Some(24)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("orphans were not collected: {e}\n{last:#}"));
+    // Two more complete scans on every node, so each has looked at everything.
+    let passes = last["orphan_passes"].as_u64().unwrap();
+    wait_for(Duration::from_secs(120), || {
+        last = status(&cluster);
+        last["orphan_passes"].as_u64() >= Some(passes + 12)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("orphan scans stalled: {e}\n{last:#}"));
+    println!(
+        "orphan scan: {} chunks of the cut-off PUT dropped",
+        last["orphan_chunks_dropped"]
+    );
+    for (key, data) in &kept {
+        let got = dmpstore_tests::get_bytes(&live, "orphans", key)
+            .await
+            .unwrap();
+        assert!(&got == data, "{key} differs");
+    }
+    // Exactly the committed objects' chunks are left.
+    let mut total = 0;
+    for i in 0..6 {
+        cluster.stop_node(i).unwrap();
+        total += inspect(&cluster, i)["chunks"].as_u64().unwrap();
+    }
+    assert_eq!(total, 3 * 6);
+}
