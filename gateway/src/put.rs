@@ -456,9 +456,11 @@ fn settle(
 ) -> Result<(), GatewayError> {
     for (idx, result) in outcome {
         if let Err(e) = result {
-            if placement[idx].is_some() {
+            if let Some(node) = placement[idx].take() {
                 tracing::warn!(error = %e, chunk = idx, %version, "chunk write failed; object stays degraded until repair");
-                placement[idx] = None;
+                // The slot's earlier stripes on that node are garbage now (best effort: a
+                // node that cannot be reached is left to the orphan scan).
+                discard_chunks(state, version, &[Some(node)]);
             }
         }
     }

@@ -175,6 +175,8 @@ pub struct Repair {
     scanned_for: Mutex<HashSet<NodeId>>,
     /// Nodes being drained: treated like nodes dead past the delay.
     draining: Mutex<HashSet<NodeId>>,
+    /// This node is draining and its last drain sweep found no chunk left to move.
+    drain_clean: std::sync::atomic::AtomicBool,
     rebuild_pace: Pacer,
     scrub_pace: Pacer,
 }
@@ -210,6 +212,7 @@ impl Repair {
             forced: Mutex::new(Vec::new()),
             scanned_for: Mutex::new(HashSet::new()),
             draining: Mutex::new(draining),
+            drain_clean: std::sync::atomic::AtomicBool::new(false),
             rebuild_pace: Pacer::new(config.max_rate_mib_per_s),
             scrub_pace: Pacer::new(scrub_config.max_rate_mib_per_s),
             config,
@@ -254,6 +257,10 @@ impl Repair {
     pub fn set_draining(&self, node: NodeId, on: bool) -> Result<(), crate::store::StoreError> {
         let mut d = self.draining.lock().expect("draining");
         if on {
+            if node == self.me && !d.contains(&node) {
+                self.drain_clean
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             d.insert(node);
         } else {
             d.remove(&node);
@@ -323,11 +330,15 @@ impl Repair {
             repair_delay_ms: self.config.delay_secs * 1000,
             dead: dead.clone(),
             draining: self.draining(),
-            // Also pending: a failure past the delay that the scanner has not picked up yet.
-            scan_pending: s.scan_pending || {
-                let scanned_for = self.scanned_for.lock().expect("scanned");
-                dead.iter().any(|n| !scanned_for.contains(n))
-            },
+            // Also pending: a failure past the delay that the scanner has not picked up yet,
+            // and this node's own drain until a sweep found nothing left to move.
+            scan_pending: s.scan_pending
+                || {
+                    let scanned_for = self.scanned_for.lock().expect("scanned");
+                    dead.iter().any(|n| !scanned_for.contains(n))
+                }
+                || (dead.contains(&self.me)
+                    && !self.drain_clean.load(std::sync::atomic::Ordering::Relaxed)),
             healed_chunks: s.healed_chunks,
             scrub_passes: s.scrub_passes,
             scrubbed_chunks: s.scrubbed_chunks,
@@ -989,29 +1000,64 @@ impl Repair {
         version: VersionId,
         chunk_idx: u8,
     ) -> Result<bool, RepairError> {
-        let mut records: Vec<Versioned> =
-            self.meta_get(partition, key).await?.into_iter().collect();
+        let (placing, complete) = self
+            .records_placing_here(partition, key, version, chunk_idx)
+            .await?;
+        Ok(!placing.is_empty() || !complete)
+    }
+
+    /// The records, among `partition`/`key` and its siblings (the object's current record
+    /// and its entries among the key's versions), that place chunk `chunk_idx` of `version`
+    /// on this node; and whether every sibling could be looked at (not so for multipart
+    /// parts, or for a key with more versions than one scan page).
+    async fn records_placing_here(
+        &self,
+        partition: &str,
+        key: &str,
+        version: VersionId,
+        chunk_idx: u8,
+    ) -> Result<(Vec<(String, String)>, bool), RepairError> {
+        let mut records: Vec<(String, String, Versioned)> = self
+            .meta_get(partition, key)
+            .await?
+            .into_iter()
+            .map(|r| (partition.to_string(), key.to_string(), r))
+            .collect();
+        let mut complete = true;
         if let Some(bucket) = partition.strip_suffix("#versions") {
-            records.extend(self.meta_get(bucket, key_of_version_sort_key(key)).await?);
+            let current = key_of_version_sort_key(key);
+            records.extend(
+                self.meta_get(bucket, current)
+                    .await?
+                    .map(|r| (bucket.to_string(), current.to_string(), r)),
+            );
         } else if !partition.contains('#') {
+            let versions = versions_partition(partition);
             match self
-                .meta_scan_majority(&versions_partition(partition), &versions_of_key_prefix(key))
+                .meta_scan_majority(&versions, &versions_of_key_prefix(key))
                 .await?
             {
-                Some(entries) => records.extend(entries),
-                None => return Ok(true),
+                Some(entries) => {
+                    records.extend(entries.into_iter().map(|(k, r)| (versions.clone(), k, r)))
+                }
+                None => complete = false,
             }
         } else {
-            return Ok(true);
+            complete = false;
         }
         let here = Some(self.me);
-        Ok(records.iter().any(|r| {
-            MetaValue::decode(&r.value).is_ok_and(|v| {
+        let mut placing: Vec<(String, String)> = Vec::new();
+        for (p, k, r) in records {
+            let places = MetaValue::decode(&r.value).is_ok_and(|v| {
                 erasure_pieces(&v).iter().any(|e| {
                     e.version == version && e.placement.get(usize::from(chunk_idx)) == Some(&here)
                 })
-            })
-        }))
+            });
+            if places && !placing.iter().any(|(pp, kk)| *pp == p && *kk == k) {
+                placing.push((p, k));
+            }
+        }
+        Ok((placing, complete))
     }
 
     /// The records under `prefix` on a majority of the partition's replicas (union), or
@@ -1020,7 +1066,7 @@ impl Repair {
         &self,
         partition: &str,
         prefix: &str,
-    ) -> Result<Option<Vec<Versioned>>, RepairError> {
+    ) -> Result<Option<Vec<(String, Versioned)>>, RepairError> {
         let spec = self.quorum_spec(partition);
         let replicas = spec.nodes();
         let request = Request::MetaScan {
@@ -1051,7 +1097,7 @@ impl Repair {
             if more {
                 return Ok(None);
             }
-            out.extend(entries.into_iter().map(|(_, v)| v));
+            out.extend(entries);
         }
         Ok(Some(out))
     }

@@ -106,6 +106,7 @@ pub async fn run(
         background.spawn(repair.clone().run_gc(shutdown.clone()));
         background.spawn(repair.clone().run_anti_entropy(shutdown.clone()));
         background.spawn(repair.clone().run_orphan_scan(shutdown.clone()));
+        background.spawn(repair.clone().run_drain_sweep(shutdown.clone()));
         Some(ClusterRole {
             client,
             detector,
