@@ -3,7 +3,7 @@
 #
 #   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N] [--repair-delay SECONDS]
 #                                  [--repair-rate MIB_PER_S] [--replaced-data-grace SECONDS]
-#                                  [--orphan-gc SECONDS]
+#                                  [--orphan-gc SECONDS] [--tombstone-grace SECONDS]
 #   deploy/local-cluster.sh add DIR
 #   deploy/local-cluster.sh down DIR
 #
@@ -18,14 +18,15 @@
 # gateways keep the chunks of overwritten or deleted data, and nodes the chunks repair or
 # rebalance moved off them (default 30 s). --orphan-gc sets how old unreferenced chunks must be
 # before the orphan scan drops them, and how often it runs (default 6 h; it must exceed the
-# longest PUT).
+# longest PUT). --tombstone-grace sets the age at which anti-entropy may purge a tombstone
+# that every replica holds (default 1 day).
 # `add` starts one more storage node (settings as node 1's, next id, zones in turn), adds it
 # to the running cluster with `gateway admin add`, and lists it in DIR/cluster.json; the
 # cluster then moves to it the chunks whose placement moved.
 # Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -43,6 +44,7 @@ while [ $# -gt 0 ]; do
       repair_toml+="delay_secs = $2"$'\n'"scan_interval_secs = 30"$'\n'
       shift 2 ;;
     --repair-rate) repair_toml+="max_rate_mib_per_s = $2"$'\n'; shift 2 ;;
+    --tombstone-grace) repair_toml+="tombstone_grace_secs = $2"$'\n'; shift 2 ;;
     --orphan-gc)
       repair_toml+="orphan_grace_secs = $2"$'\n'"orphan_scan_interval_secs = $2"$'\n'
       shift 2 ;;

@@ -52,6 +52,13 @@ pub enum Request {
         partition: String,
         key: String,
     },
+    /// Delete the record of `key` if the node holds exactly `record` (garbage collection of
+    /// a tombstone that every replica holds, past its grace period).
+    MetaPurge {
+        partition: String,
+        key: String,
+        record: Versioned,
+    },
     /// Records of a partition in key order, with keys starting with `prefix` and greater than
     /// `start_after` (raw bytes, so a cursor can point between keys), tombstones included.
     MetaScan {
@@ -161,6 +168,7 @@ impl Request {
             self,
             Request::MetaPut { .. }
                 | Request::MetaGet { .. }
+                | Request::MetaPurge { .. }
                 | Request::MetaScan { .. }
                 | Request::MetaLock { .. }
                 | Request::MetaUnlock { .. }
@@ -175,6 +183,7 @@ impl Request {
             Request::DeleteChunks { .. } => "delete_chunks",
             Request::MetaPut { .. } => "meta_put",
             Request::MetaGet { .. } => "meta_get",
+            Request::MetaPurge { .. } => "meta_purge",
             Request::MetaScan { .. } => "meta_scan",
             Request::MetaLock { .. } => "meta_lock",
             Request::MetaUnlock { .. } => "meta_unlock",
@@ -202,6 +211,7 @@ pub enum Response {
     Chunk {
         checksum: [u8; 32],
     },
+    Purged(bool),
     MetaPut {
         applied: bool,
         /// The record this write replaced on this node, if any.
@@ -296,6 +306,9 @@ pub struct RepairStatus {
     pub anti_entropy_clean_epoch: u64,
     /// Version of the node's cluster map.
     pub map_version: u64,
+    /// Tombstones past their grace this node purged from every replica (as a partition's
+    /// anti-entropy owner).
+    pub tombstones_purged: u64,
     /// Chunks dropped by the orphan scan (no record references them here), and its
     /// completed passes.
     pub orphan_chunks_dropped: u64,

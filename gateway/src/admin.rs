@@ -67,6 +67,8 @@ pub struct ClusterSummary {
     /// Anti-entropy passes completed, and metadata records they wrote to stale replicas (sums).
     pub anti_entropy_passes: u64,
     pub anti_entropy_repaired: u64,
+    /// Tombstones purged past their grace (sum).
+    pub tombstones_purged: u64,
     /// Chunks the orphan scans dropped, and orphan scans completed (sums).
     pub orphan_chunks_dropped: u64,
     pub orphan_passes: u64,
@@ -277,6 +279,7 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             .map(|s| s.repair.orphan_chunks_dropped)
             .sum(),
         orphan_passes: answered.iter().map(|s| s.repair.orphan_passes).sum(),
+        tombstones_purged: answered.iter().map(|s| s.repair.tombstones_purged).sum(),
         repair_delay_ms,
         last_t_fd_ms,
         last_t_fr_ms,
@@ -362,8 +365,8 @@ pub fn render(s: &ClusterSummary) -> String {
         s.dropped_moved_chunks, s.drops_pending, s.orphan_chunks_dropped, s.orphan_passes
     ));
     out.push_str(&format!(
-        "anti-entropy: {} passes, {} stale metadata replicas brought up to date\n",
-        s.anti_entropy_passes, s.anti_entropy_repaired
+        "anti-entropy: {} passes, {} stale metadata replicas brought up to date, {} tombstones purged\n",
+        s.anti_entropy_passes, s.anti_entropy_repaired, s.tombstones_purged
     ));
     out.push_str(&format!(
         "last failure: T_FD {}, repair delay {}, T_FR {}, T_RT {}\n",

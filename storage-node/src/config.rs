@@ -91,6 +91,10 @@ pub struct RepairConfig {
     /// upload) in flight.
     #[serde(default = "default_orphan_grace")]
     pub orphan_grace_secs: u64,
+    /// Tombstones older than this are purged by anti-entropy, once every replica of their
+    /// partition answers and holds the same tombstone (a replica that is away keeps them).
+    #[serde(default = "default_tombstone_grace")]
+    pub tombstone_grace_secs: u64,
 }
 
 impl Default for RepairConfig {
@@ -103,6 +107,7 @@ impl Default for RepairConfig {
             anti_entropy_interval_secs: default_anti_entropy_interval(),
             orphan_scan_interval_secs: default_orphan_scan_interval(),
             orphan_grace_secs: default_orphan_grace(),
+            tombstone_grace_secs: default_tombstone_grace(),
         }
     }
 }
@@ -167,6 +172,9 @@ fn default_repair_delay() -> u64 {
 }
 fn default_repair_rate() -> u64 {
     64
+}
+fn default_tombstone_grace() -> u64 {
+    24 * 3600
 }
 fn default_orphan_scan_interval() -> u64 {
     6 * 3600

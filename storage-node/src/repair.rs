@@ -120,6 +120,7 @@ struct Stats {
     anti_entropy_clean_epoch: u64,
     orphan_chunks_dropped: u64,
     orphan_passes: u64,
+    tombstones_purged: u64,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -347,6 +348,7 @@ impl Repair {
             anti_entropy_passes: s.anti_entropy_passes,
             anti_entropy_repaired: s.anti_entropy_repaired,
             anti_entropy_clean_epoch: s.anti_entropy_clean_epoch,
+            tombstones_purged: s.tombstones_purged,
             orphan_chunks_dropped: s.orphan_chunks_dropped,
             orphan_passes: s.orphan_passes,
             map_version: self.client.map().version,

@@ -401,6 +401,13 @@ fn dispatch(
             let (applied, replaced) = store.meta_put(&partition, &key, &record)?;
             done(Response::MetaPut { applied, replaced })
         }
+        Request::MetaPurge {
+            partition,
+            key,
+            record,
+        } => done(Response::Purged(
+            store.meta_purge(&partition, &key, &record)?,
+        )),
         Request::MetaGet { partition, key } => {
             done(Response::MetaValue(store.meta_get(&partition, &key)?))
         }

@@ -626,6 +626,27 @@ impl Store {
         Ok((true, current))
     }
 
+    /// Deletes the record of `key` if it is exactly `record` (a tombstone past its grace,
+    /// held identically by every replica). Returns whether it did.
+    pub fn meta_purge(
+        &self,
+        partition: &str,
+        key: &str,
+        record: &Versioned,
+    ) -> Result<bool, StoreError> {
+        let mkey = meta_key(partition, key.as_bytes());
+        let _guard = self.key_lock(&mkey);
+        let current = match self.db.get_cf(self.cf(CF_META), &mkey)? {
+            Some(raw) => Some(decode_meta_value(&raw)?),
+            None => None,
+        };
+        if current.as_ref() != Some(record) {
+            return Ok(false);
+        }
+        self.db.delete_cf_opt(self.cf(CF_META), &mkey, &synced())?;
+        Ok(true)
+    }
+
     pub fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
         match self
             .db

@@ -1006,3 +1006,85 @@ async fn chunks_of_a_put_cut_off_by_a_gateway_crash_are_collected_as_orphans() {
     }
     assert_eq!(total, 3 * 6);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tombstones_are_collected_only_once_every_replica_holds_them() {
+    // Tombstones are past their grace at once here; what holds them back is a replica away.
+    let mut cluster = Cluster::start_with(
+        6,
+        1,
+        &["--repair-delay", REPAIR_DELAY, "--tombstone-grace", "0"],
+    )
+    .unwrap();
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("tombs").send().await.unwrap();
+    let data = |i: u64| dmpstore_tests::test_data(9_500 + i, 1_000);
+    for i in 0..10 {
+        dmpstore_tests::put_bytes(&c, "tombs", &format!("k{i:02}"), &data(i))
+            .await
+            .unwrap();
+    }
+    let replicas = partition_replicas(&cluster_map(&cluster), "tombs", 5);
+    let idx = |n: NodeId| n.0 as usize - 1;
+    let away = idx(replicas[0]);
+    cluster.stop_node(away).unwrap();
+    for i in 0..4 {
+        c.delete_object()
+            .bucket("tombs")
+            .key(format!("k{i:02}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // A full pass on every live node while one replica is away purges nothing.
+    let mut last = status(&cluster);
+    let passes = last["anti_entropy_passes"].as_u64().unwrap();
+    // The stopped node cannot take the request: the command says so and fails.
+    let refused = cluster.admin(&["anti-entropy"]).unwrap_err();
+    assert!(
+        format!("{refused:#}").contains(&format!("n{}:", away + 1)),
+        "{refused:#}"
+    );
+    wait_for(Duration::from_secs(60), || {
+        last = status(&cluster);
+        last["anti_entropy_passes"].as_u64() >= Some(passes + 5)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("passes did not finish: {e}\n{last:#}"));
+    assert_eq!(last["tombstones_purged"], 0, "{last:#}");
+    // The replica returns with the deleted records; a pass gives it the tombstones, the next
+    // one (every replica now holding them) purges them everywhere.
+    cluster.restart_node(away).unwrap();
+    wait_for(Duration::from_secs(60), || {
+        last = status(&cluster);
+        node_state(&last, away) == "Up" && last["nodes"][away]["reachable"] == true
+    })
+    .await
+    .unwrap_or_else(|e| panic!("n{} not back: {e}\n{last:#}", away + 1));
+    for _ in 0..2 {
+        let passes = last["anti_entropy_passes"].as_u64().unwrap();
+        cluster.admin(&["anti-entropy"]).unwrap();
+        wait_for(Duration::from_secs(60), || {
+            last = status(&cluster);
+            last["anti_entropy_passes"].as_u64() >= Some(passes + 6)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("passes did not finish: {e}\n{last:#}"));
+    }
+    assert_eq!(last["tombstones_purged"], 4, "{last:#}");
+    for i in 0..10u64 {
+        let got = dmpstore_tests::get_bytes(&c, "tombs", &format!("k{i:02}")).await;
+        match got {
+            Ok(bytes) => assert!(i >= 4 && bytes == data(i), "k{i:02} is back"),
+            Err(e) => assert!(i < 4, "k{i:02}: {e:#}"),
+        }
+    }
+    // Every replica holds the 6 live records and nothing else.
+    for &r in &replicas {
+        cluster.stop_node(idx(r)).unwrap();
+        let n = inspect_with(&cluster, idx(r), &["--partition", "tombs"])["partition_records"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(n, 6, "n{}", r.0);
+    }
+}

@@ -4,14 +4,20 @@
 //! Tombstones travel like any record, so a replica that was away cannot bring a deleted key
 //! back. Read repair fixes what clients read; this pass fixes what nobody reads.
 //!
+//! The pass also collects tombstones: one older than `tombstone_grace_secs` that every
+//! replica of the partition holds identically (all of them answered the page) is purged from
+//! all of them. While any replica is away the tombstone stays, so a returning replica's
+//! stale record always meets it.
+//!
 //! The partitions are the buckets partition and, for each bucket listed there, the bucket's
 //! own partitions (objects, versions, tags, uploads, parts).
 
 use super::{Repair, RepairError};
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
+use dmpstore_common::quorum::MajorityOf;
 use dmpstore_common::record::{
-    parts_partition, tags_partition, uploads_partition, versions_partition, Versioned,
+    parts_partition, tags_partition, uploads_partition, versions_partition, MetaValue, Versioned,
     BUCKETS_PARTITION,
 };
 use dmpstore_common::rpc::{Request, Response};
@@ -32,6 +38,7 @@ pub struct PassOutcome {
     pub failed_partitions: u64,
     /// The metadata epoch of the map the pass started with.
     pub epoch: u64,
+    pub tombstones_purged: u64,
 }
 
 impl Repair {
@@ -51,12 +58,14 @@ impl Repair {
                         compared = o.records_compared,
                         repaired = o.records_repaired,
                         failed = o.failed_partitions,
+                        tombstones_purged = o.tombstones_purged,
                         epoch = o.epoch,
                         "anti-entropy pass done"
                     );
                     let mut s = self.stats.lock().expect("repair stats");
                     s.anti_entropy_passes += 1;
                     s.anti_entropy_repaired += o.records_repaired;
+                    s.tombstones_purged += o.tombstones_purged;
                     if o.failed_partitions == 0 && !shutdown.is_cancelled() {
                         s.anti_entropy_clean_epoch = s.anti_entropy_clean_epoch.max(o.epoch);
                     }
@@ -122,7 +131,7 @@ impl Repair {
         // Both sets during a metadata membership change: this pass is what fills the new
         // replicas then.
         let spec = self.quorum_spec(partition);
-        let up: Vec<NodeId> = spec
+        let mut up: Vec<NodeId> = spec
             .nodes()
             .into_iter()
             .filter(|&n| self.detector.state(n) == super::NodeState::Up)
@@ -137,7 +146,7 @@ impl Repair {
         if !mine {
             // Not ours to merge; the bucket list is still needed to find our partitions.
             if let Some(out) = keys_seen {
-                self.list_keys(partition, &up, out).await?;
+                self.list_keys(partition, &spec, &up, out).await?;
             }
             return Ok(());
         }
@@ -145,12 +154,16 @@ impl Repair {
             return Err(RepairError::NoQuorum(partition.to_string()));
         }
         outcome.partitions += 1;
+        // Tombstones may be purged only when every replica answers: one that is away may hold
+        // the deleted record and would bring it back.
+        let all_replicas_answered = up.len() == spec.nodes().len();
         let mut cursor: Vec<u8> = Vec::new();
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let pages = self.scan_all(partition, &up, &cursor).await?;
+            let pages = self.scan_all(partition, &spec, &mut up, &cursor).await?;
+            let all_replicas_answered = all_replicas_answered && up.len() == spec.nodes().len();
             // Keys up to the smallest last key of a replica that has more are complete in
             // this window on every replica.
             let frontier: Option<String> = pages
@@ -197,6 +210,14 @@ impl Repair {
                         Err(e) => return Err(RepairError::Write { node, error: e }),
                     }
                 }
+                if all_replicas_answered
+                    && held.len() == up.len()
+                    && held.iter().all(|(_, v)| v == newest)
+                    && self.tombstone_expired(newest)
+                {
+                    self.purge_everywhere(partition, key, newest, &up, outcome)
+                        .await?;
+                }
             }
             match frontier {
                 Some(f) => cursor = f.into_bytes(),
@@ -205,12 +226,56 @@ impl Repair {
         }
     }
 
-    /// One page of `partition` after `cursor` from each of `nodes` (all must answer).
+    /// Whether `record` is a tombstone older than `tombstone_grace_secs`.
+    fn tombstone_expired(&self, record: &Versioned) -> bool {
+        match MetaValue::decode(&record.value) {
+            Ok(MetaValue::Tombstone { deleted_ms }) => {
+                deleted_ms.saturating_add(self.config.tombstone_grace_secs.saturating_mul(1000))
+                    <= super::now_ms()
+            }
+            _ => false,
+        }
+    }
+
+    /// Purges a tombstone every replica holds identically (garbage collection, DESIGN 5).
+    /// A replica that refuses (it got a newer record meanwhile) keeps what it has.
+    async fn purge_everywhere(
+        &self,
+        partition: &str,
+        key: &str,
+        tombstone: &Versioned,
+        replicas: &[NodeId],
+        outcome: &mut PassOutcome,
+    ) -> Result<(), RepairError> {
+        let request = Request::MetaPurge {
+            partition: partition.to_string(),
+            key: key.to_string(),
+            record: tombstone.clone(),
+        };
+        for &node in replicas {
+            self.client
+                .call(node, &request, Bytes::new())
+                .await
+                .map_err(|error| RepairError::Write { node, error })?;
+        }
+        outcome.tombstones_purged += 1;
+        tracing::debug!(
+            partition,
+            key,
+            "tombstone past its grace purged from every replica"
+        );
+        Ok(())
+    }
+
+    /// One page of `partition` after `cursor` from each of `nodes`. A node that does not
+    /// answer is dropped from `nodes` (it went down meanwhile); the answers must still make a
+    /// quorum of `spec`.
     #[allow(clippy::type_complexity)]
     async fn scan_all(
         &self,
         partition: &str,
-        nodes: &[NodeId],
+        spec: &MajorityOf,
+        nodes: &mut Vec<NodeId>,
         cursor: &[u8],
     ) -> Result<Vec<(NodeId, (Vec<(String, Versioned)>, bool))>, RepairError> {
         let request = Request::MetaScan {
@@ -223,24 +288,40 @@ impl Repair {
             let req = &request;
             async move {
                 match self.client.call(node, req, Bytes::new()).await {
-                    Ok((Response::MetaEntries { entries, more }, _)) => Ok((node, (entries, more))),
-                    _ => Err(RepairError::NoQuorum(partition.to_string())),
+                    Ok((Response::MetaEntries { entries, more }, _)) => {
+                        Some((node, (entries, more)))
+                    }
+                    other => {
+                        tracing::debug!(%node, partition, answer = ?other.err(), "replica did not answer an anti-entropy page");
+                        None
+                    }
                 }
             }
         });
-        futures::future::join_all(calls).await.into_iter().collect()
+        let pages: Vec<_> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        nodes.retain(|n| pages.iter().any(|(m, _)| m == n));
+        if !spec.met_by(nodes) {
+            return Err(RepairError::NoQuorum(partition.to_string()));
+        }
+        Ok(pages)
     }
 
     /// Every key of `partition` any of `nodes` holds (for the bucket list).
     async fn list_keys(
         &self,
         partition: &str,
+        spec: &MajorityOf,
         nodes: &[NodeId],
         out: &mut Vec<String>,
     ) -> Result<(), RepairError> {
         let mut cursor = Vec::new();
+        let mut nodes = nodes.to_vec();
         loop {
-            let pages = self.scan_all(partition, nodes, &cursor).await?;
+            let pages = self.scan_all(partition, spec, &mut nodes, &cursor).await?;
             let frontier: Option<String> = pages
                 .iter()
                 .filter(|(_, (_, more))| *more)
