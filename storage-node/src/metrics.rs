@@ -22,6 +22,9 @@ pub struct NodeMetrics {
     last_t_fd: Gauge,
     last_t_fr: Gauge,
     chunks: IntGauge,
+    /// Garbage collection and anti-entropy totals, by kind.
+    housekeeping: IntCounterVec,
+    map_version: IntGauge,
 }
 
 impl Default for NodeMetrics {
@@ -147,6 +150,25 @@ impl NodeMetrics {
                 )
                 .expect("valid metric"),
             ),
+            housekeeping: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "dmpstore_housekeeping_total",
+                        "Garbage collection and anti-entropy work done by this node, by kind",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            map_version: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_cluster_map_version",
+                    "Version of the cluster map this node uses",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -170,6 +192,16 @@ impl NodeMetrics {
                 .set(s.last_t_fd_ms.map_or(0.0, |v| v as f64 / 1000.0));
             self.last_t_fr
                 .set(s.last_t_fr_ms.map_or(0.0, |v| v as f64 / 1000.0));
+            for (kind, total) in [
+                ("moved_chunks_dropped", s.dropped_moved_chunks),
+                ("orphan_chunks_dropped", s.orphan_chunks_dropped),
+                ("tombstones_purged", s.tombstones_purged),
+                ("anti_entropy_records_repaired", s.anti_entropy_repaired),
+                ("anti_entropy_passes", s.anti_entropy_passes),
+            ] {
+                catch_up(&self.housekeeping.with_label_values(&[kind]), total);
+            }
+            self.map_version.set(s.map_version as i64);
         }
         for p in peers {
             for state in [NodeState::Up, NodeState::Suspect, NodeState::Down] {

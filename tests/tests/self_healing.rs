@@ -992,6 +992,26 @@ async fn chunks_of_a_put_cut_off_by_a_gateway_crash_are_collected_as_orphans() {
         "orphan scan: {} chunks of the cut-off PUT dropped",
         last["orphan_chunks_dropped"]
     );
+    // The nodes' /metrics say the same.
+    let from_metrics: f64 = cluster
+        .nodes()
+        .iter()
+        .map(|p| {
+            let text =
+                dmpstore_tests::http_get_text(&format!("http://{}/metrics", p.addr)).unwrap();
+            dmpstore_tests::metric_sum(
+                &text.replace(
+                    "dmpstore_housekeeping_total{kind=\"orphan_chunks_dropped\"}",
+                    "orphan_chunks_dropped_total",
+                ),
+                "orphan_chunks_dropped_total",
+            )
+        })
+        .sum();
+    assert_eq!(
+        Some(from_metrics as u64),
+        last["orphan_chunks_dropped"].as_u64()
+    );
     for (key, data) in &kept {
         let got = dmpstore_tests::get_bytes(&live, "orphans", key)
             .await
