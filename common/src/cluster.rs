@@ -122,7 +122,11 @@ impl ClusterMap {
     ) -> Result<ClusterMap, ClusterMapError> {
         let mut next = self.clone();
         next.version += 1;
-        next.previous_metadata_nodes = None;
+        // A new epoch again: callers still on the joint map are refused and refetch, so none
+        // keeps writing to a replica that has left the set.
+        if next.previous_metadata_nodes.take().is_some() {
+            next.metadata_epoch += 1;
+        }
         if let Some(id) = remove {
             if next.metadata_nodes.contains(&id) {
                 return Err(ClusterMapError::HoldsMetadata(id));
@@ -235,7 +239,7 @@ mod tests {
             Err(ClusterMapError::HoldsMetadata(NodeId(1)))
         );
         let done = joint.finish_metadata_change(Some(NodeId(3))).unwrap();
-        assert_eq!((done.version, done.metadata_epoch), (3, 2));
+        assert_eq!((done.version, done.metadata_epoch), (3, 3));
         assert!(done.previous_metadata_nodes().is_none());
         assert!(done.get(NodeId(3)).is_none());
         assert_eq!(done.metadata_nodes(), &new_set);

@@ -488,6 +488,21 @@ pub async fn remove_node(
     )
     .await?;
 
+    // One more full scan on every node for chunks on it: a record committed after the scans
+    // of the drain (a multipart upload completed late) is moved too.
+    let missed = broadcast(config, &Request::RepairScan { node }).await?;
+    if let Some((n, e)) = missed.iter().find(|(n, _)| *n != node) {
+        anyhow::bail!("{n} did not take the final scan: {e}");
+    }
+    wait_status(
+        config,
+        "final scan",
+        deadline,
+        |s| s.repair_idle,
+        |s| format!("{} queued", s.repair_queued),
+    )
+    .await?;
+
     let map = admin_client(config).await?.map();
     let joint = if map.is_metadata_node(node) {
         let mut new_set = map.metadata_nodes().clone();

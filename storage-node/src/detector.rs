@@ -48,10 +48,13 @@ impl Detector {
         detector
     }
 
-    /// Starts tracking the peers of the current cluster map not tracked yet; returns them all.
+    /// Tracks exactly the peers of the current cluster map; returns them.
     fn watch_map_nodes(&self) -> Vec<NodeId> {
         let mut tracks = self.tracks.lock().expect("tracks");
-        for n in self.client.map().nodes().filter(|n| n.id != self.me) {
+        let map = self.client.map();
+        // A node removed from the map is no longer watched.
+        tracks.retain(|id, _| map.get(*id).is_some());
+        for n in map.nodes().filter(|n| n.id != self.me) {
             tracks.entry(n.id).or_insert(Track {
                 last_ok: None,
                 down_since: None,

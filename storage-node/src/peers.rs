@@ -68,7 +68,12 @@ pub struct NodeClient {
     isolated_until: RwLock<Option<std::time::Instant>>,
     /// Nodes being drained, learned from the health probes (gateways).
     draining: RwLock<std::collections::HashSet<NodeId>>,
+    /// Called with every newer map installed (a storage node persists it).
+    on_new_map: RwLock<Option<MapHook>>,
 }
+
+/// What a process does with a newer cluster map once it is installed.
+pub type MapHook = Box<dyn Fn(&ClusterMap) + Send + Sync>;
 
 impl std::fmt::Debug for NodeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +105,7 @@ impl NodeClient {
             marking,
             isolated_until: RwLock::new(None),
             draining: RwLock::new(Default::default()),
+            on_new_map: RwLock::new(None),
         })
     }
 
@@ -111,10 +117,25 @@ impl NodeClient {
     /// Installs `map` if it is newer than the current one; returns whether it did. New nodes
     /// start Up: the failure detector or the next call decides otherwise.
     pub fn install_map(&self, map: ClusterMap) -> bool {
-        let mut current = self.map.write().expect("cluster map lock");
-        if map.version <= current.version {
-            return false;
+        let installed = {
+            let mut current = self.map.write().expect("cluster map lock");
+            if map.version <= current.version {
+                return false;
+            }
+            self.swap_map(&mut current, map)
+        };
+        if let Some(hook) = self.on_new_map.read().expect("map hook lock").as_ref() {
+            hook(&installed);
         }
+        true
+    }
+
+    /// Sets what to do with every newer map installed from now on.
+    pub fn on_new_map(&self, hook: MapHook) {
+        *self.on_new_map.write().expect("map hook lock") = Some(hook);
+    }
+
+    fn swap_map(&self, current: &mut Arc<ClusterMap>, map: ClusterMap) -> Arc<ClusterMap> {
         {
             let mut states = self.states.write().expect("node state lock");
             for n in map.nodes() {
@@ -128,7 +149,7 @@ impl NodeClient {
             "cluster map changed"
         );
         *current = Arc::new(map);
-        true
+        current.clone()
     }
 
     /// Asks `node` for its cluster map and installs it if it is newer.

@@ -33,7 +33,7 @@ mod orphans;
 use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
 use crate::peers::{NodeClient, NodeState, RpcError};
-use crate::store::{PendingDrop, Store};
+use crate::store::{DropIf, PendingDrop, Store};
 use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::codec::Codec;
@@ -225,7 +225,9 @@ impl Repair {
         Duration::from_secs(self.config.delay_secs)
     }
 
-    /// Nodes Down for longer than the repair delay: their chunks are rebuilt elsewhere.
+    /// Nodes Down for longer than the repair delay, or being drained: their chunks are
+    /// rebuilt elsewhere. (A node no longer in the map at all counts as dead wherever a
+    /// placement names it: see `repair_piece`.)
     fn dead(&self) -> HashSet<NodeId> {
         let draining = self.draining.lock().expect("draining").clone();
         self.client
@@ -293,6 +295,7 @@ impl Repair {
     /// `node` was replaced by an empty one: scan for what it should hold.
     pub fn request_scan_for(&self, node: NodeId) {
         self.forced.lock().expect("forced").push(node);
+        self.stats.lock().expect("repair stats").scan_pending = true;
     }
 
     pub fn status(&self) -> RepairStatus {
@@ -486,8 +489,11 @@ impl Repair {
                     continue;
                 };
                 let pieces = erasure_pieces(&value);
-                let needs =
-                    |s: &Option<NodeId>| s.is_none_or(|n| dead.contains(&n) || forced.contains(&n));
+                let needs = |s: &Option<NodeId>| {
+                    s.is_none_or(|n| {
+                        dead.contains(&n) || forced.contains(&n) || map.get(n).is_none()
+                    })
+                };
                 if !pieces
                     .iter()
                     .any(|e| e.placement.iter().any(needs) || self.misplaced(&map, e, dead))
@@ -779,6 +785,17 @@ impl Repair {
         dead: &HashSet<NodeId>,
         record: &RecordRef,
     ) -> Result<(bool, u64, Vec<(u8, NodeId)>), RepairError> {
+        // Nodes removed from the cluster map are as dead as any.
+        let map_now = self.client.map();
+        let mut dead = dead.clone();
+        dead.extend(
+            piece
+                .placement
+                .iter()
+                .flatten()
+                .filter(|n| map_now.get(**n).is_none()),
+        );
+        let dead = &dead;
         let layout = piece.layout;
         let n = layout.n_chunks();
         let k = usize::from(layout.k);
@@ -862,6 +879,15 @@ impl Repair {
                 }
             });
             let chunks: Vec<Option<Bytes>> = futures::future::join_all(reads).await;
+            // A slot that moves must get every stripe on its new node before the record may
+            // name that node: if the new node is not Up now, the whole repair waits.
+            if let Some(node) = (0..n).find_map(|i| {
+                let node = target[i]?;
+                (target[i] != piece.placement[i] && self.detector.state(node) != NodeState::Up)
+                    .then_some(node)
+            }) {
+                return Err(RepairError::Waiting(node));
+            }
             // Chunks to write: missing ones whose target can take them (a chunk on a node
             // that is Down but not past the delay waits for it to come back).
             let to_write: Vec<(usize, NodeId)> = (0..n)
@@ -974,7 +1000,11 @@ impl Repair {
                             tracing::warn!(error = %e, "could not cancel a drop");
                         }
                     }
-                    Ok(false) => match self.store.drop_moved_chunks(&p.version, p.chunk_idx) {
+                    Ok(false) => match self.store.drop_moved_chunks(
+                        &p.version,
+                        p.chunk_idx,
+                        DropIf::Scheduled { due_ms: p.due_ms },
+                    ) {
                         Ok(n) => {
                             self.stats
                                 .lock()
@@ -1167,10 +1197,33 @@ impl Repair {
         let gone = answers.iter().filter(|(_, gone)| *gone).count();
         if have < k {
             if gone + 1 == n {
-                // Every sibling answered "not found": the version was deleted (or never
-                // committed); the corrupt chunk is garbage.
-                self.store.delete_chunks(&key.version)?;
-                tracing::info!(version = %key.version, "corrupt chunk of a deleted version dropped");
+                // Every sibling answered "not found": the version was deleted or never
+                // committed, or its siblings moved since this index entry was written. The
+                // records decide: a slot they still place here is repaired from the record
+                // (which knows where the siblings are now); else the chunk is garbage.
+                let Some(record) = home.record.clone() else {
+                    return Err(RepairError::TooFewChunks {
+                        version: key.version.to_string(),
+                        stripe: key.stripe_idx.0,
+                        have,
+                        k,
+                    });
+                };
+                if self
+                    .still_referenced(&record.partition, &record.key, key.version, key.chunk_idx.0)
+                    .await?
+                {
+                    self.enqueue(&record.partition, &record.key)?;
+                    tracing::info!(version = %key.version, "corrupt chunk whose index entry is stale: repaired from its record");
+                } else {
+                    let condition = DropIf::IndexIs {
+                        written_ms: None,
+                        home: home_bytes.clone().unwrap_or_default(),
+                    };
+                    self.store
+                        .drop_moved_chunks(&key.version, key.chunk_idx.0, condition)?;
+                    tracing::info!(version = %key.version, "corrupt chunk no record places here dropped");
+                }
                 return Ok(());
             }
             return Err(RepairError::TooFewChunks {

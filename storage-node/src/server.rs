@@ -85,6 +85,24 @@ pub async fn run(
             &config.cluster_secret,
             Marking::ByDetector,
         )?);
+        {
+            // Every newer map, however it arrives (admin, a peer's heartbeat, a stale-map
+            // refusal), is persisted, and once a metadata change is finished the partitions
+            // this node no longer replicates are dropped: a node that leaves a replica set and
+            // enters it again later starts empty there, so its old records cannot come back.
+            let store = store.clone();
+            let me = config.id();
+            let r = 2 * usize::from(config.parity_chunks) + 1;
+            client.on_new_map(Box::new(move |map| {
+                if let Err(e) = store.set_cluster_map(&map.encode()) {
+                    tracing::error!(error = %e, "could not persist the new cluster map");
+                }
+                if map.previous_metadata_nodes().is_none() {
+                    let (store, map) = (store.clone(), map.clone());
+                    tokio::task::spawn_blocking(move || drop_left_partitions(&store, &map, me, r));
+                }
+            }));
+        }
         let detector = Arc::new(Detector::new(
             config.id(),
             client.clone(),
@@ -354,6 +372,38 @@ fn store_error(rpc: &str, e: StoreError) -> HttpResponse {
                 ErrorKind::Unavailable,
                 e.to_string(),
             )
+        }
+    }
+}
+
+/// Drops the records of every partition `me` is not a replica of under `map`.
+fn drop_left_partitions(
+    store: &Store,
+    map: &dmpstore_common::cluster::ClusterMap,
+    me: dmpstore_common::ids::NodeId,
+    r: usize,
+) {
+    let partitions = match store.meta_partitions() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list metadata partitions");
+            return;
+        }
+    };
+    for p in partitions {
+        if dmpstore_common::placement::partition_quorum(map, &p, r)
+            .nodes()
+            .contains(&me)
+        {
+            continue;
+        }
+        match store.meta_drop_partition(&p) {
+            Ok(()) => {
+                tracing::info!(partition = %p, map_version = map.version, "no longer a replica of this partition: its records dropped here")
+            }
+            Err(e) => {
+                tracing::warn!(partition = %p, error = %e, "could not drop a partition left behind")
+            }
         }
     }
 }

@@ -109,6 +109,18 @@ fn drop_key(version: &VersionId, chunk_idx: u8) -> Vec<u8> {
     out
 }
 
+/// What must still hold for [`Store::drop_moved_chunks`] to drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropIf {
+    /// The drop scheduled for `due_ms` is still scheduled (no chunk write cancelled it).
+    Scheduled { due_ms: u64 },
+    /// The version's index entry is still this home (and, if given, this write time).
+    IndexIs {
+        written_ms: Option<u64>,
+        home: Vec<u8>,
+    },
+}
+
 /// What a node holds, counted exactly ([`Store::inspect`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Inventory {
@@ -304,6 +316,8 @@ impl Store {
         if blake3::hash(data).as_bytes() != checksum {
             return Err(StoreError::ChecksumMismatch);
         }
+        // Serialized with conditional drops of the same version.
+        let _guard = self.key_lock(&index_key(&key.version));
         let mut value = Vec::with_capacity(33 + data.len());
         value.push(FORMAT_V1);
         value.extend_from_slice(checksum);
@@ -363,8 +377,39 @@ impl Store {
     }
 
     /// Drops every stripe's chunk `chunk_idx` of `version` (and the version's index entry
-    /// when no chunk of it is left here) and the scheduled drop. Returns the chunks dropped.
-    pub fn drop_moved_chunks(&self, version: &VersionId, chunk_idx: u8) -> Result<u64, StoreError> {
+    /// when no chunk of it is left here) and the scheduled drop, if `condition` still holds;
+    /// a chunk write of the version in between (a repair moving the slot back here) makes it
+    /// fail. Returns the chunks dropped (0 when the condition failed).
+    pub fn drop_moved_chunks(
+        &self,
+        version: &VersionId,
+        chunk_idx: u8,
+        condition: DropIf,
+    ) -> Result<u64, StoreError> {
+        let _guard = self.key_lock(&index_key(version));
+        let holds = match &condition {
+            DropIf::Scheduled { due_ms } => {
+                self.db
+                    .get_cf(self.cf(CF_QUEUES), drop_key(version, chunk_idx))?
+                    .and_then(|v| {
+                        v.get(1..9)
+                            .map(|b| u64::from_be_bytes(b.try_into().expect("8")))
+                    })
+                    == Some(*due_ms)
+            }
+            DropIf::IndexIs { written_ms, home } => {
+                match self.db.get_cf(self.cf(CF_INDEX), index_key(version))? {
+                    Some(raw) => {
+                        let (w, h) = decode_index_value(&raw)?;
+                        h == &home[..] && written_ms.is_none_or(|ms| ms == w)
+                    }
+                    None => false,
+                }
+            }
+        };
+        if !holds {
+            return Ok(0);
+        }
         let mut prefix = vec![FORMAT_V1];
         prefix.extend_from_slice(&version.0);
         let iter = self.db.iterator_cf(
@@ -894,6 +939,44 @@ impl Store {
         })
     }
 
+    /// The metadata partitions this node holds records of.
+    pub fn meta_partitions(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut seek = vec![FORMAT_V1];
+        loop {
+            let mut iter = self.db.iterator_cf(
+                self.cf(CF_META),
+                IteratorMode::From(&seek, Direction::Forward),
+            );
+            let Some(item) = iter.next() else {
+                return Ok(out);
+            };
+            let (k, _) = item?;
+            let Some((&FORMAT_V1, rest)) = k.split_first() else {
+                return Ok(out);
+            };
+            let Some(sep) = rest.iter().position(|&b| b == 0) else {
+                return Ok(out);
+            };
+            let partition = String::from_utf8_lossy(&rest[..sep]).into_owned();
+            // Past every key of this partition: `[v1][partition][1]`.
+            seek = meta_key(&partition, b"");
+            *seek.last_mut().expect("separator") = 1;
+            out.push(partition);
+        }
+    }
+
+    /// Deletes every record of a partition this node is no longer a replica of.
+    pub fn meta_drop_partition(&self, partition: &str) -> Result<(), StoreError> {
+        let from = meta_key(partition, b"");
+        let mut to = from.clone();
+        *to.last_mut().expect("separator") = 1;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(CF_META), from, to);
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
     /// Exact count of the records (tombstones included) of one metadata partition.
     pub fn count_partition(&self, partition: &str) -> Result<u64, StoreError> {
         let prefix = meta_key(partition, b"");
@@ -1000,7 +1083,26 @@ mod tests {
             .put_chunk(&key(2, 0, 3), &sum, b"x", Some(b"h"))
             .unwrap();
         assert_eq!(store.drop_list(10).unwrap(), vec![pending(1, 3)]);
-        assert_eq!(store.drop_moved_chunks(&VersionId([1; 16]), 3).unwrap(), 3);
+        // A stale condition drops nothing.
+        let cond = |due_ms| DropIf::Scheduled { due_ms };
+        assert_eq!(
+            store
+                .drop_moved_chunks(&VersionId([1; 16]), 3, cond(41))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .drop_moved_chunks(&VersionId([2; 16]), 3, cond(42))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .drop_moved_chunks(&VersionId([1; 16]), 3, cond(42))
+                .unwrap(),
+            3
+        );
         for s in [0, 1, 2] {
             assert!(matches!(
                 store.get_chunk(&key(1, s, 3)),
@@ -1012,8 +1114,50 @@ mod tests {
         assert!(store.get_chunk(&key(1, 0, 4)).is_ok());
         assert!(store.chunk_home(&VersionId([1; 16])).unwrap().is_some());
         assert!(store.drop_list(10).unwrap().is_empty());
-        assert_eq!(store.drop_moved_chunks(&VersionId([1; 16]), 4).unwrap(), 1);
+        let home = |h: &[u8]| DropIf::IndexIs {
+            written_ms: None,
+            home: h.to_vec(),
+        };
+        assert_eq!(
+            store
+                .drop_moved_chunks(&VersionId([1; 16]), 4, home(b"other"))
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .drop_moved_chunks(&VersionId([1; 16]), 4, home(b"h"))
+                .unwrap(),
+            1
+        );
         assert!(store.chunk_home(&VersionId([1; 16])).unwrap().is_none());
+    }
+
+    #[test]
+    fn partitions_are_listed_and_dropped_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = Versioned {
+            hlc: dmpstore_common::ids::Hlc(1),
+            value: vec![1],
+        };
+        for (p, k) in [
+            ("a", "x"),
+            ("a", "y"),
+            ("a#versions", "x"),
+            ("b", "z"),
+            ("", "a"),
+        ] {
+            store.meta_put(p, k, &rec).unwrap();
+        }
+        assert_eq!(
+            store.meta_partitions().unwrap(),
+            ["", "a", "a#versions", "b"]
+        );
+        store.meta_drop_partition("a").unwrap();
+        assert_eq!(store.meta_partitions().unwrap(), ["", "a#versions", "b"]);
+        assert_eq!(store.count_partition("a#versions").unwrap(), 1);
+        assert_eq!(store.count_partition("").unwrap(), 1);
     }
 
     #[test]

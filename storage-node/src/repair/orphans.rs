@@ -21,6 +21,7 @@
 //! node reports its drain done only when a sweep found nothing left to move.
 
 use super::{now_ms, Repair, RepairError};
+use crate::store::DropIf;
 use dmpstore_common::ids::VersionId;
 use dmpstore_common::rpc::ChunkHome;
 use std::sync::atomic::Ordering;
@@ -146,6 +147,11 @@ impl Repair {
                 let Some(record) = ChunkHome::decode(&home).and_then(|h| h.record) else {
                     continue;
                 };
+                // Dropped only if no chunk of the version was written here since this read.
+                let unchanged = DropIf::IndexIs {
+                    written_ms: Some(written_ms),
+                    home: home.clone(),
+                };
                 let slots = self.store.chunk_slots(&version)?;
                 if slots.is_empty() {
                     self.store.drop_index_entry(&version)?;
@@ -159,7 +165,9 @@ impl Repair {
                     {
                         continue;
                     }
-                    let n = self.store.drop_moved_chunks(&version, idx)?;
+                    let n = self
+                        .store
+                        .drop_moved_chunks(&version, idx, unchanged.clone())?;
                     dropped += n;
                     self.stats
                         .lock()
