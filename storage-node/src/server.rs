@@ -79,6 +79,12 @@ pub async fn run(
                 None => anyhow::bail!("the stored cluster map is unreadable"),
             }
         }
+        if map.previous_metadata_nodes().is_none() {
+            // Finish what a crash may have interrupted: drop the partitions left behind.
+            let (store, map, me) = (store.clone(), map.clone(), config.id());
+            let r = 2 * usize::from(config.parity_chunks) + 1;
+            tokio::task::spawn_blocking(move || drop_left_partitions(&store, &map, me, r));
+        }
         let map = Arc::new(map);
         let client = Arc::new(NodeClient::new(
             map,

@@ -1108,3 +1108,105 @@ async fn tombstones_are_collected_only_once_every_replica_holds_them() {
         assert_eq!(n, 6, "n{}", r.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_metadata_node_promotes_a_data_node_and_replicas_that_leave_start_empty() {
+    let mut cluster = start(6);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    let added = cluster.add_node().unwrap();
+    let grown = cluster_map(&cluster);
+    let n7 = NodeId(added as u32 + 1);
+    let dead = NodeId(1);
+    let after = grown
+        .begin_metadata_change(
+            grown
+                .metadata_nodes()
+                .iter()
+                .copied()
+                .filter(|n| *n != dead)
+                .chain([n7])
+                .collect(),
+        )
+        .unwrap()
+        .finish_metadata_change(Some(dead))
+        .unwrap();
+    let sets = |p: &str| {
+        (
+            partition_replicas(&grown, p, 5),
+            partition_replicas(&after, p, 5),
+        )
+    };
+    // A bucket whose replicas lose n1 and gain n7 (its records must be copied to n7), and one
+    // where n7 pushes out a replica that stays alive (that replica must drop its copy).
+    let names: Vec<String> = (0..200).map(|i| format!("promo-{i}")).collect();
+    let copied = names
+        .iter()
+        .find(|p| {
+            let (a, b) = sets(p);
+            a.contains(&dead) && b.contains(&n7)
+        })
+        .unwrap()
+        .clone();
+    let (displaced_bucket, displaced) = names
+        .iter()
+        .find_map(|p| {
+            let (a, b) = sets(p);
+            let out: Vec<NodeId> = a
+                .iter()
+                .copied()
+                .filter(|n| !b.contains(n) && *n != dead)
+                .collect();
+            (!a.contains(&dead) && b.contains(&n7) && out.len() == 1).then(|| (p.clone(), out[0]))
+        })
+        .unwrap();
+    let mut objects = Vec::new();
+    for bucket in [&copied, &displaced_bucket] {
+        c.create_bucket().bucket(bucket).send().await.unwrap();
+        for i in 0..12u64 {
+            let data = dmpstore_tests::test_data(6_600 + i, if i % 4 == 0 { 300_000 } else { 900 });
+            let key = format!("o{i:02}");
+            dmpstore_tests::put_bytes(&c, bucket, &key, &data)
+                .await
+                .unwrap();
+            objects.push((bucket.clone(), key, data));
+        }
+    }
+    cluster.kill_node(0).unwrap();
+    let out = cluster
+        .admin(&["remove", "--node", "1", "--timeout-secs", "300"])
+        .unwrap_or_else(|e| panic!("remove failed: {e:#}\n{}", cluster.logs()));
+    println!("{out}");
+    assert!(out.contains("n7 takes n1's place"), "{out}");
+    let s = status(&cluster);
+    let n7_row = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == 7)
+        .unwrap()
+        .clone();
+    assert_eq!(n7_row["metadata"], true, "{s:#}");
+    for (bucket, key, data) in &objects {
+        let got = dmpstore_tests::get_bytes(&c, bucket, key)
+            .await
+            .unwrap_or_else(|e| panic!("{bucket}/{key}: {e:#}"));
+        assert!(&got == data, "{bucket}/{key} differs");
+    }
+    // The replica pushed out by n7 dropped its copy once the change was finished; n7 holds
+    // both partitions.
+    let idx = |n: NodeId| n.0 as usize - 1;
+    cluster.stop_node(idx(displaced)).unwrap();
+    let left = inspect_with(
+        &cluster,
+        idx(displaced),
+        &["--partition", &displaced_bucket],
+    );
+    assert_eq!(left["partition_records"], 0, "n{}: {left}", displaced.0);
+    cluster.stop_node(idx(n7)).unwrap();
+    for bucket in [&copied, &displaced_bucket] {
+        let n = inspect_with(&cluster, idx(n7), &["--partition", bucket])["partition_records"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(n, 12, "n7 holds {n} records of {bucket}");
+    }
+}
