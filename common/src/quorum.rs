@@ -78,17 +78,48 @@ pub async fn quorum_of<T, E, F>(calls: Vec<(NodeId, F)>, spec: &MajorityOf) -> Q
 where
     F: Future<Output = Result<T, E>>,
 {
+    run(
+        calls,
+        |ok, _| spec.met_by(ok),
+        |_, failed| !spec.possible_without(failed),
+    )
+    .await
+}
+
+pub async fn quorum<T, E, F>(calls: Vec<(NodeId, F)>, needed: usize) -> QuorumOutcome<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let total = calls.len();
+    run(
+        calls,
+        |ok, _| ok.len() >= needed,
+        |_, failed| total - failed.len() < needed,
+    )
+    .await
+}
+
+/// Runs every call at once until `met` (by the nodes that succeeded) or `hopeless` (by the
+/// nodes that failed), or until all have finished.
+async fn run<T, E, F>(
+    calls: Vec<(NodeId, F)>,
+    met: impl Fn(&[NodeId], &[NodeId]) -> bool,
+    hopeless: impl Fn(&[NodeId], &[NodeId]) -> bool,
+) -> QuorumOutcome<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
     let total = calls.len();
     let mut running: FuturesUnordered<_> = calls
         .into_iter()
         .map(|(node, call)| async move { (node, call.await) })
         .collect();
+    let (mut ok, mut failed) = (Vec::new(), Vec::new());
     let mut outcome = QuorumOutcome {
         successes: Vec::with_capacity(total),
         failures: Vec::new(),
-        met: false,
+        met: met(&ok, &failed),
     };
-    let (mut ok, mut failed) = (Vec::new(), Vec::new());
     while let Some((node, result)) = running.next().await {
         match result {
             Ok(v) => {
@@ -100,39 +131,8 @@ where
                 outcome.failures.push((node, e));
             }
         }
-        if spec.met_by(&ok) {
-            outcome.met = true;
-            break;
-        }
-        if !spec.possible_without(&failed) {
-            break;
-        }
-    }
-    outcome
-}
-
-pub async fn quorum<T, E, F>(calls: Vec<(NodeId, F)>, needed: usize) -> QuorumOutcome<T, E>
-where
-    F: Future<Output = Result<T, E>>,
-{
-    let total = calls.len();
-    let mut running: FuturesUnordered<_> = calls
-        .into_iter()
-        .map(|(node, call)| async move { (node, call.await) })
-        .collect();
-    let mut outcome = QuorumOutcome {
-        successes: Vec::with_capacity(total),
-        failures: Vec::new(),
-        met: needed == 0,
-    };
-    while let Some((node, result)) = running.next().await {
-        match result {
-            Ok(v) => outcome.successes.push((node, v)),
-            Err(e) => outcome.failures.push((node, e)),
-        }
-        outcome.met = outcome.successes.len() >= needed;
-        let impossible = total - outcome.failures.len() < needed;
-        if outcome.met || impossible {
+        outcome.met = met(&ok, &failed);
+        if outcome.met || hopeless(&ok, &failed) {
             break;
         }
     }

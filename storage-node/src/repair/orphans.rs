@@ -34,6 +34,25 @@ const PAGE: usize = 128;
 /// Pause after each version checked (a deliberate pace: each check is a quorum read).
 const PACE: Duration = Duration::from_millis(5);
 
+impl Repair {
+    /// The index entries after `after`, advancing it (empty at the end).
+    #[allow(clippy::type_complexity)]
+    async fn next_index_page(
+        &self,
+        after: &mut Option<VersionId>,
+    ) -> Result<Vec<(VersionId, u64, Vec<u8>)>, RepairError> {
+        let store = self.store.clone();
+        let from = *after;
+        let page = tokio::task::spawn_blocking(move || store.index_page(from.as_ref(), PAGE))
+            .await
+            .map_err(|e| RepairError::Codec(e.to_string()))??;
+        if let Some(last) = page.last() {
+            *after = Some(last.0);
+        }
+        Ok(page)
+    }
+}
+
 /// How often a draining node sweeps its index.
 const DRAIN_SWEEP: Duration = Duration::from_secs(2);
 
@@ -75,15 +94,10 @@ impl Repair {
         let mut found = 0u64;
         let mut after: Option<VersionId> = None;
         loop {
-            let store = self.store.clone();
-            let from = after;
-            let page = tokio::task::spawn_blocking(move || store.index_page(from.as_ref(), PAGE))
-                .await
-                .map_err(|e| RepairError::Codec(e.to_string()))??;
-            let Some(last) = page.last() else {
+            let page = self.next_index_page(&mut after).await?;
+            if page.is_empty() {
                 return Ok(found);
-            };
-            after = Some(last.0);
+            }
             for (version, _, home) in page {
                 if shutdown.is_cancelled() {
                     return Ok(found);
@@ -128,15 +142,10 @@ impl Repair {
         let (mut checked, mut dropped) = (0u64, 0u64);
         let mut after: Option<VersionId> = None;
         loop {
-            let store = self.store.clone();
-            let from = after;
-            let page = tokio::task::spawn_blocking(move || store.index_page(from.as_ref(), PAGE))
-                .await
-                .map_err(|e| RepairError::Codec(e.to_string()))??;
-            let Some(last) = page.last() else {
+            let page = self.next_index_page(&mut after).await?;
+            if page.is_empty() {
                 return Ok((checked, dropped));
-            };
-            after = Some(last.0);
+            }
             for (version, written_ms, home) in page {
                 if shutdown.is_cancelled() {
                     return Ok((checked, dropped));
