@@ -389,12 +389,9 @@ pub fn render(s: &ClusterSummary) -> String {
     out
 }
 
-/// Installs `map` on every node of it except `skip`; returns the nodes that did not take it.
-async fn install_everywhere(
-    client: &NodeClient,
-    map: &ClusterMap,
-    skip: NodeId,
-) -> Vec<(NodeId, String)> {
+/// Installs `map` on every node of it except `skip`, and says which nodes did not take it
+/// (they learn it from their peers' heartbeats).
+async fn install_everywhere(client: &NodeClient, map: &ClusterMap, skip: NodeId) {
     let request = Request::SetClusterMap { map: map.clone() };
     let calls = map.nodes().filter(|n| n.id != skip).map(|n| {
         let request = &request;
@@ -405,11 +402,13 @@ async fn install_everywhere(
             (n.id, r.err().map(|e| e.to_string()))
         }
     });
-    futures::future::join_all(calls)
+    for (n, e) in futures::future::join_all(calls)
         .await
         .into_iter()
         .filter_map(|(id, e)| Some((id, e?)))
-        .collect()
+    {
+        println!("  {n} did not take the new map ({e}); it learns it from its peers");
+    }
 }
 
 /// Polls the cluster's status every second until `done` says so, printing `progress` of it
@@ -516,19 +515,17 @@ pub async fn remove_node(
             new_set.insert(promoted);
         }
         let joint = map.begin_metadata_change(new_set)?;
-        let missed = install_everywhere(&client, &joint, node).await;
-        for (n, e) in &missed {
-            println!("  {n} did not take the new map ({e}); it learns it from its peers");
-        }
+        install_everywhere(&client, &joint, node).await;
         println!(
             "2/3 metadata of {node} is copied to its new replicas (map v{}, metadata epoch {})",
             joint.version, joint.metadata_epoch
         );
         joint
-    } else if changing {
-        (*map).clone()
     } else {
-        println!("2/3 {node} holds no metadata: nothing to copy");
+        // Not a metadata node, or resuming the joint phase of an interrupted remove.
+        if !changing {
+            println!("2/3 {node} holds no metadata: nothing to copy");
+        }
         (*map).clone()
     };
     if joint.previous_metadata_nodes().is_some() {
@@ -561,10 +558,7 @@ pub async fn remove_node(
     }
 
     let last = joint.finish_metadata_change(Some(node))?;
-    let missed = install_everywhere(&client, &last, node).await;
-    for (n, e) in &missed {
-        println!("  {n} did not take the new map ({e}); it learns it from its peers");
-    }
+    install_everywhere(&client, &last, node).await;
     println!(
         "3/3 {node} removed: cluster map v{} with {} nodes",
         last.version,

@@ -304,7 +304,7 @@ impl Repair {
             .repair_list(100_000)
             .map_or(0, |q| q.len() as u64)
             + self.store.heal_list(100_000).map_or(0, |q| q.len() as u64);
-        let drops_pending = self.store.drop_list(100_000).map_or(0, |d| d.len() as u64);
+        let drops_pending = self.store.drops_scheduled(100_000).map_or(0, |n| n as u64);
         let mut dead: Vec<NodeId> = self.dead().into_iter().collect();
         dead.sort();
         let mut s = self.stats.lock().expect("repair stats");
@@ -1099,33 +1099,22 @@ impl Repair {
         partition: &str,
         prefix: &str,
     ) -> Result<Option<Vec<(String, Versioned)>>, RepairError> {
-        let spec = self.quorum_spec(partition);
-        let replicas = spec.nodes();
         let request = Request::MetaScan {
             partition: partition.to_string(),
             prefix: prefix.to_string(),
             start_after: Vec::new(),
             limit: GC_SIBLING_SCAN_LIMIT,
         };
-        let calls = replicas
-            .iter()
-            .map(|&node| {
-                let req = &request;
-                (node, async move {
-                    match self.client.call(node, req, Bytes::new()).await {
-                        Ok((Response::MetaEntries { entries, more }, _)) => Ok((entries, more)),
-                        Ok(_) => Err("unexpected response".to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                })
-            })
-            .collect();
-        let outcome = quorum_of(calls, &spec).await;
-        if !outcome.met() {
-            return Err(RepairError::NoQuorum(partition.to_string()));
-        }
         let mut out = Vec::new();
-        for (_, (entries, more)) in outcome.successes {
+        let answers = self
+            .ask_quorum(partition, &request, |r| {
+                matches!(r, Response::MetaEntries { .. })
+            })
+            .await?;
+        for answer in answers {
+            let Response::MetaEntries { entries, more } = answer else {
+                continue;
+            };
             if more {
                 return Ok(None);
             }
@@ -1342,22 +1331,23 @@ impl Repair {
         Ok((chunks, corrupt_total))
     }
 
-    /// The newest record of `key` among a majority of the partition's replicas.
-    async fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, RepairError> {
+    /// Sends `request` to the partition's replicas; the answers of a quorum of them. An
+    /// answer that is not `expected` counts as a failure.
+    async fn ask_quorum(
+        &self,
+        partition: &str,
+        request: &Request,
+        expected: fn(&Response) -> bool,
+    ) -> Result<Vec<Response>, RepairError> {
         let spec = self.quorum_spec(partition);
-        let replicas = spec.nodes();
-        let request = Request::MetaGet {
-            partition: partition.to_string(),
-            key: key.to_string(),
-        };
-        let calls = replicas
-            .iter()
-            .map(|&node| {
-                let req = &request;
+        let calls = spec
+            .nodes()
+            .into_iter()
+            .map(|node| {
                 (node, async move {
-                    match self.client.call(node, req, Bytes::new()).await {
-                        Ok((Response::MetaValue(v), _)) => Ok(v),
-                        Ok(_) => Err("unexpected response".to_string()),
+                    match self.client.call(node, request, Bytes::new()).await {
+                        Ok((r, _)) if expected(&r) => Ok(r),
+                        Ok((r, _)) => Err(format!("unexpected response {r:?}")),
                         Err(e) => Err(e.to_string()),
                     }
                 })
@@ -1367,10 +1357,23 @@ impl Repair {
         if !outcome.met() {
             return Err(RepairError::NoQuorum(partition.to_string()));
         }
-        Ok(outcome
-            .successes
+        Ok(outcome.successes.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The newest record of `key` among a majority of the partition's replicas.
+    async fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, RepairError> {
+        let request = Request::MetaGet {
+            partition: partition.to_string(),
+            key: key.to_string(),
+        };
+        Ok(self
+            .ask_quorum(partition, &request, |r| matches!(r, Response::MetaValue(_)))
+            .await?
             .into_iter()
-            .filter_map(|(_, v)| v)
+            .filter_map(|r| match r {
+                Response::MetaValue(v) => v,
+                _ => None,
+            })
             .reduce(|a, b| if b.supersedes(&a) { b } else { a }))
     }
 
@@ -1380,31 +1383,16 @@ impl Repair {
         key: &str,
         record: Versioned,
     ) -> Result<(), RepairError> {
-        let spec = self.quorum_spec(partition);
-        let replicas = spec.nodes();
         let request = Request::MetaPut {
             partition: partition.to_string(),
             key: key.to_string(),
             record,
         };
-        let calls = replicas
-            .iter()
-            .map(|&node| {
-                let req = &request;
-                (node, async move {
-                    self.client
-                        .call(node, req, Bytes::new())
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-            })
-            .collect();
-        if quorum_of(calls, &spec).await.met() {
-            Ok(())
-        } else {
-            Err(RepairError::NoQuorum(partition.to_string()))
-        }
+        self.ask_quorum(partition, &request, |r| {
+            matches!(r, Response::MetaPut { .. })
+        })
+        .await
+        .map(|_| ())
     }
 }
 

@@ -79,12 +79,9 @@ pub async fn run(
                 None => anyhow::bail!("the stored cluster map is unreadable"),
             }
         }
-        if map.previous_metadata_nodes().is_none() {
-            // Finish what a crash may have interrupted: drop the partitions left behind.
-            let (store, map, me) = (store.clone(), map.clone(), config.id());
-            let r = 2 * usize::from(config.parity_chunks) + 1;
-            tokio::task::spawn_blocking(move || drop_left_partitions(&store, &map, me, r));
-        }
+        let (me, r) = (config.id(), 2 * usize::from(config.parity_chunks) + 1);
+        // Finish what a crash may have interrupted: drop the partitions left behind.
+        spawn_drop_left_partitions(&store, &map, me, r);
         let map = Arc::new(map);
         let client = Arc::new(NodeClient::new(
             map,
@@ -97,16 +94,11 @@ pub async fn run(
             // this node no longer replicates are dropped: a node that leaves a replica set and
             // enters it again later starts empty there, so its old records cannot come back.
             let store = store.clone();
-            let me = config.id();
-            let r = 2 * usize::from(config.parity_chunks) + 1;
             client.on_new_map(Box::new(move |map| {
                 if let Err(e) = store.set_cluster_map(&map.encode()) {
                     tracing::error!(error = %e, "could not persist the new cluster map");
                 }
-                if map.previous_metadata_nodes().is_none() {
-                    let (store, map) = (store.clone(), map.clone());
-                    tokio::task::spawn_blocking(move || drop_left_partitions(&store, &map, me, r));
-                }
+                spawn_drop_left_partitions(&store, map, me, r);
             }));
         }
         let detector = Arc::new(Detector::new(
@@ -379,6 +371,20 @@ fn store_error(rpc: &str, e: StoreError) -> HttpResponse {
                 e.to_string(),
             )
         }
+    }
+}
+
+/// Under a map with no metadata change in progress, drops (in the background) the records
+/// of every partition `me` is not a replica of.
+fn spawn_drop_left_partitions(
+    store: &Arc<Store>,
+    map: &dmpstore_common::cluster::ClusterMap,
+    me: dmpstore_common::ids::NodeId,
+    r: usize,
+) {
+    if map.previous_metadata_nodes().is_none() {
+        let (store, map) = (store.clone(), map.clone());
+        tokio::task::spawn_blocking(move || drop_left_partitions(&store, &map, me, r));
     }
 }
 

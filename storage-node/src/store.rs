@@ -331,8 +331,11 @@ impl Store {
                 index_value(now_ms(), home),
             );
         }
-        // The slot is wanted here again (a repair moved it back): cancel a scheduled drop.
-        batch.delete_cf(self.cf(CF_QUEUES), drop_key(&key.version, key.chunk_idx.0));
+        // The slot is wanted here again (a repair moving it back writes stripe 0 first):
+        // cancel a scheduled drop. Only on stripe 0, so other chunk writes add no delete.
+        if key.stripe_idx.0 == 0 {
+            batch.delete_cf(self.cf(CF_QUEUES), drop_key(&key.version, key.chunk_idx.0));
+        }
         self.db.write_opt(batch, &synced())?;
         Ok(())
     }
@@ -368,6 +371,11 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// How many drops are scheduled (counting up to `limit`).
+    pub fn drops_scheduled(&self, limit: usize) -> Result<usize, StoreError> {
+        Ok(self.queue_keys(b'G', limit)?.len())
     }
 
     pub fn drop_cancel(&self, version: &VersionId, chunk_idx: u8) -> Result<(), StoreError> {

@@ -81,6 +81,38 @@ async fn wait_healed(cluster: &Cluster, dead: &[usize]) -> Value {
     last
 }
 
+/// A client of gateway 0, a new bucket, and a mixed workload on it that has had `acked`
+/// writes acknowledged.
+async fn under_load(
+    cluster: &Cluster,
+    bucket: &str,
+    seed: u64,
+    acked: usize,
+) -> (aws_sdk_s3::Client, Workload) {
+    let c = dmpstore_tests::client_with_timeout(cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket(bucket).send().await.unwrap();
+    let workload = Workload::start(c.clone(), bucket, "w", seed);
+    wait_for(Duration::from_secs(60), || {
+        workload.snapshot().acked.len() >= acked
+    })
+    .await
+    .unwrap();
+    (c, workload)
+}
+
+/// Waits until the admin status shows every node of `idx` Up and answering; returns it.
+async fn wait_up(cluster: &Cluster, idx: &[usize]) -> Value {
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(60), || {
+        last = status(cluster);
+        idx.iter()
+            .all(|&i| node_state(&last, i) == "Up" && last["nodes"][i]["reachable"] == true)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("nodes {idx:?} not up: {e}\n{last:#}"));
+    last
+}
+
 fn ms(v: &Value) -> String {
     v.as_u64()
         .map_or("-".into(), |v| format!("{:.2} s", v as f64 / 1000.0))
@@ -90,14 +122,7 @@ fn ms(v: &Value) -> String {
 async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
     // 7 nodes: with one dead, 6 remain to hold all k + m = 6 chunks of every stripe again.
     let cluster = start(7);
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("heal").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "heal", "w", 1_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 30
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "heal", 1_000, 30).await;
 
     let victim = std::env::var("DMPSTORE_TEST_VICTIM")
         .ok()
@@ -239,14 +264,7 @@ fn pick_victims(
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks() {
     let mut cluster = start(7);
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("two").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "two", "w", 2_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 20
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "two", 2_000, 20).await;
     let (x, y) = (1usize, 4usize);
     cluster.kill_node(x).unwrap();
     cluster.kill_node(y).unwrap();
@@ -403,14 +421,7 @@ async fn an_isolated_node_is_routed_around_and_brings_back_nothing_deleted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_cluster_killed_at_once_loses_nothing_acknowledged() {
     let mut cluster = start(6);
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("all").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "all", "w", 4_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 40
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "all", 4_000, 40).await;
     for i in 0..6 {
         cluster.kill_node(i).unwrap();
     }
@@ -433,14 +444,7 @@ async fn the_whole_cluster_killed_at_once_loses_nothing_acknowledged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wiped_node_replaced_by_an_empty_one_is_refilled() {
     let mut cluster = start(7);
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("refill").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "refill", "w", 5_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 40
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "refill", 5_000, 40).await;
     let report = workload.stop().await;
 
     // The node loses its disk and comes back empty with the same identity.
@@ -561,14 +565,7 @@ async fn corrupted_chunk_files_are_found_by_scrub_and_rebuilt() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drained_node_gives_up_its_chunks_while_reads_go_on() {
     let cluster = start(7);
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("drain").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "drain", "w", 6_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 40
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "drain", 6_000, 40).await;
     let drained = 5usize;
     cluster
         .admin(&["drain", "--node", &(drained + 1).to_string()])
@@ -605,14 +602,7 @@ async fn a_node_added_and_a_node_drained_under_load_move_chunks_without_a_failed
         &["--repair-delay", REPAIR_DELAY, "--replaced-data-grace", "1"],
     )
     .unwrap();
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("grow").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "grow", "w", 7_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 40
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "grow", 7_000, 40).await;
 
     // Add n7: the owners move to it the chunks whose rendezvous placement now picks it.
     let added = cluster.add_node().unwrap();
@@ -747,13 +737,7 @@ async fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date() {
     let before = records(away, &cluster);
     assert_eq!(before, 20, "the stopped replica holds what it saw");
     cluster.restart_node(away).unwrap();
-    let mut last = Value::Null;
-    wait_for(Duration::from_secs(60), || {
-        last = status(&cluster);
-        node_state(&last, away) == "Up" && last["nodes"][away]["reachable"] == true
-    })
-    .await
-    .unwrap_or_else(|e| panic!("n{} not back: {e}\n{last:#}", away + 1));
+    let mut last = wait_up(&cluster, &[away]).await;
     let passes_before = last["anti_entropy_passes"].as_u64().unwrap();
     cluster.admin(&["anti-entropy"]).unwrap();
     wait_for(Duration::from_secs(60), || {
@@ -782,14 +766,7 @@ async fn anti_entropy_brings_a_replica_that_missed_writes_up_to_date() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_node_removed_under_load_has_its_metadata_replicas_recreated_elsewhere() {
     let mut cluster = start(7);
-    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
-    c.create_bucket().bucket("shrink").send().await.unwrap();
-    let workload = Workload::start(c.clone(), "shrink", "w", 8_000);
-    wait_for(Duration::from_secs(60), || {
-        workload.snapshot().acked.len() >= 40
-    })
-    .await
-    .unwrap();
+    let (c, workload) = under_load(&cluster, "shrink", 8_000, 40).await;
     let before = cluster_map(&cluster);
     let old = partition_replicas(&before, "shrink", 5);
     let idx = |n: NodeId| n.0 as usize - 1;
@@ -815,13 +792,7 @@ async fn a_dead_node_removed_under_load_has_its_metadata_replicas_recreated_else
     }
     cluster.restart_node(s1).unwrap();
     cluster.restart_node(s2).unwrap();
-    let mut last = Value::Null;
-    wait_for(Duration::from_secs(60), || {
-        last = status(&cluster);
-        node_state(&last, s1) == "Up" && node_state(&last, s2) == "Up"
-    })
-    .await
-    .unwrap_or_else(|e| panic!("restarted replicas not back: {e}\n{last:#}"));
+    wait_up(&cluster, &[s1, s2]).await;
 
     cluster.kill_node(dead).unwrap();
     let out = cluster
@@ -1075,12 +1046,7 @@ async fn tombstones_are_collected_only_once_every_replica_holds_them() {
     // The replica returns with the deleted records; a pass gives it the tombstones, the next
     // one (every replica now holding them) purges them everywhere.
     cluster.restart_node(away).unwrap();
-    wait_for(Duration::from_secs(60), || {
-        last = status(&cluster);
-        node_state(&last, away) == "Up" && last["nodes"][away]["reachable"] == true
-    })
-    .await
-    .unwrap_or_else(|e| panic!("n{} not back: {e}\n{last:#}", away + 1));
+    last = wait_up(&cluster, &[away]).await;
     for _ in 0..2 {
         let passes = last["anti_entropy_passes"].as_u64().unwrap();
         cluster.admin(&["anti-entropy"]).unwrap();

@@ -28,6 +28,19 @@ use tokio_util::sync::CancellationToken;
 /// Records asked of each replica per page.
 const PAGE: u32 = 256;
 
+/// One replica's page of a partition: its entries, and whether it holds more after them.
+type Page = (NodeId, (Vec<(String, Versioned)>, bool));
+
+/// The last key up to which a set of pages is complete on every replica: the smallest last
+/// key of a replica that has more (`None`: every replica's page reached its end).
+fn frontier(pages: &[Page]) -> Option<String> {
+    pages
+        .iter()
+        .filter(|(_, (_, more))| *more)
+        .filter_map(|(_, (entries, _))| entries.last().map(|(k, _)| k.clone()))
+        .min()
+}
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassOutcome {
@@ -164,13 +177,7 @@ impl Repair {
             }
             let pages = self.scan_all(partition, &spec, &mut up, &cursor).await?;
             let all_replicas_answered = all_replicas_answered && up.len() == spec.nodes().len();
-            // Keys up to the smallest last key of a replica that has more are complete in
-            // this window on every replica.
-            let frontier: Option<String> = pages
-                .iter()
-                .filter(|(_, (_, more))| *more)
-                .filter_map(|(_, (entries, _))| entries.last().map(|(k, _)| k.clone()))
-                .min();
+            let frontier = frontier(&pages);
             let mut by_key: BTreeMap<String, Vec<(NodeId, Versioned)>> = BTreeMap::new();
             for (node, (entries, _)) in &pages {
                 for (k, v) in entries {
@@ -270,14 +277,13 @@ impl Repair {
     /// One page of `partition` after `cursor` from each of `nodes`. A node that does not
     /// answer is dropped from `nodes` (it went down meanwhile); the answers must still make a
     /// quorum of `spec`.
-    #[allow(clippy::type_complexity)]
     async fn scan_all(
         &self,
         partition: &str,
         spec: &MajorityOf,
         nodes: &mut Vec<NodeId>,
         cursor: &[u8],
-    ) -> Result<Vec<(NodeId, (Vec<(String, Versioned)>, bool))>, RepairError> {
+    ) -> Result<Vec<Page>, RepairError> {
         let request = Request::MetaScan {
             partition: partition.to_string(),
             prefix: String::new(),
@@ -322,11 +328,7 @@ impl Repair {
         let mut nodes = nodes.to_vec();
         loop {
             let pages = self.scan_all(partition, spec, &mut nodes, &cursor).await?;
-            let frontier: Option<String> = pages
-                .iter()
-                .filter(|(_, (_, more))| *more)
-                .filter_map(|(_, (entries, _))| entries.last().map(|(k, _)| k.clone()))
-                .min();
+            let frontier = frontier(&pages);
             let mut keys: Vec<String> = pages
                 .into_iter()
                 .flat_map(|(_, (entries, _))| entries.into_iter().map(|(k, _)| k))
