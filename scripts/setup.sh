@@ -2,7 +2,8 @@
 # Installs what a fresh machine lacks to build dmpstore: the system packages RocksDB's bindings
 # need (libclang for bindgen, a C++ compiler) and python3 for the cluster launcher.
 # With --test-clients it also installs the real clients the tests drive: aws cli, boto3, rclone,
-# s3cmd, pyspark with Java 17, and the s3s-e2e suite.
+# s3cmd, faketime (clock skew in the history checker), pyspark with Java 17, and the s3s-e2e
+# suite.
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -19,6 +20,7 @@ if $test_clients; then
   command -v pip3 >/dev/null 2>&1 || need+=(python3-pip)
   command -v rclone >/dev/null 2>&1 || need+=(rclone)
   command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
+  command -v faketime >/dev/null 2>&1 || need+=(faketime)
   java -version 2>&1 | grep -q 'version "17' || need+=(openjdk-17-jre-headless)
 fi
 if [ ${#need[@]} -gt 0 ]; then

@@ -62,10 +62,25 @@ pub const MAX_RPC_BODY_BYTES: usize = MAX_CHUNK_SIZE_BYTES + MAX_RPC_HEADER_BYTE
 
 /// Entries a metadata scan returns at most per RPC.
 pub const MAX_SCAN_ENTRIES: u32 = 1000;
+/// Bytes (keys plus records) after which a node ends a scan page (DESIGN 16): a page is at
+/// most this plus one entry, whatever the records hold.
+pub const MAX_SCAN_PAGE_BYTES: usize = 256 * 1024;
+/// Largest object key (S3's limit, in bytes).
+pub const MAX_KEY_BYTES: usize = 1024;
 /// Keys a LIST returns at most per page (S3 caps at 1000).
 pub const MAX_LIST_KEYS: usize = 1000;
 /// Largest metadata record value accepted by a node.
 pub const MAX_RECORD_BYTES: usize = MAX_INLINE_MAX_BYTES + 64 * 1024;
+
+/// Default largest clock offset between processes (DESIGN 15): a gateway whose clock is off
+/// from the nodes' by more refuses writes, and a node refuses a record stamped further than
+/// this in its future.
+pub const DEFAULT_MAX_CLOCK_OFFSET: Duration = Duration::from_millis(500);
+/// How long a clock-offset measurement stays valid; older ones count as unknown.
+pub const CLOCK_OFFSET_STALE_AFTER: Duration = Duration::from_secs(10);
+/// Attempts of a client's metadata write that found a newer version on a replica before it
+/// gives up with 503 (each goes above the newest version learned).
+pub const META_WRITE_ATTEMPTS: usize = 8;
 
 /// How often the gateway probes node health, and how long a probe may take.
 pub const HEALTH_PROBE_INTERVAL: Duration = Duration::from_millis(500);
@@ -89,3 +104,6 @@ const _: () = assert!(DEFAULT_INLINE_MAX_BYTES < DEFAULT_CHUNK_SIZE_BYTES * DEFA
 const _: () = assert!(MAX_RECORD_BYTES > MAX_INLINE_MAX_BYTES);
 const _: () = assert!(MAX_RPC_BODY_BYTES > MAX_CHUNK_SIZE_BYTES);
 const _: () = assert!(MAX_LIST_KEYS <= MAX_SCAN_ENTRIES as usize);
+// A scan page (its byte budget, one entry over it, and framing) fits in one RPC header.
+const _: () =
+    assert!(MAX_SCAN_PAGE_BYTES + MAX_RECORD_BYTES + MAX_KEY_BYTES + 4096 < MAX_RPC_HEADER_BYTES);

@@ -297,6 +297,25 @@ impl MetaValue {
     }
 }
 
+/// The encoded record with the bytes of an inline object (or inline part) left out, for
+/// listings (DESIGN 16); any other record, and bytes that do not decode, are returned as they
+/// are. Sizes, ETags and metadata stay.
+pub fn without_inline_body(encoded: &[u8]) -> Vec<u8> {
+    let strip = |data: &mut ObjectData| match data {
+        ObjectData::Inline(bytes) if !bytes.is_empty() => {
+            bytes.clear();
+            true
+        }
+        _ => false,
+    };
+    let stripped = match MetaValue::decode(encoded) {
+        Ok(MetaValue::Object(mut r)) => strip(&mut r.data).then(|| MetaValue::Object(r)),
+        Ok(MetaValue::Part(mut p)) => strip(&mut p.part.data).then(|| MetaValue::Part(p)),
+        _ => None,
+    };
+    stripped.map_or_else(|| encoded.to_vec(), |v| v.encode())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +410,22 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = MetaValue::decode(&bytes);
+            let _ = without_inline_body(&bytes);
+        }
+
+        #[test]
+        fn listings_keep_everything_but_inline_bytes(value in object()) {
+            let stripped = MetaValue::decode(&without_inline_body(&value.encode())).unwrap();
+            let (MetaValue::Object(before), MetaValue::Object(after)) = (&value, &stripped) else {
+                unreachable!("object() makes objects");
+            };
+            prop_assert_eq!(before.size_bytes, after.size_bytes);
+            prop_assert_eq!(&before.etag, &after.etag);
+            prop_assert_eq!(&before.version_id, &after.version_id);
+            match (&before.data, &after.data) {
+                (ObjectData::Inline(_), ObjectData::Inline(b)) => prop_assert!(b.is_empty()),
+                (b, a) => prop_assert_eq!(b, a),
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! the typed part. Responses use the same framing.
 
 use crate::cluster::{ClusterMap, NodeState};
-use crate::ids::{ChunkKey, NodeId, VersionId};
+use crate::ids::{ChunkKey, Hlc, NodeId, VersionId};
 use crate::limits::MAX_RPC_HEADER_BYTES;
 use crate::record::Versioned;
 use crate::stripe::StripeLayout;
@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 3;
+pub const RPC_PROTOCOL_VERSION: u16 = 4;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 /// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
@@ -42,11 +42,16 @@ pub enum Request {
     DeleteChunks {
         version: VersionId,
     },
-    /// Store a metadata record unless the node already holds one that supersedes it.
+    /// Store a metadata record unless the node already holds one that supersedes it (or,
+    /// with `expect`, unless the node's record is not exactly that version: a compare-and-set
+    /// for repair, which must never override a client's write). The node also refuses a
+    /// record stamped further in its future than its maximum clock offset
+    /// ([`ErrorKind::ClockOffset`]).
     MetaPut {
         partition: String,
         key: String,
         record: Versioned,
+        expect: Option<Hlc>,
     },
     MetaGet {
         partition: String,
@@ -61,11 +66,14 @@ pub enum Request {
     },
     /// Records of a partition in key order, with keys starting with `prefix` and greater than
     /// `start_after` (raw bytes, so a cursor can point between keys), tombstones included.
+    /// A page holds at most `limit` entries and about [`crate::limits::MAX_SCAN_PAGE_BYTES`]
+    /// of records; with `bodies: false` inline object bytes are left out (listings).
     MetaScan {
         partition: String,
         prefix: String,
         start_after: Vec<u8>,
         limit: u32,
+        bodies: bool,
     },
     /// Takes (or renews) a lease on one metadata key for `token`, for `ttl_ms`, unless another
     /// token holds an unexpired lease. Conditional writes hold a majority of these while they
@@ -216,6 +224,8 @@ pub enum Response {
         applied: bool,
         /// The record this write replaced on this node, if any.
         replaced: Option<Versioned>,
+        /// When not applied: the version the node holds, which the writer must go above.
+        holds: Option<Hlc>,
     },
     MetaValue(Option<Versioned>),
     MetaEntries {
@@ -244,6 +254,9 @@ pub struct HealthReport {
     pub draining: Vec<NodeId>,
     /// Version of the node's cluster map: a caller with an older one fetches the new one.
     pub map_version: u64,
+    /// The node's wall clock when it answered (ms since the Unix epoch): callers estimate
+    /// their clock offset from it (DESIGN 15).
+    pub wall_ms: u64,
 }
 
 /// What a node reports about itself and its peers.
@@ -329,6 +342,9 @@ pub enum ErrorKind {
     /// The caller's cluster map predates a metadata membership change: fetch the node's map
     /// (`GetClusterMap`) and retry.
     StaleMap,
+    /// The write's clock stamp is further ahead of the node's clock than the maximum offset,
+    /// or the caller's clock is known to be off: writes are refused (DESIGN 15).
+    ClockOffset,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

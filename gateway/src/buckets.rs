@@ -49,7 +49,15 @@ pub async fn delete(state: &Arc<GatewayState>, bucket: &str) -> Result<(), Gatew
 async fn has_live_objects(state: &Arc<GatewayState>, bucket: &str) -> Result<bool, GatewayError> {
     let mut cursor = Vec::new();
     loop {
-        let page = meta::scan(state, bucket, "", &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            bucket,
+            "",
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::Without,
+        )
+        .await?;
         if page.entries.iter().any(|(_, v)| v.is_version()) {
             return Ok(true);
         }
@@ -65,7 +73,15 @@ pub async fn list(state: &Arc<GatewayState>) -> Result<Vec<(String, BucketRecord
     let mut out = Vec::new();
     let mut cursor = Vec::new();
     loop {
-        let page = meta::scan(state, BUCKETS_PARTITION, "", &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            BUCKETS_PARTITION,
+            "",
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::Without,
+        )
+        .await?;
         for (name, value) in page.entries {
             if let MetaValue::Bucket(b) = value {
                 out.push((name, b));

@@ -31,6 +31,15 @@ pub struct GatewayConfig {
     /// streaming it can finish.
     #[serde(default = "default_replaced_data_grace")]
     pub replaced_data_grace_secs: u64,
+    /// Largest tolerated offset of this gateway's clock from the storage nodes', in ms
+    /// (DESIGN 15): beyond it the gateway refuses writes with 503 until its clock is back.
+    #[serde(default = "default_max_clock_offset_ms")]
+    pub max_clock_offset_ms: u64,
+    /// The history checker's planted bug, for its self-test only: acknowledge metadata writes
+    /// that replicas refused because they hold a newer version (the behaviour before ADR
+    /// 0004). Loses acknowledged writes; never set it in a deployment.
+    #[serde(default)]
+    pub planted_bug_ignore_write_refusals: bool,
     /// S3 access keys accepted by this gateway.
     pub credentials: Vec<Credential>,
     /// The storage nodes of the cluster (the cluster map).
@@ -72,6 +81,9 @@ fn default_region() -> String {
 }
 fn default_inline_max() -> usize {
     limits::DEFAULT_INLINE_MAX_BYTES
+}
+fn default_max_clock_offset_ms() -> u64 {
+    limits::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64
 }
 fn default_replaced_data_grace() -> u64 {
     limits::REPLACED_DATA_GRACE.as_secs()

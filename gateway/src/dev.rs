@@ -4,7 +4,7 @@
 
 use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry};
 use anyhow::Context;
-use dmpstore_common::limits::DEFAULT_INLINE_MAX_BYTES;
+use dmpstore_common::limits::{DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_CLOCK_OFFSET};
 use dmpstore_storage_node::config::NodeConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +51,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             cluster_secret: cluster_secret.clone(),
             zone: entry.zone.clone(),
             parity_chunks: ErasureConfig::default().parity_chunks,
+            max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
             failure_detector: Default::default(),
             repair: Default::default(),
             scrub: Default::default(),
@@ -70,6 +71,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         virtual_host_domains: vec!["localhost".into()],
         erasure: ErasureConfig::default(),
         replaced_data_grace_secs: dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs(),
+        max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
+        planted_bug_ignore_write_refusals: false,
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),
             secret_key: opts.secret_key.clone(),

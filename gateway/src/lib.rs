@@ -16,7 +16,9 @@
 //! - [`tagging`]: object tags, kept per object version.
 //! - [`checksum`]: `x-amz-checksum-*` verification (headers and aws-chunked trailers).
 //! - [`buckets`]: bucket records.
-//! - [`meta`]: quorum reads, writes and scans of metadata partitions, with read repair.
+//! - [`reclaim`]: freeing replaced and deleted data, after a grace and a re-check.
+//! - [`meta`]: typed metadata reads, writes and scans over the shared quorum client, and the
+//!   per-key leases of conditional writes.
 //! - [`nodes`]: the RPC client of the storage nodes and the gateway's view of who is up.
 //! - [`state`]: what all requests share.
 //! - [`error`]: the gateway's errors and the one place they become S3 errors.
@@ -41,6 +43,7 @@ pub mod multipart;
 pub use dmpstore_storage_node::peers as nodes;
 pub mod preconditions;
 pub mod put;
+pub mod reclaim;
 pub mod s3;
 pub mod server;
 pub mod state;

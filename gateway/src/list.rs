@@ -56,7 +56,15 @@ pub async fn list(
     let mut cursor = params.start_after.clone();
     let mut count = 0usize;
     loop {
-        let page = meta::scan(state, bucket, &params.prefix, &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            bucket,
+            &params.prefix,
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::Without,
+        )
+        .await?;
         let mut skip: Option<String> = None;
         for (key, value) in page.entries {
             if skip.as_deref().is_some_and(|p| key.starts_with(p)) {

@@ -4,9 +4,10 @@
 
 use crate::nodes::NodeClient;
 use dmpstore_common::cluster::NodeState;
+use dmpstore_storage_node::meta_client::MetaClient;
 use dmpstore_storage_node::metrics::encode;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 pub struct GatewayMetrics {
@@ -17,6 +18,8 @@ pub struct GatewayMetrics {
     pub bytes_out: IntCounter,
     pub degraded_reads: IntCounter,
     node_up: IntGaugeVec,
+    clock_offset_ms: IntGauge,
+    clock_refusals: IntCounter,
 }
 
 impl std::fmt::Debug for GatewayMetrics {
@@ -98,6 +101,22 @@ impl GatewayMetrics {
                 )
                 .expect("valid metric"),
             ),
+            clock_offset_ms: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_gateway_clock_offset_ms",
+                    "Median offset of the storage nodes' clocks from this gateway's (positive: nodes ahead)",
+                )
+                .expect("valid metric"),
+            ),
+            clock_refusals: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_gateway_clock_offset_refusals_total",
+                    "Writes refused because this gateway's clock was off from the nodes' by more than max_clock_offset_ms",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -109,7 +128,14 @@ impl GatewayMetrics {
         self.seconds.with_label_values(&[method]).observe(seconds);
     }
 
-    pub fn render(&self, nodes: &NodeClient) -> String {
+    pub fn render(&self, nodes: &NodeClient, meta: &MetaClient) -> String {
+        self.clock_offset_ms
+            .set(nodes.clock_offset_ms().unwrap_or_default());
+        let refusals = meta.clock_refusals();
+        let counted = self.clock_refusals.get();
+        if refusals > counted {
+            self.clock_refusals.inc_by(refusals - counted);
+        }
         for n in nodes.map().nodes() {
             self.node_up
                 .with_label_values(&[&n.id.to_string()])

@@ -10,12 +10,16 @@ use crate::list;
 use crate::meta;
 use crate::preconditions::WriteConditions;
 use crate::put::{self, discard, Stored};
+use crate::reclaim;
 use crate::state::GatewayState;
-use dmpstore_common::limits::{MAX_PARTS, MAX_SCAN_ENTRIES, MIN_PART_SIZE_BYTES};
+use dmpstore_common::limits::{
+    DELETE_OBJECTS_CONCURRENCY, MAX_PARTS, MAX_SCAN_ENTRIES, MIN_PART_SIZE_BYTES,
+};
 use dmpstore_common::record::{
     part_sort_key, parts_partition, upload_sort_key, uploads_partition, MetaValue, ObjectData,
-    ObjectRecord, PartData, PartRecord, UploadRecord,
+    ObjectRecord, PartData, PartRecord, UploadRecord, Versioning,
 };
+use futures::StreamExt;
 use md5::{Digest, Md5};
 use std::sync::Arc;
 
@@ -83,10 +87,13 @@ pub async fn record_part(
     part_number: u32,
     stored: Stored,
 ) -> Result<String, GatewayError> {
-    if let Err(e) = get_upload(state, bucket, key, upload_id).await {
-        discard(state, &stored.data);
-        return Err(e);
-    }
+    let upload = match get_upload(state, bucket, key, upload_id).await {
+        Ok(u) => u,
+        Err(e) => {
+            discard(state, &stored.data);
+            return Err(e);
+        }
+    };
     let etag = stored.etag.clone();
     let record = PartRecord {
         part_number,
@@ -104,7 +111,9 @@ pub async fn record_part(
         &MetaValue::Part(record),
     )
     .await?;
-    put::drop_replaced_data(state, replaced);
+    // The replaced part's data may already belong to the completed object (a part uploaded
+    // again while its upload completes): it goes only if no record of the key uses it.
+    reclaim::drop_replaced_data(state, bucket, &upload.key, replaced);
     Ok(etag)
 }
 
@@ -125,7 +134,15 @@ pub async fn parts(
     };
     let mut out = Vec::new();
     loop {
-        let page = meta::scan(state, &partition, &prefix, &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            &partition,
+            &prefix,
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::With,
+        )
+        .await?;
         for (_, value) in page.entries {
             if let MetaValue::Part(p) = value {
                 if out.len() == max {
@@ -152,6 +169,43 @@ pub async fn complete(
     conditions: &WriteConditions,
 ) -> Result<(String, Option<String>), GatewayError> {
     let b = buckets::ensure_exists(state, bucket).await?;
+    let lease = lease_upload(state, bucket, key, upload_id).await?;
+    let result = complete_leased(
+        state,
+        (bucket, b.versioning, key),
+        upload_id,
+        requested,
+        conditions,
+    )
+    .await;
+    meta::release(state, lease).await;
+    result
+}
+
+/// One completion or abort of an upload at a time, through any gateways: a retried or
+/// concurrent Complete finds the upload gone (NoSuchUpload) once one has committed, and an
+/// Abort cannot free parts that a Complete is committing.
+async fn lease_upload(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<meta::KeyLease, GatewayError> {
+    meta::lease(
+        state,
+        &uploads_partition(bucket),
+        &upload_sort_key(key, upload_id),
+    )
+    .await
+}
+
+async fn complete_leased(
+    state: &Arc<GatewayState>,
+    (bucket, versioning, key): (&str, Versioning, &str),
+    upload_id: &str,
+    requested: Vec<(u32, String)>,
+    conditions: &WriteConditions,
+) -> Result<(String, Option<String>), GatewayError> {
     let upload = get_upload(state, bucket, key, upload_id).await?;
     let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
     let chosen = choose_parts(&recorded, &requested)?;
@@ -169,7 +223,7 @@ pub async fn complete(
         version_id: None,
     };
     // A refused completion leaves the upload and its parts as they were, to retry or abort.
-    let version_id = put::commit_object_if(state, (bucket, b.versioning, key), record, conditions)
+    let version_id = put::commit_object_if(state, (bucket, versioning, key), record, conditions)
         .await
         .map_err(|f| match f {
             put::CommitFailure::Refused(e, _) | put::CommitFailure::Failed(e) => e,
@@ -242,9 +296,15 @@ pub async fn abort(
     key: &str,
     upload_id: &str,
 ) -> Result<(), GatewayError> {
-    get_upload(state, bucket, key, upload_id).await?;
-    let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
-    forget_upload(state, bucket, key, upload_id, &[], &recorded).await
+    let lease = lease_upload(state, bucket, key, upload_id).await?;
+    let result = async {
+        get_upload(state, bucket, key, upload_id).await?;
+        let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
+        forget_upload(state, bucket, key, upload_id, &[], &recorded).await
+    }
+    .await;
+    meta::release(state, lease).await;
+    result
 }
 
 /// Tombstones the upload and its part records; drops the data of `unused` parts (the data of
@@ -268,16 +328,31 @@ async fn forget_upload(
     )
     .await?;
     let partition = parts_partition(bucket);
-    for n in used
+    let numbers: Vec<u32> = used
         .iter()
         .copied()
         .chain(unused.iter().map(|p| p.part_number))
-    {
-        meta::put(state, &partition, &part_sort_key(upload_id, n), &tombstone).await?;
+        .collect();
+    // Up to 10,000 records: a bounded number of tombstone writes in flight.
+    let results: Vec<Result<_, GatewayError>> = futures::stream::iter(numbers)
+        .map(|n| {
+            let (partition, tombstone) = (&partition, &tombstone);
+            async move { meta::put(state, partition, &part_sort_key(upload_id, n), tombstone).await }
+        })
+        .buffer_unordered(DELETE_OBJECTS_CONCURRENCY)
+        .collect()
+        .await;
+    for r in results {
+        r?;
     }
-    for p in unused {
-        discard(state, &p.part.data);
-    }
+    // After the grace and only if no record of the key uses it: a part freed here may be
+    // one that a completion (through another gateway, its lease lost to a stall) committed.
+    reclaim::drop_data_later(
+        state,
+        bucket,
+        key,
+        unused.iter().map(|p| p.part.data.clone()).collect(),
+    );
     Ok(())
 }
 
@@ -316,7 +391,15 @@ pub async fn list_uploads(
     };
     let mut out = UploadListing::default();
     loop {
-        let page = meta::scan(state, &partition, prefix, &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            &partition,
+            prefix,
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::Without,
+        )
+        .await?;
         let mut skip: Option<String> = None;
         for (sort_key, value) in page.entries {
             let MetaValue::Upload(record) = value else {

@@ -8,6 +8,8 @@ use crate::error::GatewayError;
 use crate::meta;
 use crate::nodes::RpcError;
 use crate::preconditions;
+pub use crate::reclaim::discard;
+use crate::reclaim::discard_chunks;
 use crate::state::GatewayState;
 use crate::versions;
 use bytes::{Bytes, BytesMut};
@@ -15,7 +17,7 @@ use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
 use dmpstore_common::limits::{MAX_PUT_OBJECT_BYTES, PUT_STRIPES_IN_FLIGHT};
 use dmpstore_common::placement;
 use dmpstore_common::record::{
-    ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioned, Versioning,
+    ErasureData, MetaValue, ObjectChecksum, ObjectData, ObjectRecord, Versioning,
 };
 use dmpstore_common::rpc::{ChunkHome, RecordRef, Request};
 use futures::stream::{FuturesOrdered, StreamExt};
@@ -52,6 +54,8 @@ pub async fn put_object(
     state: &Arc<GatewayState>,
     req: PutRequest,
 ) -> Result<PutResult, GatewayError> {
+    // Refused before any chunk is written if this gateway's clock is known to be off.
+    state.meta.check_clock()?;
     let bucket = buckets::ensure_exists(state, &req.bucket).await?;
     let record_ref = RecordRef {
         partition: req.bucket.clone(),
@@ -118,8 +122,11 @@ pub async fn commit_object_if(
     record: ObjectRecord,
     conditions: &preconditions::WriteConditions,
 ) -> Result<Option<String>, CommitFailure> {
-    let (bucket, _, key) = target;
-    if conditions.is_empty() {
+    let (bucket, versioning, key) = target;
+    // Under the key's leases: conditional writes (one decision per key at a time), and every
+    // write in a Suspended bucket, whose null version is written in two records that
+    // concurrent writers must not interleave.
+    if conditions.is_empty() && versioning != Versioning::Suspended {
         return commit_object(state, target, record)
             .await
             .map_err(CommitFailure::Failed);
@@ -481,74 +488,6 @@ fn check_redundancy(
         )));
     }
     Ok(())
-}
-
-/// Deletes the chunks of a version that will never be committed (best effort; GC reclaims what
-/// this misses).
-fn discard_chunks(state: &Arc<GatewayState>, version: VersionId, placement: &[Option<NodeId>]) {
-    for node in placement.iter().flatten().copied() {
-        let st = state.clone();
-        state.spawn(async move {
-            if let Err(e) = st.nodes.call(node, &Request::DeleteChunks { version }, Bytes::new()).await {
-                tracing::debug!(%node, error = %e, "could not drop chunks of an uncommitted version");
-            }
-        });
-    }
-}
-
-/// Drops every chunk of `data` (best effort).
-pub fn discard(state: &Arc<GatewayState>, data: &ObjectData) {
-    for e in data.erasure_pieces() {
-        discard_chunks(state, e.version, &e.placement);
-    }
-}
-
-/// Drops the chunks of records a committed write has replaced (objects and parts), after
-/// a grace period so that GETs already streaming them can finish.
-pub fn drop_replaced_data(state: &Arc<GatewayState>, replaced: Vec<Versioned>) {
-    let old: Vec<ObjectData> = replaced
-        .iter()
-        .filter_map(|v| match MetaValue::decode(&v.value) {
-            Ok(MetaValue::Object(r)) => Some(r.data),
-            Ok(MetaValue::Part(p)) => Some(p.part.data),
-            _ => None,
-        })
-        .collect();
-    drop_data_later(state, old);
-}
-
-/// Drops the chunks of data no record references any more, after the configured grace
-/// (`replaced_data_grace_secs`).
-pub fn drop_data_later(state: &Arc<GatewayState>, data: Vec<ObjectData>) {
-    let old: Vec<ObjectData> = data
-        .into_iter()
-        .filter(|d| !d.erasure_pieces().is_empty())
-        .collect();
-    if old.is_empty() {
-        return;
-    }
-    let st = state.clone();
-    let grace = std::time::Duration::from_secs(state.config.replaced_data_grace_secs);
-    state.spawn(async move {
-        tokio::select! {
-            () = tokio::time::sleep(grace) => {}
-            () = st.shutdown.cancelled() => {
-                tracing::debug!("shutting down: replaced chunks left for GC");
-                return;
-            }
-        }
-        let drops = old.iter().flat_map(|d| d.erasure_pieces()).flat_map(|e| {
-            let st = &st;
-            e.placement.iter().flatten().map(move |&node| async move {
-                let request = Request::DeleteChunks { version: e.version };
-                if let Err(e) = st.nodes.call(node, &request, Bytes::new()).await {
-                    tracing::debug!(%node, error = %e, "could not drop replaced chunks; GC will");
-                }
-            })
-        });
-        futures::future::join_all(drops).await;
-        tracing::info!(versions = old.len(), "dropped the chunks of replaced data");
-    });
 }
 
 /// Reads the request body in stripe-sized pieces while computing its MD5 and length.

@@ -38,7 +38,7 @@ pub async fn run(
         let (s3, state) = (s3.clone(), metered.clone());
         async move {
             if crate::metrics::is_scrape(&req) {
-                let text = state.metrics.render(&state.nodes);
+                let text = state.metrics.render(&state.nodes, &state.meta);
                 let mut r = http::Response::new(s3s::Body::from(text));
                 r.headers_mut().insert(
                     http::header::CONTENT_TYPE,

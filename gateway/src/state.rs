@@ -4,9 +4,9 @@
 use crate::config::GatewayConfig;
 use crate::nodes::NodeClient;
 use dmpstore_common::codec::Codec;
-use dmpstore_common::hlc::HlcClock;
 use dmpstore_common::ids::Hlc;
 use dmpstore_common::stripe::StripeLayout;
+use dmpstore_storage_node::meta_client::MetaClient;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,7 +19,8 @@ pub struct GatewayState {
     pub layout: StripeLayout,
     pub codec: Codec,
     pub nodes: Arc<NodeClient>,
-    pub clock: HlcClock,
+    /// The metadata quorum client (and this gateway's hybrid logical clock).
+    pub meta: MetaClient,
     /// Owns background work (metadata write stragglers, read repair, chunk cleanup, GET
     /// producers); the server waits for it at shutdown.
     pub tasks: TaskTracker,
@@ -33,17 +34,29 @@ impl GatewayState {
         config.validate()?;
         let map = Arc::new(config.cluster_map()?);
         let layout = config.layout();
+        let nodes = Arc::new(NodeClient::new(
+            map.clone(),
+            &config.cluster_secret,
+            crate::nodes::Marking::OnCallOutcome,
+        )?);
+        let tasks = TaskTracker::new();
+        let meta = MetaClient::new(
+            nodes.clone(),
+            layout.m,
+            std::time::Duration::from_millis(config.max_clock_offset_ms),
+            tasks.clone(),
+        )
+        .with_unsafe_ignore_refusals(config.planted_bug_ignore_write_refusals);
+        if config.planted_bug_ignore_write_refusals {
+            tracing::warn!("planted_bug_ignore_write_refusals is set: this gateway loses acknowledged writes (history checker self-test only)");
+        }
         Ok(GatewayState {
             codec: Codec::new(layout)?,
-            nodes: Arc::new(NodeClient::new(
-                map,
-                &config.cluster_secret,
-                crate::nodes::Marking::OnCallOutcome,
-            )?),
+            nodes,
+            meta,
             layout,
             config,
-            clock: HlcClock::new(),
-            tasks: TaskTracker::new(),
+            tasks,
             metrics: Default::default(),
             shutdown: CancellationToken::new(),
         })
@@ -57,7 +70,7 @@ impl GatewayState {
     }
 
     pub fn next_hlc(&self) -> Hlc {
-        self.clock.now(Self::now_ms())
+        self.meta.now()
     }
 
     /// Spawns an owned background task; it is joined when the gateway shuts down.
@@ -71,6 +84,6 @@ impl GatewayState {
 
     /// Metadata replicas per partition: `2m + 1` (all nodes when fewer), DESIGN 5.
     pub fn n_meta_replicas(&self) -> usize {
-        (2 * usize::from(self.layout.m) + 1).min(self.nodes.map().metadata_len())
+        self.meta.n_replicas()
     }
 }

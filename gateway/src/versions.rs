@@ -14,7 +14,7 @@ use crate::buckets;
 use crate::error::GatewayError;
 use crate::list::{past_prefix, rolled_up};
 use crate::meta;
-use crate::put::{drop_data_later, drop_replaced_data};
+use crate::reclaim::{drop_data_later, drop_replaced_data};
 use crate::state::GatewayState;
 use dmpstore_common::ids::Hlc;
 use dmpstore_common::limits::MAX_SCAN_ENTRIES;
@@ -114,11 +114,15 @@ pub async fn commit(
                     "write raced with enabling versioning; nothing dropped"
                 );
             } else {
-                drop_replaced_data(state, replaced);
+                drop_replaced_data(state, bucket, key, replaced);
             }
             Ok(None)
         }
         Versioning::Enabled => {
+            // The version id orders versions, so it must come from a stamp above the key's
+            // current version, whatever this gateway's clock says: reading the current
+            // record moves the clock past it (DESIGN 15).
+            meta::get(state, bucket, key).await?;
             let id = new_version_id(state.next_hlc(), rand::random());
             set_version_id(&mut value, Some(id.clone()));
             meta::put(state, &vp, &version_sort_key(key, &id), &value).await?;
@@ -130,7 +134,7 @@ pub async fn commit(
             set_version_id(&mut value, None);
             let sort_key = null_sort_key(key, &value);
             let replaced_version = meta::put(state, &vp, &sort_key, &value).await?;
-            drop_replaced_data(state, replaced_version);
+            drop_replaced_data(state, bucket, key, replaced_version);
             let replaced = meta::put(state, bucket, key, &value).await?;
             let mut dropped = drop_null_versions(state, bucket, key, Some(&sort_key)).await?;
             // A null version from before versioning was turned on may exist only as the
@@ -140,7 +144,7 @@ pub async fn commit(
                     dropped.extend(data_of(&prev));
                 }
             }
-            drop_data_later(state, dropped);
+            drop_data_later(state, bucket, key, dropped);
             Ok(Some(NULL_VERSION_ID.to_string()))
         }
     }
@@ -176,7 +180,15 @@ async fn versions_of_key(
     let mut out = Vec::new();
     let mut cursor = Vec::new();
     loop {
-        let page = meta::scan(state, &vp, &prefix, &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            &vp,
+            &prefix,
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::With,
+        )
+        .await?;
         for (sort_key, value) in page.entries {
             if value.is_version() {
                 out.push((sort_key, value));
@@ -290,7 +302,15 @@ pub async fn delete(
                 version_id: None,
                 deleted_ms: GatewayState::now_ms(),
             });
-            let id = commit(state, bucket, versioning, key, marker).await?;
+            let id = if versioning == Versioning::Suspended {
+                // The null version is two records: writers of one key take turns (as PUTs do).
+                let lease = meta::lease(state, bucket, key).await?;
+                let id = commit(state, bucket, versioning, key, marker).await;
+                meta::release(state, lease).await;
+                id?
+            } else {
+                commit(state, bucket, versioning, key, marker).await?
+            };
             Ok(Deleted {
                 version_id: id,
                 delete_marker: true,
@@ -349,7 +369,7 @@ async fn delete_version(
         meta::put(state, bucket, key, &value).await?;
         dropped.extend(current.as_ref().and_then(data_of));
     }
-    drop_data_later(state, dropped);
+    drop_data_later(state, bucket, key, dropped);
     Ok(Deleted {
         version_id: Some(id.to_string()),
         delete_marker: was_marker,
@@ -387,7 +407,15 @@ async fn record_existing_as_null_versions(
     let mut cursor = Vec::new();
     let mut recorded = 0u64;
     loop {
-        let page = meta::scan(state, bucket, "", &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            bucket,
+            "",
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::With,
+        )
+        .await?;
         for (key, value) in &page.entries {
             if value.is_version() && value.version_id().is_none() {
                 meta::put(state, &vp, &null_sort_key(key, value), value).await?;
@@ -419,7 +447,15 @@ pub async fn has_versions(state: &Arc<GatewayState>, bucket: &str) -> Result<boo
     let vp = versions_partition(bucket);
     let mut cursor = Vec::new();
     loop {
-        let page = meta::scan(state, &vp, "", &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            &vp,
+            "",
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::Without,
+        )
+        .await?;
         if page.entries.iter().any(|(_, v)| v.is_version()) {
             return Ok(true);
         }
@@ -499,7 +535,15 @@ pub async fn list(
     }
     let mut count = 0usize;
     loop {
-        let page = meta::scan(state, &vp, &params.prefix, &cursor, MAX_SCAN_ENTRIES).await?;
+        let page = meta::scan(
+            state,
+            &vp,
+            &params.prefix,
+            &cursor,
+            MAX_SCAN_ENTRIES,
+            meta::Bodies::Without,
+        )
+        .await?;
         let mut skip: Option<String> = None;
         for (sort_key, value) in page.entries {
             let key = key_of_version_sort_key(&sort_key).to_string();

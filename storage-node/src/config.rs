@@ -24,6 +24,10 @@ pub struct NodeConfig {
     /// `2m + 1` replicas. The same value as the gateways' `erasure.parity_chunks`.
     #[serde(default = "default_parity_chunks")]
     pub parity_chunks: u8,
+    /// Largest clock offset tolerated between processes, in ms (DESIGN 15): a metadata write
+    /// stamped further than this ahead of this node's clock is refused.
+    #[serde(default = "default_max_clock_offset_ms")]
+    pub max_clock_offset_ms: u64,
     #[serde(default)]
     pub failure_detector: DetectorConfig,
     #[serde(default)]
@@ -34,6 +38,10 @@ pub struct NodeConfig {
     /// Empty: the node serves RPCs but neither heartbeats nor repairs.
     #[serde(default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+fn default_max_clock_offset_ms() -> u64 {
+    dmpstore_common::limits::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64
 }
 
 /// Heartbeats between nodes (DESIGN 10): a peer that has not answered for `suspect_after_ms`

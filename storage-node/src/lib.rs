@@ -5,6 +5,10 @@
 //! - [`store`]: the RocksDB layout (column families, key and value formats) and every disk
 //!   operation; the only module that touches RocksDB.
 //! - [`logging`]: the log set-up both binaries share.
+//! - [`peers`]: the RPC client of the nodes (pooled, with deadlines, Up/Down view, clock
+//!   offset estimates), used by nodes and gateways.
+//! - [`meta_client`]: the one metadata quorum client (write order, read write-back, scans),
+//!   used by nodes and gateways.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].
@@ -12,6 +16,7 @@
 pub mod config;
 pub mod detector;
 pub mod logging;
+pub mod meta_client;
 pub mod metrics;
 pub mod peers;
 pub mod repair;

@@ -25,6 +25,10 @@ pub struct NodeMetrics {
     /// Garbage collection and anti-entropy totals, by kind.
     housekeeping: IntCounterVec,
     map_version: IntGauge,
+    /// Metadata writes refused because their stamp was too far ahead of this node's clock.
+    pub clock_offset_refusals: IntCounter,
+    /// Median offset of the peers' clocks from this node's, from heartbeats.
+    pub clock_offset_ms: IntGauge,
 }
 
 impl Default for NodeMetrics {
@@ -51,6 +55,22 @@ impl NodeMetrics {
     pub fn new() -> NodeMetrics {
         let r = Registry::new();
         NodeMetrics {
+            clock_offset_ms: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_node_clock_offset_ms",
+                    "Median offset of the peers' clocks from this node's, from heartbeats (positive: peers ahead)",
+                )
+                .expect("valid metric"),
+            ),
+            clock_offset_refusals: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_node_clock_offset_refusals_total",
+                    "Metadata writes refused: stamped further ahead of this node's clock than the maximum offset",
+                )
+                .expect("valid metric"),
+            ),
             rpc_requests: register(
                 &r,
                 IntCounterVec::new(

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::limits::{
-    HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, MAX_RPC_BODY_BYTES, RPC_CONNECT_TIMEOUT,
-    RPC_TIMEOUT,
+    CLOCK_OFFSET_STALE_AFTER, HEALTH_PROBE_INTERVAL, HEALTH_PROBE_TIMEOUT, MAX_RPC_BODY_BYTES,
+    RPC_CONNECT_TIMEOUT, RPC_TIMEOUT,
 };
 use dmpstore_common::rpc::{
     decode_frame, encode_frame, ErrorKind, Request, Response, META_EPOCH_HEADER, RPC_PATH,
@@ -70,6 +70,24 @@ pub struct NodeClient {
     draining: RwLock<std::collections::HashSet<NodeId>>,
     /// Called with every newer map installed (a storage node persists it).
     on_new_map: RwLock<Option<MapHook>>,
+    /// This process's clock offset from each node, from health and heartbeat answers.
+    clock_samples: RwLock<HashMap<NodeId, ClockSample>>,
+}
+
+/// One estimate of this process's clock offset from a node: the node's clock read at the
+/// middle of the round trip minus ours, in ms (positive: the node is ahead of us).
+#[derive(Debug, Clone, Copy)]
+struct ClockSample {
+    offset_ms: i64,
+    at: std::time::Instant,
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// What a process does with a newer cluster map once it is installed.
@@ -106,7 +124,37 @@ impl NodeClient {
             isolated_until: RwLock::new(None),
             draining: RwLock::new(Default::default()),
             on_new_map: RwLock::new(None),
+            clock_samples: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// This process's clock offset from the cluster: the median of the fresh per-node
+    /// estimates, in ms (positive: the nodes are ahead of us); `None` until a node answered
+    /// a health probe or heartbeat within [`CLOCK_OFFSET_STALE_AFTER`].
+    pub fn clock_offset_ms(&self) -> Option<i64> {
+        let samples = self.clock_samples.read().expect("clock samples lock");
+        let mut fresh: Vec<i64> = samples
+            .values()
+            .filter(|s| s.at.elapsed() < CLOCK_OFFSET_STALE_AFTER)
+            .map(|s| s.offset_ms)
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        fresh.sort_unstable();
+        Some(fresh[fresh.len() / 2])
+    }
+
+    fn record_clock_sample(&self, node: NodeId, sent_ms: u64, received_ms: u64, node_ms: u64) {
+        let middle = (sent_ms + received_ms.max(sent_ms)) / 2;
+        let sample = ClockSample {
+            offset_ms: node_ms as i64 - middle as i64,
+            at: std::time::Instant::now(),
+        };
+        self.clock_samples
+            .write()
+            .expect("clock samples lock")
+            .insert(node, sample);
     }
 
     /// The current cluster map (a snapshot: a newer map may be installed meanwhile).
@@ -238,8 +286,12 @@ impl NodeClient {
                 message: "this process is isolated from the cluster".into(),
             });
         }
+        let sent_ms = wall_ms();
         let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
+        if let Ok((Response::Health(h), _)) = &result {
+            self.record_clock_sample(node, sent_ms, wall_ms(), h.wall_ms);
+        }
         if let Err(RpcError::Remote {
             kind: ErrorKind::StaleMap,
             ..

@@ -32,14 +32,15 @@ mod orphans;
 
 use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
+use crate::meta_client::MetaClient;
 use crate::peers::{NodeClient, NodeState, RpcError};
 use crate::store::{DropIf, PendingDrop, Store};
 use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::codec::Codec;
-use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx, VersionId};
-use dmpstore_common::placement::{choose, partition_quorum, rank};
-use dmpstore_common::quorum::{quorum_of, MajorityOf};
+use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
+use dmpstore_common::placement::{choose, rank};
+use dmpstore_common::quorum::MajorityOf;
 use dmpstore_common::record::{
     key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
     ObjectData, Versioned,
@@ -91,6 +92,8 @@ pub enum RepairError {
     Write { node: NodeId, error: RpcError },
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("metadata: {0}")]
+    Meta(#[from] crate::meta_client::MetaError),
     #[error("node {0} is down but not past the repair delay here yet")]
     Waiting(NodeId),
 }
@@ -160,7 +163,8 @@ pub struct Repair {
     detector: Arc<Detector>,
     config: RepairConfig,
     scrub_config: ScrubConfig,
-    n_meta_replicas: usize,
+    /// The metadata quorum client (the same one the gateways use).
+    meta: MetaClient,
     stats: Mutex<Stats>,
     /// Queued records that failed recently, and when they may be tried again.
     backoff: Mutex<HashMap<(String, String), Instant>>,
@@ -190,9 +194,8 @@ impl Repair {
         detector: Arc<Detector>,
         config: RepairConfig,
         scrub_config: ScrubConfig,
-        parity_chunks: u8,
+        meta: MetaClient,
     ) -> Repair {
-        let n_meta_replicas = (2 * usize::from(parity_chunks) + 1).min(client.map().metadata_len());
         let draining: HashSet<NodeId> = store
             .draining()
             .unwrap_or_default()
@@ -204,7 +207,7 @@ impl Repair {
             store,
             client,
             detector,
-            n_meta_replicas,
+            meta,
             stats: Mutex::new(Stats::default()),
             backoff: Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
@@ -535,6 +538,7 @@ impl Repair {
                 partition: partition.to_string(),
                 key: key.to_string(),
                 record: record.clone(),
+                expect: None,
             };
             if let Err(e) = self.client.call(node, &request, Bytes::new()).await {
                 tracing::debug!(%node, error = %e, "copying metadata to a replaced node failed");
@@ -545,7 +549,7 @@ impl Repair {
     /// The replicas of a partition and what makes a quorum of them (both sets during a
     /// metadata membership change).
     fn quorum_spec(&self, partition: &str) -> MajorityOf {
-        partition_quorum(&self.client.map(), partition, self.n_meta_replicas)
+        self.meta.replicas(partition)
     }
 
     /// Whether this node is the first Up replica of the partition.
@@ -728,13 +732,21 @@ impl Repair {
             );
         }
         if changed {
-            // The old clock plus one: newer than the record repaired, older than any write a
-            // client makes after it, so a repair never overrides a client's write.
-            let record = Versioned {
-                hlc: Hlc(current.hlc.0 + 1),
-                value: value.encode(),
-            };
-            self.meta_put(partition, key, record).await?;
+            // A compare-and-set one stamp above the record repaired: it lands only where no
+            // client wrote the key meanwhile, so a repair never overrides a client's write
+            // (a client write that meets it goes above it, DESIGN 15).
+            if !self
+                .meta
+                .replace(partition, key, current.hlc, value.encode())
+                .await?
+            {
+                tracing::info!(
+                    partition,
+                    key,
+                    "record changed while it was repaired; the client's write stands (its rebuilt chunks become orphans)"
+                );
+                return Ok(());
+            }
             // The nodes the chunks moved off (drained, or no longer picked) drop them after
             // the grace. A node that is down keeps them: garbage it cannot be told about.
             for (version, chunk_idx, node) in vacated {
@@ -1040,8 +1052,8 @@ impl Repair {
 
     /// The records, among `partition`/`key` and its siblings (the object's current record
     /// and its entries among the key's versions), that place chunk `chunk_idx` of `version`
-    /// on this node; and whether every sibling could be looked at (not so for multipart
-    /// parts, or for a key with more versions than one scan page).
+    /// on this node, on any replica; and whether every sibling could be looked at (not so
+    /// for multipart parts, or for a key with more versions than one scan page).
     async fn records_placing_here(
         &self,
         partition: &str,
@@ -1049,8 +1061,11 @@ impl Repair {
         version: VersionId,
         chunk_idx: u8,
     ) -> Result<(Vec<(String, String)>, bool), RepairError> {
+        // Every replica's records, not a majority's: data is dropped only on proof that no
+        // replica holds a record that uses it.
         let mut records: Vec<(String, String, Versioned)> = self
-            .meta_get(partition, key)
+            .meta
+            .get_every(partition, key)
             .await?
             .into_iter()
             .map(|r| (partition.to_string(), key.to_string(), r))
@@ -1059,14 +1074,21 @@ impl Repair {
         if let Some(bucket) = partition.strip_suffix("#versions") {
             let current = key_of_version_sort_key(key);
             records.extend(
-                self.meta_get(bucket, current)
+                self.meta
+                    .get_every(bucket, current)
                     .await?
+                    .into_iter()
                     .map(|r| (bucket.to_string(), current.to_string(), r)),
             );
         } else if !partition.contains('#') {
             let versions = versions_partition(partition);
             match self
-                .meta_scan_majority(&versions, &versions_of_key_prefix(key))
+                .meta
+                .scan_every(
+                    &versions,
+                    &versions_of_key_prefix(key),
+                    GC_SIBLING_SCAN_LIMIT,
+                )
                 .await?
             {
                 Some(entries) => {
@@ -1090,37 +1112,6 @@ impl Repair {
             }
         }
         Ok((placing, complete))
-    }
-
-    /// The records under `prefix` on a majority of the partition's replicas (union), or
-    /// `None` when there are more than one page of them.
-    async fn meta_scan_majority(
-        &self,
-        partition: &str,
-        prefix: &str,
-    ) -> Result<Option<Vec<(String, Versioned)>>, RepairError> {
-        let request = Request::MetaScan {
-            partition: partition.to_string(),
-            prefix: prefix.to_string(),
-            start_after: Vec::new(),
-            limit: GC_SIBLING_SCAN_LIMIT,
-        };
-        let mut out = Vec::new();
-        let answers = self
-            .ask_quorum(partition, &request, |r| {
-                matches!(r, Response::MetaEntries { .. })
-            })
-            .await?;
-        for answer in answers {
-            let Response::MetaEntries { entries, more } = answer else {
-                continue;
-            };
-            if more {
-                return Ok(None);
-            }
-            out.extend(entries);
-        }
-        Ok(Some(out))
     }
 
     /// Rebuilds the queued corrupt chunks of this node from their siblings.
@@ -1331,68 +1322,9 @@ impl Repair {
         Ok((chunks, corrupt_total))
     }
 
-    /// Sends `request` to the partition's replicas; the answers of a quorum of them. An
-    /// answer that is not `expected` counts as a failure.
-    async fn ask_quorum(
-        &self,
-        partition: &str,
-        request: &Request,
-        expected: fn(&Response) -> bool,
-    ) -> Result<Vec<Response>, RepairError> {
-        let spec = self.quorum_spec(partition);
-        let calls = spec
-            .nodes()
-            .into_iter()
-            .map(|node| {
-                (node, async move {
-                    match self.client.call(node, request, Bytes::new()).await {
-                        Ok((r, _)) if expected(&r) => Ok(r),
-                        Ok((r, _)) => Err(format!("unexpected response {r:?}")),
-                        Err(e) => Err(e.to_string()),
-                    }
-                })
-            })
-            .collect();
-        let outcome = quorum_of(calls, &spec).await;
-        if !outcome.met() {
-            return Err(RepairError::NoQuorum(partition.to_string()));
-        }
-        Ok(outcome.successes.into_iter().map(|(_, r)| r).collect())
-    }
-
-    /// The newest record of `key` among a majority of the partition's replicas.
+    /// The newest record of `key` (the quorum client's read).
     async fn meta_get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, RepairError> {
-        let request = Request::MetaGet {
-            partition: partition.to_string(),
-            key: key.to_string(),
-        };
-        Ok(self
-            .ask_quorum(partition, &request, |r| matches!(r, Response::MetaValue(_)))
-            .await?
-            .into_iter()
-            .filter_map(|r| match r {
-                Response::MetaValue(v) => v,
-                _ => None,
-            })
-            .reduce(|a, b| if b.supersedes(&a) { b } else { a }))
-    }
-
-    async fn meta_put(
-        &self,
-        partition: &str,
-        key: &str,
-        record: Versioned,
-    ) -> Result<(), RepairError> {
-        let request = Request::MetaPut {
-            partition: partition.to_string(),
-            key: key.to_string(),
-            record,
-        };
-        self.ask_quorum(partition, &request, |r| {
-            matches!(r, Response::MetaPut { .. })
-        })
-        .await
-        .map(|_| ())
+        Ok(self.meta.get(partition, key).await?)
     }
 }
 

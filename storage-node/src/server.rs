@@ -6,13 +6,14 @@
 
 use crate::config::NodeConfig;
 use crate::detector::Detector;
+use crate::meta_client::MetaClient;
 use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
 use crate::repair::Repair;
 use crate::store::{Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
-use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES};
+use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES};
 use dmpstore_common::rpc::{
     decode_frame, encode_frame, ErrorKind, HealthReport, NodeStatus, Request, Response,
     META_EPOCH_HEADER, RPC_PATH, SECRET_HEADER,
@@ -37,6 +38,8 @@ struct Node {
     /// The failure detector and repair, when the config lists the cluster's nodes.
     cluster: Option<ClusterRole>,
     metrics: NodeMetrics,
+    /// When the last clock-offset refusal was logged (ms since the epoch).
+    last_clock_warn_ms: std::sync::atomic::AtomicU64,
 }
 
 struct ClusterRole {
@@ -113,7 +116,12 @@ pub async fn run(
             detector.clone(),
             config.repair.clone(),
             config.scrub.clone(),
-            config.parity_chunks,
+            MetaClient::new(
+                client.clone(),
+                config.parity_chunks,
+                std::time::Duration::from_millis(config.max_clock_offset_ms),
+                background.clone(),
+            ),
         ));
         background.spawn(detector.clone().run(shutdown.clone()));
         background.spawn(repair.clone().run_scanner(shutdown.clone()));
@@ -135,6 +143,7 @@ pub async fn run(
         started: Instant::now(),
         cluster,
         metrics: NodeMetrics::new(),
+        last_clock_warn_ms: Default::default(),
     });
     tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
 
@@ -235,6 +244,9 @@ async fn handle(
                 .as_ref()
                 .map(|c| c.detector.views())
                 .unwrap_or_default();
+            if let Some(offset) = n.cluster.as_ref().and_then(|c| c.client.clock_offset_ms()) {
+                n.metrics.clock_offset_ms.set(offset);
+            }
             n.metrics
                 .render(repair.as_ref(), &peers, n.store.estimate_chunks())
         })
@@ -420,6 +432,13 @@ fn drop_left_partitions(
     }
 }
 
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The one dispatch point of node RPCs.
 fn dispatch(
     node: &Node,
@@ -459,9 +478,43 @@ fn dispatch(
             partition,
             key,
             record,
+            expect,
         } => {
-            let (applied, replaced) = store.meta_put(&partition, &key, &record)?;
-            done(Response::MetaPut { applied, replaced })
+            let now_ms = wall_ms();
+            let ahead_ms = record.hlc.physical_ms().saturating_sub(now_ms);
+            if ahead_ms > node.config.max_clock_offset_ms {
+                node.metrics.clock_offset_refusals.inc();
+                // Once per 10 s at most: a writer with a bad clock sends many.
+                let last = node
+                    .last_clock_warn_ms
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if now_ms.saturating_sub(last) >= 10_000 {
+                    node.last_clock_warn_ms
+                        .store(now_ms, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        partition,
+                        key,
+                        ahead_ms,
+                        "refused a metadata write stamped further ahead of this node's clock than the maximum offset (a writer's clock runs fast, or this node's runs slow)"
+                    );
+                }
+                return Ok((
+                    Response::Error {
+                        kind: ErrorKind::ClockOffset,
+                        message: format!(
+                            "record stamped {ahead_ms} ms ahead of this node's clock (max {} ms)",
+                            node.config.max_clock_offset_ms
+                        ),
+                    },
+                    Bytes::new(),
+                ));
+            }
+            let out = store.meta_put(&partition, &key, &record, expect)?;
+            done(Response::MetaPut {
+                applied: out.applied,
+                replaced: out.replaced,
+                holds: out.holds,
+            })
         }
         Request::MetaPurge {
             partition,
@@ -478,9 +531,21 @@ fn dispatch(
             prefix,
             start_after,
             limit,
+            bodies,
         } => {
             let limit = limit.clamp(1, MAX_SCAN_ENTRIES) as usize;
-            let (entries, more) = store.meta_scan(&partition, &prefix, &start_after, limit)?;
+            let (mut entries, more) = store.meta_scan(
+                &partition,
+                &prefix,
+                &start_after,
+                limit,
+                MAX_SCAN_PAGE_BYTES,
+            )?;
+            if !bodies {
+                for (_, record) in &mut entries {
+                    record.value = dmpstore_common::record::without_inline_body(&record.value);
+                }
+            }
             done(Response::MetaEntries { entries, more })
         }
         Request::MetaLock {
@@ -489,10 +554,7 @@ fn dispatch(
             token,
             ttl_ms,
         } => {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            let now_ms = wall_ms();
             let granted = store.meta_lock(&partition, &key, &token, now_ms, u64::from(ttl_ms))?;
             done(Response::Lock { granted })
         }
@@ -514,6 +576,7 @@ fn dispatch(
                 .map(|c| c.repair.draining())
                 .unwrap_or_default(),
             map_version: node.cluster.as_ref().map_or(0, |c| c.client.map().version),
+            wall_ms: wall_ms(),
         })),
         Request::DropMovedChunk {
             version,

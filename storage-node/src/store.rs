@@ -121,6 +121,15 @@ pub enum DropIf {
     },
 }
 
+/// What [`Store::meta_put`] did: applied (and what it replaced), or refused because the node
+/// holds `holds` (a newer version, or not the expected one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaPutOutcome {
+    pub applied: bool,
+    pub replaced: Option<Versioned>,
+    pub holds: Option<Hlc>,
+}
+
 /// What a node holds, counted exactly ([`Store::inspect`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Inventory {
@@ -651,23 +660,35 @@ impl Store {
         Ok(())
     }
 
-    /// Stores `record` unless the node holds one that supersedes it. Returns whether it was
-    /// applied and the record it replaced.
+    /// Stores `record` unless the node holds one that supersedes it, or, with `expect`,
+    /// unless the node holds exactly a record of that version (compare-and-set: repair
+    /// rewrites a record only if no client wrote it meanwhile).
     pub fn meta_put(
         &self,
         partition: &str,
         key: &str,
         record: &Versioned,
-    ) -> Result<(bool, Option<Versioned>), StoreError> {
+        expect: Option<Hlc>,
+    ) -> Result<MetaPutOutcome, StoreError> {
         let mkey = meta_key(partition, key.as_bytes());
         let _guard = self.key_lock(&mkey);
         let current = match self.db.get_cf(self.cf(CF_META), &mkey)? {
             Some(raw) => Some(decode_meta_value(&raw)?),
             None => None,
         };
+        let refused = |holds: Option<Hlc>| MetaPutOutcome {
+            applied: false,
+            replaced: None,
+            holds,
+        };
+        if let Some(expected) = expect {
+            if current.as_ref().map(|c| c.hlc) != Some(expected) {
+                return Ok(refused(current.map(|c| c.hlc)));
+            }
+        }
         if let Some(cur) = &current {
             if !record.supersedes(cur) {
-                return Ok((false, None));
+                return Ok(refused(Some(cur.hlc)));
             }
         }
         self.db.put_cf_opt(
@@ -676,7 +697,11 @@ impl Store {
             encode_meta_value(record),
             &synced(),
         )?;
-        Ok((true, current))
+        Ok(MetaPutOutcome {
+            applied: true,
+            replaced: current,
+            holds: None,
+        })
     }
 
     /// Deletes the record of `key` if it is exactly `record` (a tombstone past its grace,
@@ -711,13 +736,15 @@ impl Store {
     }
 
     /// Records of `partition` whose key starts with `prefix` and is greater than `start_after`,
-    /// in key order, at most `limit`; the flag says whether more follow.
+    /// in key order, at most `limit` of them and at most one past `max_bytes` of keys and
+    /// values; the flag says whether more follow.
     pub fn meta_scan(
         &self,
         partition: &str,
         prefix: &str,
         start_after: &[u8],
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<(String, Versioned)>, bool), StoreError> {
         let range_prefix = meta_key(partition, prefix.as_bytes());
         let after = meta_key(partition, start_after);
@@ -727,6 +754,7 @@ impl Store {
             range_prefix.clone()
         };
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let iter = self.db.iterator_cf(
             self.cf(CF_META),
             IteratorMode::From(&seek, Direction::Forward),
@@ -739,9 +767,10 @@ impl Store {
             if k[..] == after[..] {
                 continue;
             }
-            if out.len() == limit {
+            if out.len() == limit || bytes >= max_bytes {
                 return Ok((out, true));
             }
+            bytes += k.len() + v.len();
             let sort_key = &k[range_prefix.len() - prefix.len()..];
             let sort_key = String::from_utf8(sort_key.to_vec())
                 .map_err(|_| StoreError::Corrupt("metadata key is not UTF-8".into()))?;
@@ -1156,7 +1185,7 @@ mod tests {
             ("b", "z"),
             ("", "a"),
         ] {
-            store.meta_put(p, k, &rec).unwrap();
+            store.meta_put(p, k, &rec, None).unwrap();
         }
         assert_eq!(
             store.meta_partitions().unwrap(),
@@ -1302,41 +1331,110 @@ mod tests {
             hlc: Hlc(h),
             value: v.to_vec(),
         };
+        let applied = |replaced| MetaPutOutcome {
+            applied: true,
+            replaced,
+            holds: None,
+        };
+        let refused = |holds| MetaPutOutcome {
+            applied: false,
+            replaced: None,
+            holds,
+        };
         assert_eq!(
-            store.meta_put("b", "k", &rec(5, b"a")).unwrap(),
-            (true, None)
+            store.meta_put("b", "k", &rec(5, b"a"), None).unwrap(),
+            applied(None)
+        );
+        // An older stamp is refused, and the node says which version it holds.
+        assert_eq!(
+            store.meta_put("b", "k", &rec(4, b"old"), None).unwrap(),
+            refused(Some(Hlc(5)))
         );
         assert_eq!(
-            store.meta_put("b", "k", &rec(4, b"old")).unwrap(),
-            (false, None)
-        );
-        assert_eq!(
-            store.meta_put("b", "k", &rec(6, b"new")).unwrap(),
-            (true, Some(rec(5, b"a")))
+            store.meta_put("b", "k", &rec(6, b"new"), None).unwrap(),
+            applied(Some(rec(5, b"a")))
         );
         assert_eq!(store.meta_get("b", "k").unwrap(), Some(rec(6, b"new")));
         for k in ["a/1", "a/2", "b", "a/3", "a"] {
-            store.meta_put("p", k, &rec(1, k.as_bytes())).unwrap();
+            store.meta_put("p", k, &rec(1, k.as_bytes()), None).unwrap();
         }
         store
-            .meta_put("pp", "a/0", &rec(1, b"other partition"))
+            .meta_put("pp", "a/0", &rec(1, b"other partition"), None)
             .unwrap();
-        let (page, more) = store.meta_scan("p", "a/", b"", 2).unwrap();
+        let (page, more) = store.meta_scan("p", "a/", b"", 2, usize::MAX).unwrap();
         assert_eq!(
             page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["a/1", "a/2"]
         );
         assert!(more);
-        let (page, more) = store.meta_scan("p", "a/", b"a/2", 10).unwrap();
+        let (page, more) = store.meta_scan("p", "a/", b"a/2", 10, usize::MAX).unwrap();
         assert_eq!(
             page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["a/3"]
         );
         assert!(!more);
-        let (page, _) = store.meta_scan("p", "", b"a/\xff", 10).unwrap();
+        let (page, _) = store.meta_scan("p", "", b"a/\xff", 10, usize::MAX).unwrap();
         assert_eq!(
             page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["b"]
         );
+    }
+
+    #[test]
+    fn compare_and_set_applies_only_over_the_expected_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = |h: u64, v: &[u8]| Versioned {
+            hlc: Hlc(h),
+            value: v.to_vec(),
+        };
+        store.meta_put("b", "k", &rec(5, b"a"), None).unwrap();
+        // A client wrote 7 meanwhile: a repair of version 5 must not land, even above it.
+        store.meta_put("b", "k", &rec(7, b"client"), None).unwrap();
+        let out = store
+            .meta_put("b", "k", &rec(8, b"repair"), Some(Hlc(5)))
+            .unwrap();
+        assert!(!out.applied);
+        assert_eq!(out.holds, Some(Hlc(7)));
+        let out = store
+            .meta_put("b", "k", &rec(8, b"repair"), Some(Hlc(7)))
+            .unwrap();
+        assert!(out.applied);
+        // Nothing to compare with: refused, the node holds nothing.
+        let out = store
+            .meta_put("b", "absent", &rec(2, b"x"), Some(Hlc(1)))
+            .unwrap();
+        assert!(!out.applied && out.holds.is_none());
+    }
+
+    #[test]
+    fn scan_pages_are_bounded_by_bytes_whatever_the_entry_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let body = vec![7u8; 16 * 1024];
+        for i in 0..100 {
+            let rec = Versioned {
+                hlc: Hlc(1),
+                value: body.clone(),
+            };
+            store
+                .meta_put("p", &format!("k{i:03}"), &rec, None)
+                .unwrap();
+        }
+        let max_bytes = 100 * 1024;
+        let mut after = Vec::new();
+        let mut seen = 0;
+        loop {
+            let (page, more) = store.meta_scan("p", "", &after, 1000, max_bytes).unwrap();
+            let bytes: usize = page.iter().map(|(k, v)| k.len() + v.value.len()).sum();
+            assert!(!page.is_empty());
+            assert!(bytes < max_bytes + body.len() + 64, "page of {bytes} bytes");
+            seen += page.len();
+            after = page.last().unwrap().0.clone().into_bytes();
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, 100);
     }
 }

@@ -33,6 +33,7 @@ async fn start() -> Node {
         cluster_secret: SECRET.into(),
         zone: "z".into(),
         parity_chunks: 2,
+        max_clock_offset_ms: 500,
         failure_detector: Default::default(),
         repair: Default::default(),
         scrub: Default::default(),
@@ -179,13 +180,15 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
         partition: "bkt".into(),
         key: "k".into(),
         record: record(h),
+        expect: None,
     };
     let (_, r, _) = send(&node, Some(SECRET), encode_frame(&put(10), b"")).await;
     assert_eq!(
         r,
         Response::MetaPut {
             applied: true,
-            replaced: None
+            replaced: None,
+            holds: None,
         }
     );
     let (_, r, _) = send(&node, Some(SECRET), encode_frame(&put(9), b"")).await;
@@ -193,9 +196,36 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
         r,
         Response::MetaPut {
             applied: false,
-            replaced: None
+            replaced: None,
+            holds: Some(Hlc(10)),
         },
-        "an older record loses"
+        "an older record loses, and the node says what it holds"
+    );
+    // A record stamped far in the node's future (a writer whose clock runs ahead) is refused.
+    let ahead_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 10_000;
+    let future = Request::MetaPut {
+        partition: "bkt".into(),
+        key: "k".into(),
+        record: Versioned {
+            hlc: Hlc::from_parts(ahead_ms, 0),
+            value: b"from the future".to_vec(),
+        },
+        expect: None,
+    };
+    let (_, r, _) = send(&node, Some(SECRET), encode_frame(&future, b"")).await;
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                kind: dmpstore_common::rpc::ErrorKind::ClockOffset,
+                ..
+            }
+        ),
+        "{r:?}"
     );
     let get = Request::MetaGet {
         partition: "bkt".into(),

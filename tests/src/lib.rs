@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod linearizability;
 pub mod workload;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +152,77 @@ impl Cluster {
             .pid;
         signal(pid, "KILL")?;
         wait_exit(pid, Duration::from_secs(20))
+    }
+
+    /// Starts gateway `idx` again (after [`Cluster::kill_gateway`]) with its config and waits
+    /// until it listens. With `clock_offset` (libfaketime's relative form, such as `-0.3` or
+    /// `+10`, in seconds) the gateway runs under `faketime`, its wall clock that far off
+    /// (monotonic time stays true, so timers do not drift).
+    pub fn restart_gateway(
+        &mut self,
+        idx: usize,
+        clock_offset: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let (config, addr) = {
+            let p = self.gateway(idx)?;
+            (p.config.clone(), p.addr.clone())
+        };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(
+            self.dir
+                .path()
+                .join(format!("logs/gateway-{}.log", idx + 1)),
+        )?;
+        let mut cmd = Command::new(bin_dir().join("gateway"));
+        if let Some(offset) = clock_offset {
+            // libfaketime preloaded into the gateway itself (the `faketime` wrapper would
+            // fork, and the pid to kill would be the wrapper's).
+            cmd.env("LD_PRELOAD", libfaketime()?)
+                .env("FAKETIME", offset)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let child = cmd
+            .args(["serve", "--config", &config])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| {
+                    "info,s3s::ops=off,s3s::http::de=off,s3s::service=off".into()
+                }),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn gateway")?;
+        let pid = child.id();
+        // The process is owned by the cluster from now on: `down` stops it by this pid.
+        std::mem::forget(child);
+        let p = self
+            .info
+            .processes
+            .iter_mut()
+            .filter(|p| p.role == "gateway")
+            .nth(idx)
+            .expect("gateway exists");
+        p.pid = pid;
+        std::fs::write(
+            self.dir.path().join("cluster.json"),
+            serde_json::to_vec_pretty(&self.info)?,
+        )?;
+        wait_listening(&addr, pid, Duration::from_secs(60))
+    }
+
+    /// The config file of gateway `idx`.
+    pub fn gateway_config(&self, idx: usize) -> anyhow::Result<PathBuf> {
+        Ok(PathBuf::from(&self.gateway(idx)?.config))
+    }
+
+    fn gateway(&self, idx: usize) -> anyhow::Result<&ProcessInfo> {
+        self.info
+            .processes
+            .iter()
+            .filter(|p| p.role == "gateway")
+            .nth(idx)
+            .context("no such gateway")
     }
 
     /// SIGSTOP to storage node `idx`: it keeps its connections open and answers nothing (a hung
@@ -326,6 +398,17 @@ impl Drop for Cluster {
     }
 }
 
+/// Debian's multithreaded libfaketime (package `faketime`, installed by `scripts/setup.sh
+/// --test-clients`).
+fn libfaketime() -> anyhow::Result<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib")?
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists())
+        .context("libfaketimeMT.so.1 not found: install Debian's faketime package")?;
+    Ok(lib)
+}
+
 fn collect_logs(dir: &Path) -> String {
     let mut out = String::new();
     if let Ok(entries) = std::fs::read_dir(dir.join("logs")) {
@@ -426,7 +509,12 @@ pub fn client_with_timeout(
     gateway_idx: usize,
     timeout: Duration,
 ) -> aws_sdk_s3::Client {
-    let info = &cluster.info;
+    client_for(&cluster.info, gateway_idx, timeout)
+}
+
+/// An `aws-sdk-s3` client for gateway `gateway_idx` of a cluster described by `info`, every
+/// operation bounded by `timeout` (retries included).
+pub fn client_for(info: &ClusterInfo, gateway_idx: usize, timeout: Duration) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&info.s3_endpoints[gateway_idx])

@@ -208,6 +208,7 @@ impl Repair {
                         partition: partition.to_string(),
                         key: key.clone(),
                         record: newest.clone(),
+                        expect: None,
                     };
                     match self.client.call(node, &request, Bytes::new()).await {
                         Ok(_) => {
@@ -289,6 +290,7 @@ impl Repair {
             prefix: String::new(),
             start_after: cursor.to_vec(),
             limit: PAGE,
+            bodies: true,
         };
         let calls = nodes.iter().map(|&node| {
             let req = &request;

@@ -44,6 +44,10 @@ struct Args {
     /// Skip the memory measurement.
     #[arg(long)]
     skip_rss: bool,
+    /// Objects of 1 KiB in a bucket listed whole with ListObjectsV2 (0: no listing phase;
+    /// the figure is for 100000).
+    #[arg(long, default_value_t = 0)]
+    list_keys: usize,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -98,6 +102,16 @@ fn main() -> anyhow::Result<()> {
         "  4 KiB PUT ops/s vs raw RocksDB synced 4 KiB writes: {:.2}x",
         cluster.small_put.ops_s / raw_small.ops_s
     );
+    if let Some(list) = cluster.list_keys_s {
+        let raw_scan = raw_rocksdb_scan(args.list_keys)?;
+        println!(
+            "  LIST {} keys (ListObjectsV2, pages of 1000): {:>9.0} keys/s   (raw RocksDB iteration: {:.0} keys/s, {:.3}x)",
+            args.list_keys,
+            list,
+            raw_scan,
+            list / raw_scan
+        );
+    }
 
     if !args.skip_rss {
         let (put_rss, get_rss) = rt.block_on(gateway_rss(args.rss_mib))?;
@@ -245,6 +259,8 @@ struct ClusterFigures {
     get_mib_s: f64,
     small_put: OpStats,
     small_get: OpStats,
+    /// Keys per second of a full ListObjectsV2 pass (pages of 1000), if measured.
+    list_keys_s: Option<f64>,
 }
 
 /// Runs `gateway dev` in a temporary directory and measures it.
@@ -365,6 +381,10 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     })
     .await?;
     let small_get = stats(get_lat, start.elapsed());
+    let list_keys_s = match args.list_keys {
+        0 => None,
+        n => Some(list_pass(&c, n, args.concurrency).await?),
+    };
 
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -375,7 +395,79 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
         get_mib_s,
         small_put,
         small_get,
+        list_keys_s,
     })
+}
+
+/// Writes `n` objects of 1 KiB into a bucket of their own, then lists it whole; keys per
+/// second of the listing.
+async fn list_pass(c: &aws_sdk_s3::Client, n: usize, concurrency: usize) -> anyhow::Result<f64> {
+    c.create_bucket().bucket("bench-list").send().await?;
+    let body = Bytes::from(test_data(7, 1024));
+    run_concurrently(n, concurrency, |i| {
+        let (c, body) = (c.clone(), body.clone());
+        async move {
+            c.put_object()
+                .bucket("bench-list")
+                .key(format!(
+                    "events/dt=2026-11-{:02}/part-{i:06}.json",
+                    i % 30 + 1
+                ))
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        }
+    })
+    .await?;
+    let start = Instant::now();
+    let (mut listed, mut token) = (0usize, None::<String>);
+    loop {
+        let page = c
+            .list_objects_v2()
+            .bucket("bench-list")
+            .set_continuation_token(token.clone())
+            .send()
+            .await?;
+        listed += page.contents().len();
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    if listed != n {
+        bail!("listed {listed} of {n} keys");
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Keys per second of iterating `n` keys with 1 KiB values in raw RocksDB (the listing's
+/// baseline).
+fn raw_rocksdb_scan(n: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    let db = rocksdb::DB::open(&opts, dir.path())?;
+    let value = test_data(8, 1024);
+    for i in 0..n {
+        db.put(
+            format!("events/dt=2026-11-{:02}/part-{i:06}.json", i % 30 + 1),
+            &value,
+        )?;
+    }
+    db.flush()?;
+    let start = Instant::now();
+    let mut seen = 0usize;
+    for item in db.iterator(rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        std::hint::black_box((k, v));
+        seen += 1;
+    }
+    if seen != n {
+        bail!("raw scan saw {seen} of {n} keys");
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Runs `n` operations with `concurrency` in flight; returns each one's latency.

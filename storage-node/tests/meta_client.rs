@@ -1,0 +1,208 @@
+//! The metadata quorum client against three real nodes (RocksDB, TCP) in this process: the
+//! write-order rule, the read write-back, and repair's compare-and-set (ADR 0004). A writer
+//! with a slow clock is played by stamping records a little in the future directly on the
+//! replicas, as a faster gateway would.
+
+use bytes::Bytes;
+use dmpstore_common::cluster::{ClusterMap, NodeInfo};
+use dmpstore_common::ids::{Hlc, NodeId};
+use dmpstore_common::record::Versioned;
+use dmpstore_common::rpc::{Request, Response};
+use dmpstore_storage_node::config::NodeConfig;
+use dmpstore_storage_node::meta_client::MetaClient;
+use dmpstore_storage_node::peers::{wall_ms, Marking, NodeClient};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const SECRET: &str = "test-cluster-secret-0123456789";
+
+struct Nodes {
+    client: Arc<NodeClient>,
+    stops: Vec<CancellationToken>,
+    _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+async fn three_nodes() -> Nodes {
+    let (mut infos, mut stops, mut tasks, mut dirs) = (vec![], vec![], vec![], vec![]);
+    for id in 1..=3u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = NodeConfig {
+            node_id: id,
+            listen_addr: addr,
+            data_dir: dir.path().join("db"),
+            cluster_secret: SECRET.into(),
+            zone: "z".into(),
+            parity_chunks: 1,
+            max_clock_offset_ms: 500,
+            failure_detector: Default::default(),
+            repair: Default::default(),
+            scrub: Default::default(),
+            nodes: Vec::new(),
+        };
+        let stop = CancellationToken::new();
+        tasks.push(tokio::spawn(dmpstore_storage_node::server::run(
+            listener,
+            config,
+            stop.clone(),
+        )));
+        infos.push(NodeInfo {
+            id: NodeId(id),
+            addr: addr.to_string(),
+            zone: "z".into(),
+            weight: 1,
+        });
+        stops.push(stop);
+        dirs.push(dir);
+    }
+    let map = Arc::new(ClusterMap::new(1, infos).unwrap());
+    let client = Arc::new(NodeClient::new(map, SECRET, Marking::ByDetector).unwrap());
+    Nodes {
+        client,
+        stops,
+        _tasks: tasks,
+        _dirs: dirs,
+    }
+}
+
+fn meta(nodes: &Nodes) -> MetaClient {
+    MetaClient::new(
+        nodes.client.clone(),
+        1,
+        Duration::from_millis(500),
+        TaskTracker::new(),
+    )
+}
+
+/// Writes `record` straight to one node, as another writer would.
+async fn raw_put(nodes: &Nodes, node: u32, record: &Versioned) {
+    let req = Request::MetaPut {
+        partition: "b".into(),
+        key: "k".into(),
+        record: record.clone(),
+        expect: None,
+    };
+    let (r, _) = nodes
+        .client
+        .call(NodeId(node), &req, Bytes::new())
+        .await
+        .unwrap();
+    assert!(
+        matches!(r, Response::MetaPut { applied: true, .. }),
+        "{r:?}"
+    );
+}
+
+async fn raw_get(nodes: &Nodes, node: u32) -> Option<Versioned> {
+    let req = Request::MetaGet {
+        partition: "b".into(),
+        key: "k".into(),
+    };
+    match nodes
+        .client
+        .call(NodeId(node), &req, Bytes::new())
+        .await
+        .unwrap()
+    {
+        (Response::MetaValue(v), _) => v,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A record stamped 300 ms ahead of this clock: what a gateway whose clock runs 0.3 s fast
+/// writes.
+fn from_a_faster_clock(value: &[u8]) -> Versioned {
+    Versioned {
+        hlc: Hlc::from_parts(wall_ms() + 300, 0),
+        value: value.to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_later_write_goes_above_a_newer_stamp_and_wins() {
+    let nodes = three_nodes().await;
+    let ahead = from_a_faster_clock(b"first, from the fast gateway");
+    for n in 1..=3 {
+        raw_put(&nodes, n, &ahead).await;
+    }
+    let client = meta(&nodes);
+    let out = client
+        .put("b", "k", b"second, from this one".to_vec())
+        .await
+        .unwrap();
+    assert!(out.hlc > ahead.hlc, "the write went above the newer stamp");
+    assert_eq!(out.replaced, vec![ahead.clone()]);
+    let read = client.get("b", "k").await.unwrap().unwrap();
+    assert_eq!(read.value, b"second, from this one");
+
+    // The planted bug (refusals counted as success) acknowledges a write that lost.
+    let ahead = from_a_faster_clock(b"third, from the fast gateway");
+    for n in 1..=3 {
+        raw_put(&nodes, n, &ahead).await;
+    }
+    let buggy = meta(&nodes).with_unsafe_ignore_refusals(true);
+    buggy
+        .put("b", "k", b"fourth, acknowledged".to_vec())
+        .await
+        .unwrap();
+    let read = client.get("b", "k").await.unwrap().unwrap();
+    assert_eq!(
+        read.value, b"third, from the fast gateway",
+        "the planted bug loses the write"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_on_a_minority_is_written_back_before_it_is_returned() {
+    let nodes = three_nodes().await;
+    let client = meta(&nodes);
+    client.put("b", "k", b"old".to_vec()).await.unwrap();
+    // A write that reached one replica only (its writer died), then one replica stops: a
+    // read must now meet the lone copy.
+    let half = Versioned {
+        hlc: client.now(),
+        value: b"half-written".to_vec(),
+    };
+    raw_put(&nodes, 1, &half).await;
+    nodes.stops[2].cancel();
+    let read = client.get("b", "k").await.unwrap().unwrap();
+    assert_eq!(read, half);
+    // Returned only once a majority holds it: node 2 has it now, so no later read can go back.
+    assert_eq!(raw_get(&nodes, 2).await, Some(half));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_compare_and_set_never_overrides_a_client_write() {
+    let nodes = three_nodes().await;
+    let client = meta(&nodes);
+    let first = client.put("b", "k", b"v1".to_vec()).await.unwrap();
+    client
+        .put("b", "k", b"v2 by a client".to_vec())
+        .await
+        .unwrap();
+    // Repair read v1 before the client's write and now rewrites it.
+    let applied = client
+        .replace("b", "k", first.hlc, b"v1 repaired".to_vec())
+        .await
+        .unwrap();
+    assert!(!applied);
+    assert_eq!(
+        client.get("b", "k").await.unwrap().unwrap().value,
+        b"v2 by a client"
+    );
+    // Without a write in between the rewrite lands, one stamp above.
+    let current = client.get("b", "k").await.unwrap().unwrap();
+    assert!(client
+        .replace("b", "k", current.hlc, b"v2 repaired".to_vec())
+        .await
+        .unwrap());
+    let after = client.get("b", "k").await.unwrap().unwrap();
+    assert_eq!(after.hlc, Hlc(current.hlc.0 + 1));
+    // And a client write after it still wins, whatever its clock says.
+    client.put("b", "k", b"v3".to_vec()).await.unwrap();
+    assert_eq!(client.get("b", "k").await.unwrap().unwrap().value, b"v3");
+}

@@ -1,0 +1,381 @@
+//! A linearizability checker for per-key registers (Wing & Gong's search with the memoization
+//! of Lowe and Porcupine), for histories recorded from real clients against real gateways.
+//!
+//! A history is a list of operations, each with the time it was invoked, the time it
+//! completed (`None` if the client never learned the outcome: an error or a timeout, so the
+//! operation may have taken effect at any moment after its invocation, or never), and what it
+//! did or saw. Writes carry unique values, so a read names the write it observed.
+//! [`check`] says whether some order of the operations, consistent with real time (an
+//! operation that completed before another was invoked comes first), explains every read.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+/// What one operation on a register did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Stored this value (`None`: deleted the key).
+    Write(Option<u64>),
+    /// Saw this value (`None`: the key did not exist).
+    Read(Option<u64>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub key: String,
+    pub op: Op,
+    /// Since the start of the recording.
+    pub invoked: Duration,
+    /// `None`: outcome unknown (only meaningful for writes; unknown reads are left out).
+    pub completed: Option<Duration>,
+    /// Which client and gateway ran it, for the report.
+    pub client: usize,
+    pub gateway: usize,
+}
+
+/// Why a history is not linearizable: the key, and the operations on it in invocation order.
+#[derive(Debug)]
+pub struct Violation {
+    pub key: String,
+    pub events: Vec<Event>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "history of key {:?} is not linearizable ({} operations):",
+            self.key,
+            self.events.len()
+        )?;
+        for e in &self.events {
+            let done = e
+                .completed
+                .map_or("unknown".to_string(), |c| format!("{:.3}", c.as_secs_f64()));
+            writeln!(
+                f,
+                "  [{:.3} .. {done}] client {} via gateway {}: {:?}",
+                e.invoked.as_secs_f64(),
+                e.client,
+                e.gateway,
+                e.op
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks every key's history, each starting from `initial` (the key's value before the
+/// recording). Unknown-outcome reads are ignored.
+pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
+    // A write of unknown outcome whose value no read saw changes nothing any read can tell
+    // (it may be placed after everything else), so it is left out: without this, every
+    // failed write would double the search.
+    let observed: HashSet<(&str, u64)> = events
+        .iter()
+        .filter_map(|e| match e.op {
+            Op::Read(Some(v)) if e.completed.is_some() => Some((e.key.as_str(), v)),
+            _ => None,
+        })
+        .collect();
+    let mut by_key: BTreeMap<&str, Vec<Event>> = BTreeMap::new();
+    for e in events {
+        let irrelevant = match e.op {
+            Op::Read(_) => e.completed.is_none(),
+            Op::Write(Some(v)) => e.completed.is_none() && !observed.contains(&(e.key.as_str(), v)),
+            Op::Write(None) => false,
+        };
+        if !irrelevant {
+            by_key.entry(&e.key).or_default().push(e.clone());
+        }
+    }
+    for (key, mut ops) in by_key {
+        ops.sort_by_key(|e| e.invoked);
+        if !register_linearizable(&ops, initial) {
+            return Err(Violation {
+                key: key.to_string(),
+                events: ops,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One call or return in the time-ordered list the search walks.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    op: usize,
+    is_call: bool,
+    /// Linked list over the entries still in play.
+    prev: usize,
+    next: usize,
+}
+
+const HEAD: usize = 0;
+
+fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
+    // Entries: a sentinel head, then calls and returns sorted by time (an unknown return at
+    // the very end); at equal times returns come after calls, the lenient reading.
+    let mut timeline: Vec<(Duration, bool, usize)> = Vec::with_capacity(2 * ops.len());
+    for (i, e) in ops.iter().enumerate() {
+        timeline.push((e.invoked, true, i));
+        timeline.push((e.completed.unwrap_or(Duration::MAX), false, i));
+    }
+    timeline.sort_by_key(|&(t, is_call, i)| (t, !is_call, i));
+    let n = timeline.len();
+    let mut entries: Vec<Entry> = Vec::with_capacity(n + 1);
+    entries.push(Entry {
+        op: usize::MAX,
+        is_call: false,
+        prev: HEAD,
+        next: 1,
+    });
+    let mut return_of = vec![0usize; ops.len()];
+    for (idx, &(_, is_call, op)) in timeline.iter().enumerate() {
+        let pos = idx + 1;
+        if !is_call {
+            return_of[op] = pos;
+        }
+        entries.push(Entry {
+            op,
+            is_call,
+            prev: pos - 1,
+            next: if pos == n { usize::MAX } else { pos + 1 },
+        });
+    }
+    if n == 0 {
+        return true;
+    }
+
+    let mut linearized = vec![false; ops.len()];
+    let mut cache: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
+    let mut state = initial;
+    let mut cursor = entries[HEAD].next;
+    while entries[HEAD].next != usize::MAX {
+        if cursor == usize::MAX {
+            // Walked past every entry without finding a return: backtrack.
+            let Some((call, prev_state)) = stack.pop() else {
+                return false;
+            };
+            let op = entries[call].op;
+            unlift(&mut entries, call, return_of[op]);
+            linearized[op] = false;
+            state = prev_state;
+            cursor = entries[call].next;
+            continue;
+        }
+        let entry = entries[cursor];
+        if entry.is_call {
+            let op = entry.op;
+            let next_state = match &ops[op].op {
+                Op::Write(v) => Some(*v),
+                Op::Read(seen) => (*seen == state).then_some(state),
+            };
+            if let Some(next_state) = next_state {
+                linearized[op] = true;
+                let key = (bits(&linearized), next_state);
+                if cache.insert(key) {
+                    stack.push((cursor, state));
+                    state = next_state;
+                    lift(&mut entries, cursor, return_of[op]);
+                    cursor = entries[HEAD].next;
+                    continue;
+                }
+                linearized[op] = false;
+            }
+            cursor = entry.next;
+        } else {
+            // A return whose call is not linearized yet: this branch is dead.
+            let Some((call, prev_state)) = stack.pop() else {
+                return false;
+            };
+            let op = entries[call].op;
+            unlift(&mut entries, call, return_of[op]);
+            linearized[op] = false;
+            state = prev_state;
+            cursor = entries[call].next;
+        }
+    }
+    true
+}
+
+fn bits(flags: &[bool]) -> Vec<u64> {
+    let mut out = vec![0u64; flags.len().div_ceil(64)];
+    for (i, &f) in flags.iter().enumerate() {
+        if f {
+            out[i / 64] |= 1 << (i % 64);
+        }
+    }
+    out
+}
+
+fn unlink(entries: &mut [Entry], at: usize) {
+    let Entry { prev, next, .. } = entries[at];
+    entries[prev].next = next;
+    if next != usize::MAX {
+        entries[next].prev = prev;
+    }
+}
+
+fn relink(entries: &mut [Entry], at: usize) {
+    let Entry { prev, next, .. } = entries[at];
+    entries[prev].next = at;
+    if next != usize::MAX {
+        entries[next].prev = at;
+    }
+}
+
+/// Takes a call and its return out of the list.
+fn lift(entries: &mut [Entry], call: usize, ret: usize) {
+    unlink(entries, call);
+    unlink(entries, ret);
+}
+
+/// Puts them back (in the reverse order of [`lift`]).
+fn unlift(entries: &mut [Entry], call: usize, ret: usize) {
+    relink(entries, ret);
+    relink(entries, call);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(op: Op, from_ms: u64, to_ms: Option<u64>) -> Event {
+        Event {
+            key: "k".into(),
+            op,
+            invoked: Duration::from_millis(from_ms),
+            completed: to_ms.map(Duration::from_millis),
+            client: 0,
+            gateway: 0,
+        }
+    }
+
+    #[test]
+    fn sequential_history_that_reads_the_last_write_is_linearizable() {
+        let h = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Read(Some(1)), 20, Some(30)),
+            ev(Op::Write(None), 40, Some(50)),
+            ev(Op::Read(None), 60, Some(70)),
+        ];
+        assert!(check(&h, None).is_ok());
+    }
+
+    #[test]
+    fn a_stale_read_after_an_acknowledged_overwrite_is_caught() {
+        // The overwrite through another gateway finished before the read began.
+        let h = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(Some(2)), 20, Some(30)),
+            ev(Op::Read(Some(1)), 40, Some(50)),
+        ];
+        let v = check(&h, None).unwrap_err();
+        assert_eq!(v.key, "k");
+        assert!(v.to_string().contains("Read(Some(1))"));
+    }
+
+    #[test]
+    fn a_lost_delete_is_caught() {
+        let h = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(None), 20, Some(30)),
+            ev(Op::Read(Some(1)), 40, Some(50)),
+        ];
+        assert!(check(&h, None).is_err());
+    }
+
+    #[test]
+    fn overlapping_writes_may_land_in_either_order() {
+        let h = [
+            ev(Op::Write(Some(1)), 0, Some(100)),
+            ev(Op::Write(Some(2)), 10, Some(90)),
+            ev(Op::Read(Some(1)), 120, Some(130)),
+            ev(Op::Read(Some(1)), 140, Some(150)),
+        ];
+        assert!(check(&h, None).is_ok());
+    }
+
+    #[test]
+    fn reads_may_not_flip_back_once_a_newer_value_was_seen() {
+        // The write is concurrent with both reads, but the second read starts after the
+        // first saw the new value: it may not see the old one again.
+        let h = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(Some(2)), 20, Some(200)),
+            ev(Op::Read(Some(2)), 30, Some(40)),
+            ev(Op::Read(Some(1)), 50, Some(60)),
+        ];
+        assert!(check(&h, None).is_err());
+    }
+
+    #[test]
+    fn a_write_of_unknown_outcome_may_take_effect_late_or_never() {
+        let late = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(Some(2)), 20, None),
+            ev(Op::Read(Some(1)), 30, Some(40)),
+            ev(Op::Read(Some(2)), 500, Some(510)),
+        ];
+        assert!(check(&late, None).is_ok());
+        let never = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(Some(2)), 20, None),
+            ev(Op::Read(Some(1)), 30, Some(40)),
+        ];
+        assert!(check(&never, None).is_ok());
+        // But never before it was invoked.
+        let early = [
+            ev(Op::Read(Some(2)), 0, Some(5)),
+            ev(Op::Write(Some(2)), 20, None),
+        ];
+        assert!(check(&early, None).is_err());
+    }
+
+    #[test]
+    fn many_writes_of_unknown_outcome_do_not_stall_the_search() {
+        let mut h = vec![ev(Op::Write(Some(0)), 0, Some(10))];
+        for i in 1..200u64 {
+            h.push(ev(Op::Write(Some(i)), 10 * i, None));
+            h.push(ev(Op::Read(Some(0)), 10 * i + 1, Some(10 * i + 2)));
+        }
+        assert!(check(&h, None).is_ok());
+        h.push(ev(Op::Read(Some(150)), 5000, Some(5001)));
+        h.push(ev(Op::Read(Some(0)), 5002, Some(5003)));
+        assert!(
+            check(&h, None).is_err(),
+            "once 150 was seen, 0 cannot come back"
+        );
+    }
+
+    #[test]
+    fn keys_are_independent_registers_and_the_initial_value_counts() {
+        let mut other = ev(Op::Read(Some(7)), 0, Some(5));
+        other.key = "other".into();
+        let h = [ev(Op::Read(Some(7)), 0, Some(5)), other];
+        assert!(check(&h, Some(7)).is_ok());
+        assert!(check(&h, None).is_err());
+    }
+
+    #[test]
+    fn a_long_concurrent_history_is_checked_quickly() {
+        // 4 clients, 400 operations, every read sees the latest completed write (the
+        // memoized search keeps this fast).
+        let mut h = Vec::new();
+        let mut last = None;
+        for i in 0..100u64 {
+            let t = i * 40;
+            h.push(ev(Op::Write(Some(i)), t, Some(t + 25)));
+            h.push(ev(Op::Read(last), t, Some(t + 15)));
+            h.push(ev(Op::Read(Some(i)), t + 26, Some(t + 39)));
+            h.push(ev(Op::Read(last.or(Some(i))), t + 1, Some(t + 30)));
+            last = Some(i);
+        }
+        assert!(check(&h, None).is_ok());
+        // And one stale read among them is still found.
+        h.push(ev(Op::Read(Some(3)), 100 * 40, Some(100 * 40 + 5)));
+        assert!(check(&h, None).is_err());
+    }
+}
