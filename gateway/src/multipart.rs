@@ -296,6 +296,7 @@ pub async fn abort(
     key: &str,
     upload_id: &str,
 ) -> Result<(), GatewayError> {
+    buckets::ensure_exists(state, bucket).await?;
     let lease = lease_upload(state, bucket, key, upload_id).await?;
     let result = async {
         get_upload(state, bucket, key, upload_id).await?;
