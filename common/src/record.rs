@@ -309,8 +309,8 @@ pub fn without_inline_body(encoded: &[u8]) -> Vec<u8> {
         _ => false,
     };
     let stripped = match MetaValue::decode(encoded) {
-        Ok(MetaValue::Object(mut r)) => strip(&mut r.data).then(|| MetaValue::Object(r)),
-        Ok(MetaValue::Part(mut p)) => strip(&mut p.part.data).then(|| MetaValue::Part(p)),
+        Ok(MetaValue::Object(mut r)) => strip(&mut r.data).then_some(MetaValue::Object(r)),
+        Ok(MetaValue::Part(mut p)) => strip(&mut p.part.data).then_some(MetaValue::Part(p)),
         _ => None,
     };
     stripped.map_or_else(|| encoded.to_vec(), |v| v.encode())
