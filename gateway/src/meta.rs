@@ -170,6 +170,19 @@ pub async fn lease(
     Err(GatewayError::ConditionalRequestConflict)
 }
 
+/// Runs `work` holding a majority of leases on `key`, and releases them whatever it returns.
+pub async fn with_lease<T>(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    work: impl std::future::Future<Output = Result<T, GatewayError>>,
+) -> Result<T, GatewayError> {
+    let lease = lease(state, partition, key).await?;
+    let result = work.await;
+    release(state, lease).await;
+    result
+}
+
 /// Releases the leases (best effort: an unreleased lease expires by itself).
 pub async fn release(state: &Arc<GatewayState>, lease: KeyLease) {
     let request = Request::MetaUnlock {

@@ -169,32 +169,21 @@ pub async fn complete(
     conditions: &WriteConditions,
 ) -> Result<(String, Option<String>), GatewayError> {
     let b = buckets::ensure_exists(state, bucket).await?;
-    let lease = lease_upload(state, bucket, key, upload_id).await?;
-    let result = complete_leased(
-        state,
-        (bucket, b.versioning, key),
-        upload_id,
-        requested,
-        conditions,
-    )
-    .await;
-    meta::release(state, lease).await;
-    result
-}
-
-/// One completion or abort of an upload at a time, through any gateways: a retried or
-/// concurrent Complete finds the upload gone (NoSuchUpload) once one has committed, and an
-/// Abort cannot free parts that a Complete is committing.
-async fn lease_upload(
-    state: &Arc<GatewayState>,
-    bucket: &str,
-    key: &str,
-    upload_id: &str,
-) -> Result<meta::KeyLease, GatewayError> {
-    meta::lease(
+    // One completion or abort of an upload at a time, through any gateways: a retried or
+    // concurrent Complete finds the upload gone (NoSuchUpload) once one has committed, and an
+    // Abort cannot free parts that a Complete is committing.
+    let upload_key = upload_sort_key(key, upload_id);
+    meta::with_lease(
         state,
         &uploads_partition(bucket),
-        &upload_sort_key(key, upload_id),
+        &upload_key,
+        complete_leased(
+            state,
+            (bucket, b.versioning, key),
+            upload_id,
+            requested,
+            conditions,
+        ),
     )
     .await
 }
@@ -297,15 +286,14 @@ pub async fn abort(
     upload_id: &str,
 ) -> Result<(), GatewayError> {
     buckets::ensure_exists(state, bucket).await?;
-    let lease = lease_upload(state, bucket, key, upload_id).await?;
-    let result = async {
+    // Under the upload's leases, as Complete.
+    let upload_key = upload_sort_key(key, upload_id);
+    meta::with_lease(state, &uploads_partition(bucket), &upload_key, async {
         get_upload(state, bucket, key, upload_id).await?;
         let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
         forget_upload(state, bucket, key, upload_id, &[], &recorded).await
-    }
-    .await;
-    meta::release(state, lease).await;
-    result
+    })
+    .await
 }
 
 /// Tombstones the upload and its part records; drops the data of `unused` parts (the data of

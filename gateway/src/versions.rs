@@ -304,10 +304,8 @@ pub async fn delete(
             });
             let id = if versioning == Versioning::Suspended {
                 // The null version is two records: writers of one key take turns (as PUTs do).
-                let lease = meta::lease(state, bucket, key).await?;
-                let id = commit(state, bucket, versioning, key, marker).await;
-                meta::release(state, lease).await;
-                id?
+                let work = commit(state, bucket, versioning, key, marker);
+                meta::with_lease(state, bucket, key, work).await?
             } else {
                 commit(state, bucket, versioning, key, marker).await?
             };
@@ -319,10 +317,7 @@ pub async fn delete(
         (Some(id), _) => {
             // Under the key's leases, so two deletes of versions of one key cannot both decide
             // which version becomes current.
-            let lease = meta::lease(state, bucket, key).await?;
-            let result = delete_version(state, bucket, key, id).await;
-            meta::release(state, lease).await;
-            result
+            meta::with_lease(state, bucket, key, delete_version(state, bucket, key, id)).await
         }
     }
 }

@@ -163,16 +163,16 @@ impl Cluster {
         idx: usize,
         clock_offset: Option<&str>,
     ) -> anyhow::Result<()> {
-        let (config, addr) = {
+        let (config, id) = {
             let p = self.gateway(idx)?;
-            (p.config.clone(), p.addr.clone())
+            (p.config.clone(), p.id.clone())
         };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(
-            self.dir
-                .path()
-                .join(format!("logs/gateway-{}.log", idx + 1)),
-        )?;
         let mut cmd = Command::new(bin_dir().join("gateway"));
+        cmd.args(["serve", "--config", &config]).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| "info,s3s::ops=off,s3s::http::de=off,s3s::service=off".into()),
+        );
         if let Some(offset) = clock_offset {
             // libfaketime preloaded into the gateway itself (the `faketime` wrapper would
             // fork, and the pid to kill would be the wrapper's).
@@ -180,35 +180,12 @@ impl Cluster {
                 .env("FAKETIME", offset)
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        let child = cmd
-            .args(["serve", "--config", &config])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| {
-                    "info,s3s::ops=off,s3s::http::de=off,s3s::service=off".into()
-                }),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawn gateway")?;
-        let pid = child.id();
-        // The process is owned by the cluster from now on: `down` stops it by this pid.
-        std::mem::forget(child);
-        let p = self
-            .info
-            .processes
-            .iter_mut()
-            .filter(|p| p.role == "gateway")
-            .nth(idx)
-            .expect("gateway exists");
-        p.pid = pid;
-        std::fs::write(
-            self.dir.path().join("cluster.json"),
-            serde_json::to_vec_pretty(&self.info)?,
-        )?;
-        wait_listening(&addr, pid, Duration::from_secs(60))
+        self.adopt(
+            cmd,
+            &format!("logs/gateway-{}.log", idx + 1),
+            "gateway",
+            &id,
+        )
     }
 
     /// The config file of gateway `idx`.
@@ -244,23 +221,30 @@ impl Cluster {
 
     /// Starts storage node `idx` again with its config and waits until it listens.
     pub fn restart_node(&mut self, idx: usize) -> anyhow::Result<()> {
-        let (config, addr, id) = {
+        let (config, id) = {
             let p = self.node(idx);
-            (p.config.clone(), p.addr.clone(), p.id.clone())
+            (p.config.clone(), p.id.clone())
         };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(
-            self.dir
-                .path()
-                .join(format!("logs/node-{}.log", id.trim_start_matches('n'))),
-        )?;
-        let child = Command::new(bin_dir().join("storage-node"))
-            .arg("--config")
-            .arg(&config)
+        let mut cmd = Command::new(bin_dir().join("storage-node"));
+        cmd.arg("--config").arg(&config);
+        let log = format!("logs/node-{}.log", id.trim_start_matches('n'));
+        self.adopt(cmd, &log, "storage-node", &id)
+    }
+
+    /// Spawns `cmd` as the new process of the cluster's `role` `id` (output appended to
+    /// `log`, relative to the cluster's directory), records its pid in `cluster.json`, and
+    /// waits until it listens on that process's address.
+    fn adopt(&mut self, mut cmd: Command, log: &str, role: &str, id: &str) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(log))?;
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("spawn storage-node")?;
+            .with_context(|| format!("spawn {role} {id}"))?;
         let pid = child.id();
         // The process is owned by the cluster from now on: `down` stops it by this pid.
         std::mem::forget(child);
@@ -268,9 +252,10 @@ impl Cluster {
             .info
             .processes
             .iter_mut()
-            .find(|p| p.role == "storage-node" && p.id == id)
-            .expect("node exists");
+            .find(|p| p.role == role && p.id == id)
+            .context("no such process in the cluster")?;
         p.pid = pid;
+        let addr = p.addr.clone();
         std::fs::write(
             self.dir.path().join("cluster.json"),
             serde_json::to_vec_pretty(&self.info)?,
