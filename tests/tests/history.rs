@@ -14,7 +14,8 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use dmpstore_tests::linearizability::{check, Event, Op};
-use dmpstore_tests::{client_for, Cluster, ClusterInfo};
+use dmpstore_tests::{client_for, wait_until, Cluster, ClusterInfo};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,7 @@ fn value_of(body: &[u8]) -> Option<u64> {
 
 /// Runs `WORKERS` clients for `secs` against every gateway of the cluster (at random) and
 /// returns the history.
-async fn record(info: &ClusterInfo, secs: u64, seed: u64) -> Recorded {
+async fn record(info: &ClusterInfo, secs: u64, seed: u64, done: Arc<AtomicUsize>) -> Recorded {
     let n_gateways = info.s3_endpoints.len();
     let clients: Vec<aws_sdk_s3::Client> = (0..n_gateways)
         .map(|g| client_for(info, g, Duration::from_secs(15)))
@@ -69,6 +70,7 @@ async fn record(info: &ClusterInfo, secs: u64, seed: u64) -> Recorded {
     let mut workers = Vec::new();
     for w in 0..WORKERS {
         let (clients, events, unknown) = (clients.clone(), events.clone(), unknown.clone());
+        let done = done.clone();
         workers.push(tokio::spawn(async move {
             let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (w as u64 + 1);
             let mut next = || {
@@ -132,6 +134,7 @@ async fn record(info: &ClusterInfo, secs: u64, seed: u64) -> Recorded {
                     client: w,
                     gateway,
                 });
+                done.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
@@ -167,17 +170,21 @@ async fn cluster_with(n_gateways: usize, skews: &[(usize, &str)]) -> Cluster {
 
 /// Runs the workload while `faults` acts on the cluster from another thread, then checks
 /// the history and prints a one-line report.
-async fn run(name: &str, cluster: Cluster, faults: fn(&mut Cluster, Duration)) -> Recorded {
+async fn run(name: &str, cluster: Cluster, faults: fn(&mut Cluster, &Pace)) -> Recorded {
     let secs = workload_secs();
-    let span = Duration::from_secs(secs);
     // The workload needs only the endpoints and keys; the fault thread owns the processes.
     let info = cluster.info.clone();
     let cluster = Arc::new(Mutex::new(cluster));
+    let pace = Pace {
+        done: Arc::default(),
+        end: Instant::now() + Duration::from_secs(secs),
+    };
+    let done = pace.done.clone();
     let fault_thread = {
         let cluster = cluster.clone();
-        std::thread::spawn(move || faults(&mut cluster.lock().unwrap(), span))
+        std::thread::spawn(move || faults(&mut cluster.lock().unwrap(), &pace))
     };
-    let recorded = record(&info, secs, name.len() as u64).await;
+    let recorded = record(&info, secs, name.len() as u64, done).await;
     fault_thread.join().expect("fault schedule");
     let acknowledged = recorded
         .events
@@ -205,46 +212,59 @@ async fn run(name: &str, cluster: Cluster, faults: fn(&mut Cluster, Duration)) -
     recorded
 }
 
-/// A fault schedule that does nothing (clock skew alone).
-fn no_faults(_: &mut Cluster, _: Duration) {}
+/// What paces a fault schedule: the workload's progress. A fault lasts while a number of
+/// operations complete (through the fault, or failing on it), not for a fixed time.
+struct Pace {
+    done: Arc<AtomicUsize>,
+    end: Instant,
+}
 
-/// `kill -9` of one node at a time, restarted after a few seconds, through the run.
-fn kill_and_restart_nodes(c: &mut Cluster, span: Duration) {
-    let start = Instant::now();
+impl Pace {
+    /// Waits until `n` more operations have completed; `false` once the run is over.
+    fn ops(&self, n: usize) -> bool {
+        let target = self.done.load(Ordering::Relaxed) + n;
+        let left = self.end.saturating_duration_since(Instant::now());
+        let over = || Instant::now() >= self.end;
+        let _ = wait_until(left, || {
+            self.done.load(Ordering::Relaxed) >= target || over()
+        });
+        !over()
+    }
+}
+
+/// A fault schedule that does nothing (clock skew alone).
+fn no_faults(_: &mut Cluster, _: &Pace) {}
+
+/// `kill -9` of one node at a time, restarted once the workload has gone on without it.
+fn kill_and_restart_nodes(c: &mut Cluster, pace: &Pace) {
     let mut victim = 0;
-    while start.elapsed() + Duration::from_secs(5) < span {
-        std::thread::sleep(Duration::from_secs(2)); // the fault schedule's pace, not a wait
+    while pace.ops(60) {
         c.kill_node(victim).unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        pace.ops(60);
         c.restart_node(victim).unwrap();
         victim = (victim + 1) % 6;
     }
 }
 
-/// SIGSTOP of one node at a time for 3 s, and `gateway admin isolate` of another.
-fn stop_and_isolate_nodes(c: &mut Cluster, span: Duration) {
-    let start = Instant::now();
+/// SIGSTOP of one node at a time, and `gateway admin isolate` of another for 3 s.
+fn stop_and_isolate_nodes(c: &mut Cluster, pace: &Pace) {
     let mut victim = 1;
-    while start.elapsed() + Duration::from_secs(5) < span {
-        std::thread::sleep(Duration::from_secs(1));
+    while pace.ops(40) {
         c.pause_node(victim).unwrap();
-        std::thread::sleep(Duration::from_secs(3));
+        pace.ops(40);
         c.resume_node(victim).unwrap();
         let isolated = ((victim + 2) % 6 + 1).to_string();
         c.admin(&["isolate", "--node", &isolated, "--secs", "3"])
             .unwrap();
-        std::thread::sleep(Duration::from_secs(3));
         victim = (victim + 1) % 6;
     }
 }
 
-/// `kill -9` of the first gateway, restarted after 2 s, twice.
-fn kill_and_restart_gateway(c: &mut Cluster, span: Duration) {
-    let start = Instant::now();
-    while start.elapsed() + Duration::from_secs(6) < span {
-        std::thread::sleep(Duration::from_secs(2));
+/// `kill -9` of the first gateway, restarted once the others have served a few operations.
+fn kill_and_restart_gateway(c: &mut Cluster, pace: &Pace) {
+    while pace.ops(15) {
         c.kill_gateway(0).unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        pace.ops(10);
         c.restart_gateway(0, None).unwrap();
     }
 }
