@@ -151,10 +151,14 @@ async fn record(info: &ClusterInfo, secs: u64, seed: u64, done: Arc<AtomicUsize>
 }
 
 /// Starts a cluster with `n_gateways` gateways and the bucket; `skews` restarts gateway `i`
-/// with its clock off by the given offset (libfaketime's relative form).
-async fn cluster_with(n_gateways: usize, skews: &[(usize, &str)]) -> Cluster {
+/// with its clock off by the given offset (libfaketime's relative form), its config first
+/// prefixed with `extra_config` (top-level keys).
+async fn cluster_with(n_gateways: usize, skews: &[(usize, &str)], extra_config: &str) -> Cluster {
     let mut cluster = Cluster::start_with(6, n_gateways, &["--repair-delay", "30"]).unwrap();
     for &(g, offset) in skews {
+        let config = cluster.gateway_config(g).unwrap();
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{extra_config}{text}")).unwrap();
         cluster.kill_gateway(g).unwrap();
         cluster.restart_gateway(g, Some(offset)).unwrap();
     }
@@ -271,19 +275,19 @@ fn kill_and_restart_gateway(c: &mut Cluster, pace: &Pace) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clock_behind_by_300ms_with_node_kills() {
-    let cluster = cluster_with(2, &[(1, "-0.3")]).await;
+    let cluster = cluster_with(2, &[(1, "-0.3")], "").await;
     run("behind_0.3s_kill_nodes", cluster, kill_and_restart_nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clock_ahead_by_300ms_with_stopped_and_isolated_nodes() {
-    let cluster = cluster_with(2, &[(1, "+0.3")]).await;
+    let cluster = cluster_with(2, &[(1, "+0.3")], "").await;
     run("ahead_0.3s_stop_isolate", cluster, stop_and_isolate_nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clocks_10s_behind_and_ahead_refuse_writes_and_lose_nothing() {
-    let cluster = cluster_with(3, &[(1, "-10"), (2, "+10")]).await;
+    let cluster = cluster_with(3, &[(1, "-10"), (2, "+10")], "").await;
     let recorded = run(
         "10s_both_ways_gateway_kill",
         cluster,
@@ -311,23 +315,8 @@ async fn clocks_10s_behind_and_ahead_refuse_writes_and_lose_nothing() {
 /// bug (refused writes acknowledged) loses acknowledged overwrites, and the checker says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn planted_bug_is_caught() {
-    let mut cluster = Cluster::start_with(6, 2, &[]).unwrap();
-    let config = cluster.gateway_config(1).unwrap();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("planted_bug_ignore_write_refusals = true\n{text}"),
-    )
-    .unwrap();
-    cluster.kill_gateway(1).unwrap();
-    cluster.restart_gateway(1, Some("-0.3")).unwrap();
-    cluster
-        .client(0)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
+    let planted = "planted_bug_ignore_write_refusals = true\n";
+    let cluster = cluster_with(2, &[(1, "-0.3")], planted).await;
     let recorded = run("planted_bug", cluster, no_faults).await;
     assert!(
         check(&recorded.events, None).is_err(),
