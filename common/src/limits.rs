@@ -51,12 +51,19 @@ pub const REPLACED_DATA_GRACE: Duration = Duration::from_secs(30);
 pub const CONDITIONAL_LEASE_TTL: Duration = Duration::from_secs(10);
 pub const CONDITIONAL_LOCK_PATIENCE: Duration = Duration::from_secs(3);
 
+/// How long DeleteBucket may take (it holds the bucket's lease this long), and after which a
+/// deletion whose gateway died is rolled back by the next writer (ADR 0005).
+pub const BUCKET_DELETE_TTL: Duration = Duration::from_secs(60);
+/// How long a write into a bucket that is being deleted waits for the outcome before it
+/// answers 503.
+pub const BUCKET_DELETE_PATIENCE: Duration = Duration::from_secs(20);
+
 /// Deadline of one internal RPC.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deadline for opening a TCP connection to a node.
 pub const RPC_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest RPC message header (the typed part of a request or response, without payload).
-pub const MAX_RPC_HEADER_BYTES: usize = 1024 * 1024;
+pub const MAX_RPC_HEADER_BYTES: usize = 4 * 1024 * 1024;
 /// Largest RPC body: one chunk plus its header, or one metadata page.
 pub const MAX_RPC_BODY_BYTES: usize = MAX_CHUNK_SIZE_BYTES + MAX_RPC_HEADER_BYTES + 4;
 
@@ -69,8 +76,10 @@ pub const MAX_SCAN_PAGE_BYTES: usize = 256 * 1024;
 pub const MAX_KEY_BYTES: usize = 1024;
 /// Keys a LIST returns at most per page (S3 caps at 1000).
 pub const MAX_LIST_KEYS: usize = 1000;
-/// Largest metadata record value accepted by a node.
-pub const MAX_RECORD_BYTES: usize = MAX_INLINE_MAX_BYTES + 64 * 1024;
+/// Largest metadata record value accepted by a node: an inline object at the largest
+/// `inline_max`, or the part list of a 10,000-part object (about 75 bytes a part when the
+/// parts are erasure-coded, their size plus some 45 when they are inline).
+pub const MAX_RECORD_BYTES: usize = 2 * 1024 * 1024;
 
 /// Default largest clock offset between processes (DESIGN 15): a gateway whose clock is off
 /// from the nodes' by more refuses writes, and a node refuses a record stamped further than

@@ -58,6 +58,19 @@ pub enum MetaValue {
     /// A delete marker of a versioned bucket: the current record of a key deleted without a
     /// version id, and an entry among the key's versions.
     DeleteMarker(DeleteMarker),
+    /// A bucket that DeleteBucket is emptying (in the [`BUCKETS_PARTITION`]): it still exists
+    /// for readers, writers wait until it is either live again or gone (ADR 0005). Appended
+    /// last, so records written before it decode unchanged.
+    DeletingBucket(DeletingBucket),
+}
+
+/// A bucket while DeleteBucket checks that it is empty and aborts its uploads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletingBucket {
+    pub bucket: BucketRecord,
+    /// When the deletion began (wall clock); a deletion whose gateway died is rolled back
+    /// after [`crate::limits::BUCKET_DELETE_TTL`].
+    pub since_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +412,12 @@ mod tests {
                 MetaValue::DeleteMarker(DeleteMarker {
                     version_id: v,
                     deleted_ms: t,
+                })
+            }),
+            (any::<u64>(), any::<u64>()).prop_map(|(c, t)| {
+                MetaValue::DeletingBucket(DeletingBucket {
+                    bucket: BucketRecord { created_ms: c, versioning: Versioning::Suspended },
+                    since_ms: t,
                 })
             }),
         ]) {

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 4;
+pub const RPC_PROTOCOL_VERSION: u16 = 5;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 /// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
@@ -46,12 +46,15 @@ pub enum Request {
     /// with `expect`, unless the node's record is not exactly that version: a compare-and-set
     /// for repair, which must never override a client's write). The node also refuses a
     /// record stamped further in its future than its maximum clock offset
-    /// ([`ErrorKind::ClockOffset`]).
+    /// ([`ErrorKind::ClockOffset`]). With `fence`, the write is made under the key's lease
+    /// (`MetaLock`): the node applies it only while that token holds an unexpired lease on the
+    /// key, and answers [`ErrorKind::LeaseLost`] otherwise (ADR 0005).
     MetaPut {
         partition: String,
         key: String,
         record: Versioned,
         expect: Option<Hlc>,
+        fence: Option<[u8; 16]>,
     },
     MetaGet {
         partition: String,
@@ -345,6 +348,9 @@ pub enum ErrorKind {
     /// The write's clock stamp is further ahead of the node's clock than the maximum offset,
     /// or the caller's clock is known to be off: writes are refused (DESIGN 15).
     ClockOffset,
+    /// A write made under a lease arrived after the lease expired or passed to another
+    /// holder: it was not applied.
+    LeaseLost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

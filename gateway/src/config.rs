@@ -31,6 +31,10 @@ pub struct GatewayConfig {
     /// streaming it can finish.
     #[serde(default = "default_replaced_data_grace")]
     pub replaced_data_grace_secs: u64,
+    /// Smallest size of a multipart upload's parts other than the last. S3 requires 5 MiB; a
+    /// lower value lets tests complete uploads of many small parts.
+    #[serde(default = "default_min_part_size")]
+    pub min_part_size_bytes: u64,
     /// Largest tolerated offset of this gateway's clock from the storage nodes', in ms
     /// (DESIGN 15): beyond it the gateway refuses writes with 503 until its clock is back.
     #[serde(default = "default_max_clock_offset_ms")]
@@ -85,6 +89,10 @@ fn default_inline_max() -> usize {
 fn default_max_clock_offset_ms() -> u64 {
     limits::DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64
 }
+fn default_min_part_size() -> u64 {
+    limits::MIN_PART_SIZE_BYTES
+}
+
 fn default_replaced_data_grace() -> u64 {
     limits::REPLACED_DATA_GRACE.as_secs()
 }

@@ -67,7 +67,7 @@ pub async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
         ));
     }
-    let dst = buckets::ensure_exists(state, &req.dst_bucket).await?;
+    let dst = buckets::writable(state, &req.dst_bucket).await?;
     let dst_ref = RecordRef {
         partition: req.dst_bucket.clone(),
         key: req.dst_key.clone(),
@@ -94,7 +94,17 @@ pub async fn copy_object(
         dst.versioning,
         req.dst_key.as_str(),
     );
-    let version_id = put::commit_object(state, target, record.clone()).await?;
+    // As a PUT: in a Suspended bucket under the key's leases.
+    let no_conditions = crate::preconditions::WriteConditions::default();
+    let version_id =
+        match put::commit_object_if(state, target, record.clone(), &no_conditions).await {
+            Ok(v) => v,
+            Err(put::CommitFailure::Refused(e, data)) => {
+                crate::reclaim::discard(state, &data);
+                return Err(e);
+            }
+            Err(put::CommitFailure::Failed(e)) => return Err(e),
+        };
     Ok(Copied {
         record,
         version_id,

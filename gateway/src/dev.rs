@@ -70,6 +70,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
         virtual_host_domains: vec!["localhost".into()],
         erasure: ErasureConfig::default(),
+        min_part_size_bytes: dmpstore_common::limits::MIN_PART_SIZE_BYTES,
         replaced_data_grace_secs: dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs(),
         max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
         planted_bug_ignore_write_refusals: false,

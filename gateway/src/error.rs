@@ -16,6 +16,8 @@ pub enum GatewayError {
     BucketAlreadyOwnedByYou,
     #[error("the bucket is not empty")]
     BucketNotEmpty,
+    #[error("a conflicting operation is in progress on this bucket; retry")]
+    OperationAborted,
     #[error("the requested range is not satisfiable for an object of {size_bytes} bytes")]
     InvalidRange { size_bytes: u64 },
     #[error("the Content-MD5 does not match the body")]
@@ -67,6 +69,7 @@ impl From<GatewayError> for S3Error {
             G::MethodNotAllowed(_) => S3ErrorCode::MethodNotAllowed,
             G::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
             G::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+            G::OperationAborted => S3ErrorCode::OperationAborted,
             G::InvalidRange { .. } => S3ErrorCode::InvalidRange,
             G::BadDigest => S3ErrorCode::BadDigest,
             G::InvalidDigest => S3ErrorCode::InvalidDigest,

@@ -24,7 +24,8 @@ impl From<MetaError> for GatewayError {
         match e {
             MetaError::NoQuorum { .. }
             | MetaError::ClockOffset(_)
-            | MetaError::Contended { .. } => GatewayError::Unavailable(e.to_string()),
+            | MetaError::Contended { .. }
+            | MetaError::LeaseLost { .. } => GatewayError::Unavailable(e.to_string()),
             MetaError::Protocol { .. } => GatewayError::Internal(e.to_string()),
         }
     }
@@ -48,6 +49,45 @@ pub async fn put(
         .put(partition, key, value.encode())
         .await?
         .replaced)
+}
+
+/// [`put`] made under `lease`, which must be the lease on this very key: the replicas apply it
+/// only while the lease is still the holder's there (fenced where the write lands, ADR 0005).
+pub async fn put_fenced(
+    state: &Arc<GatewayState>,
+    lease: &KeyLease,
+    value: &MetaValue,
+) -> Result<Vec<Versioned>, GatewayError> {
+    Ok(state
+        .meta
+        .put_fenced(
+            &lease.partition,
+            &lease.key,
+            value.encode(),
+            Some((lease.token, lease.write_by.into_std())),
+        )
+        .await?
+        .replaced)
+}
+
+/// [`put`], or [`put_fenced`] when the caller holds the key's lease.
+pub async fn put_maybe_fenced(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    value: &MetaValue,
+    lease: Option<&KeyLease>,
+) -> Result<Vec<Versioned>, GatewayError> {
+    match lease {
+        Some(l) => {
+            debug_assert!(
+                l.partition == partition && l.key == key,
+                "fenced by another key's lease"
+            );
+            put_fenced(state, l, value).await
+        }
+        None => put(state, partition, key, value).await,
+    }
 }
 
 /// Reads the newest record of `key` from a majority of replicas; `None` if no replica has one.
@@ -119,7 +159,15 @@ pub struct KeyLease {
     key: String,
     token: [u8; 16],
     nodes: Vec<NodeId>,
+    /// The last moment a write fenced by this lease may draw its stamp: the TTL, counted from
+    /// before the lease was asked for, less [`LEASE_WRITE_MARGIN`].
+    write_by: tokio::time::Instant,
 }
+
+/// The part of a lease no fenced write starts in: more than the clock offsets (twice the
+/// 500 ms maximum) and a hybrid clock's lead over the wall clock can make up, so a stamp drawn
+/// under the lease stays below every stamp of the next holder (ADR 0005).
+pub const LEASE_WRITE_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Takes a majority of leases on `key`, retrying with jittered backoff while another writer
 /// holds them; 409 ConditionalRequestConflict after [`CONDITIONAL_LOCK_PATIENCE`].
@@ -128,16 +176,27 @@ pub async fn lease(
     partition: &str,
     key: &str,
 ) -> Result<KeyLease, GatewayError> {
+    lease_for(state, partition, key, CONDITIONAL_LEASE_TTL).await
+}
+
+/// [`lease`] for `ttl` instead of the conditional writes' TTL.
+pub async fn lease_for(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    ttl: std::time::Duration,
+) -> Result<KeyLease, GatewayError> {
     let token: [u8; 16] = rand::random();
     let request = Request::MetaLock {
         partition: partition.to_string(),
         key: key.to_string(),
         token,
-        ttl_ms: CONDITIONAL_LEASE_TTL.as_millis() as u32,
+        ttl_ms: ttl.as_millis() as u32,
     };
     let give_up = tokio::time::Instant::now() + CONDITIONAL_LOCK_PATIENCE;
     for attempt in 1u64.. {
         // Taken afresh each round: a stale-map refusal has refreshed the map meanwhile.
+        let asked = tokio::time::Instant::now();
         let spec = replicas(state, partition);
         let nodes = spec.nodes();
         let answers = futures::future::join_all(nodes.iter().map(|&node| {
@@ -155,6 +214,7 @@ pub async fn lease(
             key: key.to_string(),
             token,
             nodes: granted,
+            write_by: asked + ttl.saturating_sub(LEASE_WRITE_MARGIN),
         };
         if spec.met_by(&lease.nodes) {
             return Ok(lease);
@@ -171,15 +231,37 @@ pub async fn lease(
 }
 
 /// Runs `work` holding a majority of leases on `key`, and releases them whatever it returns.
-pub async fn with_lease<T>(
+/// `work` gets the lease to fence its writes of that key with ([`put_fenced`]).
+pub async fn with_lease<T, F>(
     state: &Arc<GatewayState>,
     partition: &str,
     key: &str,
-    work: impl std::future::Future<Output = Result<T, GatewayError>>,
-) -> Result<T, GatewayError> {
-    let lease = lease(state, partition, key).await?;
-    let result = work.await;
-    release(state, lease).await;
+    work: impl FnOnce(Arc<KeyLease>) -> F,
+) -> Result<T, GatewayError>
+where
+    F: std::future::Future<Output = Result<T, GatewayError>>,
+{
+    with_lease_for(state, partition, key, CONDITIONAL_LEASE_TTL, work).await
+}
+
+/// [`with_lease`] with a lease of `ttl`.
+pub async fn with_lease_for<T, F>(
+    state: &Arc<GatewayState>,
+    partition: &str,
+    key: &str,
+    ttl: std::time::Duration,
+    work: impl FnOnce(Arc<KeyLease>) -> F,
+) -> Result<T, GatewayError>
+where
+    F: std::future::Future<Output = Result<T, GatewayError>>,
+{
+    let lease = Arc::new(lease_for(state, partition, key, ttl).await?);
+    let result = work(lease.clone()).await;
+    match Arc::try_unwrap(lease) {
+        Ok(lease) => release(state, lease).await,
+        // Still shared by a task `work` left behind: the lease expires by itself.
+        Err(_) => tracing::debug!(partition, key, "lease kept by a task; it will expire"),
+    }
     result
 }
 

@@ -13,7 +13,7 @@ use crate::put::{self, discard, Stored};
 use crate::reclaim;
 use crate::state::GatewayState;
 use dmpstore_common::limits::{
-    DELETE_OBJECTS_CONCURRENCY, MAX_PARTS, MAX_SCAN_ENTRIES, MIN_PART_SIZE_BYTES,
+    DELETE_OBJECTS_CONCURRENCY, MAX_PARTS, MAX_RECORD_BYTES, MAX_SCAN_ENTRIES,
 };
 use dmpstore_common::record::{
     part_sort_key, parts_partition, upload_sort_key, uploads_partition, MetaValue, ObjectData,
@@ -31,7 +31,7 @@ pub async fn create(
     user_metadata: Vec<(String, String)>,
     tags: Vec<(String, String)>,
 ) -> Result<String, GatewayError> {
-    buckets::ensure_exists(state, bucket).await?;
+    buckets::writable(state, bucket).await?;
     let upload_id = hex::encode(rand::random::<[u8; 16]>());
     let record = UploadRecord {
         key: key.to_string(),
@@ -47,6 +47,7 @@ pub async fn create(
         &MetaValue::Upload(record),
     )
     .await?;
+    buckets::confirm(state, bucket).await?;
     Ok(upload_id)
 }
 
@@ -114,6 +115,7 @@ pub async fn record_part(
     // The replaced part's data may already belong to the completed object (a part uploaded
     // again while its upload completes): it goes only if no record of the key uses it.
     reclaim::drop_replaced_data(state, bucket, &upload.key, replaced);
+    buckets::confirm(state, bucket).await?;
     Ok(etag)
 }
 
@@ -168,23 +170,21 @@ pub async fn complete(
     requested: Vec<(u32, String)>,
     conditions: &WriteConditions,
 ) -> Result<(String, Option<String>), GatewayError> {
-    let b = buckets::ensure_exists(state, bucket).await?;
+    let b = buckets::writable(state, bucket).await?;
     // One completion or abort of an upload at a time, through any gateways: a retried or
     // concurrent Complete finds the upload gone (NoSuchUpload) once one has committed, and an
     // Abort cannot free parts that a Complete is committing.
     let upload_key = upload_sort_key(key, upload_id);
-    meta::with_lease(
-        state,
-        &uploads_partition(bucket),
-        &upload_key,
+    meta::with_lease(state, &uploads_partition(bucket), &upload_key, |lease| {
         complete_leased(
             state,
             (bucket, b.versioning, key),
             upload_id,
             requested,
             conditions,
-        ),
-    )
+            lease,
+        )
+    })
     .await
 }
 
@@ -194,10 +194,11 @@ async fn complete_leased(
     upload_id: &str,
     requested: Vec<(u32, String)>,
     conditions: &WriteConditions,
+    lease: Arc<meta::KeyLease>,
 ) -> Result<(String, Option<String>), GatewayError> {
     let upload = get_upload(state, bucket, key, upload_id).await?;
     let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
-    let chosen = choose_parts(&recorded, &requested)?;
+    let chosen = choose_parts(&recorded, &requested, state.config.min_part_size_bytes)?;
 
     let etag = multipart_etag(chosen.iter().map(|p| p.part.etag.as_str()))?;
     let record = ObjectRecord {
@@ -211,6 +212,12 @@ async fn complete_leased(
         tags: upload.tags,
         version_id: None,
     };
+    let encoded = MetaValue::Object(record.clone()).encode().len();
+    if encoded > MAX_RECORD_BYTES {
+        return Err(GatewayError::InvalidRequest(format!(
+            "the part list of this upload makes a record of {encoded} bytes, over the {MAX_RECORD_BYTES} allowed; use fewer or larger parts"
+        )));
+    }
     // A refused completion leaves the upload and its parts as they were, to retry or abort.
     let version_id = put::commit_object_if(state, (bucket, versioning, key), record, conditions)
         .await
@@ -224,15 +231,16 @@ async fn complete_leased(
         .into_iter()
         .filter(|p| !used.contains(&p.part_number))
         .collect();
-    forget_upload(state, bucket, key, upload_id, &used, &unused).await?;
+    forget_upload(state, bucket, key, upload_id, &used, &unused, &lease).await?;
     Ok((etag, version_id))
 }
 
 /// Validates the requested list: ascending part numbers, each recorded with the same ETag,
-/// every part but the last at least [`MIN_PART_SIZE_BYTES`].
+/// every part but the last at least `min_part_size` (S3: [`dmpstore_common::limits::MIN_PART_SIZE_BYTES`]).
 fn choose_parts(
     recorded: &[PartRecord],
     requested: &[(u32, String)],
+    min_part_size: u64,
 ) -> Result<Vec<PartRecord>, GatewayError> {
     if requested.is_empty() {
         return Err(GatewayError::InvalidRequest(
@@ -255,7 +263,7 @@ fn choose_parts(
         chosen.push(part.clone());
     }
     for p in &chosen[..chosen.len() - 1] {
-        if p.part.size_bytes < MIN_PART_SIZE_BYTES {
+        if p.part.size_bytes < min_part_size {
             return Err(GatewayError::EntityTooSmall {
                 part_number: p.part_number,
             });
@@ -288,11 +296,16 @@ pub async fn abort(
     buckets::ensure_exists(state, bucket).await?;
     // Under the upload's leases, as Complete.
     let upload_key = upload_sort_key(key, upload_id);
-    meta::with_lease(state, &uploads_partition(bucket), &upload_key, async {
-        get_upload(state, bucket, key, upload_id).await?;
-        let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
-        forget_upload(state, bucket, key, upload_id, &[], &recorded).await
-    })
+    meta::with_lease(
+        state,
+        &uploads_partition(bucket),
+        &upload_key,
+        |lease| async move {
+            get_upload(state, bucket, key, upload_id).await?;
+            let (recorded, _) = parts(state, bucket, upload_id, 0, MAX_PARTS).await?;
+            forget_upload(state, bucket, key, upload_id, &[], &recorded, &lease).await
+        },
+    )
     .await
 }
 
@@ -305,15 +318,19 @@ async fn forget_upload(
     upload_id: &str,
     used: &[u32],
     unused: &[PartRecord],
+    lease: &meta::KeyLease,
 ) -> Result<(), GatewayError> {
     let tombstone = MetaValue::Tombstone {
         deleted_ms: GatewayState::now_ms(),
     };
-    meta::put(
+    // Fenced by the upload's lease (on this very record): a Complete or Abort that stalled
+    // past its lease cannot end the upload after the next holder took over.
+    meta::put_maybe_fenced(
         state,
         &uploads_partition(bucket),
         &upload_sort_key(key, upload_id),
         &tombstone,
+        Some(lease),
     )
     .await?;
     let partition = parts_partition(bucket);
@@ -432,6 +449,7 @@ pub struct UploadListing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dmpstore_common::limits::MIN_PART_SIZE_BYTES;
 
     #[test]
     fn multipart_etag_is_md5_of_part_md5s_with_count() {
@@ -469,31 +487,43 @@ mod tests {
                 .map(|&n| (n, format!("\"{n:032x}\"")))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(choose_parts(&recorded, &req(&[1, 2, 3])).unwrap().len(), 3);
-        assert_eq!(choose_parts(&recorded, &req(&[1, 3])).unwrap().len(), 2);
+        assert_eq!(
+            choose_parts(&recorded, &req(&[1, 2, 3]), big)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            choose_parts(&recorded, &req(&[1, 3]), big).unwrap().len(),
+            2
+        );
         assert!(matches!(
-            choose_parts(&recorded, &req(&[2, 1])),
+            choose_parts(&recorded, &req(&[2, 1]), big),
             Err(GatewayError::InvalidPartOrder)
         ));
         assert!(matches!(
-            choose_parts(&recorded, &req(&[1, 4])),
+            choose_parts(&recorded, &req(&[1, 4]), big),
             Err(GatewayError::InvalidPart(_))
         ));
         assert!(matches!(
-            choose_parts(&recorded, &req(&[3, 4])),
+            choose_parts(&recorded, &req(&[3, 4]), big),
             Err(GatewayError::InvalidPart(_))
         ));
         assert!(matches!(
-            choose_parts(&recorded, &[(1, "\"bad\"".into())]),
+            choose_parts(&recorded, &[(1, "\"bad\"".into())], big),
             Err(GatewayError::InvalidPart(_))
         ));
         let small_first = [part(1, 10), part(2, big)];
+        assert!(
+            choose_parts(&small_first, &req(&[1, 2]), 10).is_ok(),
+            "the minimum part size is the gateway's setting"
+        );
         assert!(matches!(
-            choose_parts(&small_first, &req(&[1, 2])),
+            choose_parts(&small_first, &req(&[1, 2]), big),
             Err(GatewayError::EntityTooSmall { part_number: 1 })
         ));
         assert!(matches!(
-            choose_parts(&recorded, &[]),
+            choose_parts(&recorded, &[], big),
             Err(GatewayError::InvalidRequest(_))
         ));
     }

@@ -56,7 +56,7 @@ pub async fn put_object(
 ) -> Result<PutResult, GatewayError> {
     // Refused before any chunk is written if this gateway's clock is known to be off.
     state.meta.check_clock()?;
-    let bucket = buckets::ensure_exists(state, &req.bucket).await?;
+    let bucket = buckets::writable(state, &req.bucket).await?;
     let record_ref = RecordRef {
         partition: req.bucket.clone(),
         key: req.key.clone(),
@@ -127,7 +127,7 @@ pub async fn commit_object_if(
     // write in a Suspended bucket, whose null version is written in two records that
     // concurrent writers must not interleave.
     if conditions.is_empty() && versioning != Versioning::Suspended {
-        return commit_object(state, target, record)
+        return commit_object(state, target, record, None)
             .await
             .map_err(CommitFailure::Failed);
     }
@@ -135,9 +135,11 @@ pub async fn commit_object_if(
         Ok(lease) => lease,
         Err(e) => return Err(CommitFailure::Refused(e, record.data)),
     };
+    // The commit is fenced by the lease: if this writer stalls past it, its record cannot
+    // land after the next holder decided (ADR 0005).
     let result = match preconditions::check_write(state, bucket, key, conditions).await {
         Err(e) => Err(CommitFailure::Refused(e, record.data)),
-        Ok(()) => commit_object(state, target, record)
+        Ok(()) => commit_object(state, target, record, Some(&lease))
             .await
             .map_err(CommitFailure::Failed),
     };
@@ -153,8 +155,17 @@ pub async fn commit_object(
     state: &Arc<GatewayState>,
     (bucket, versioning, key): (&str, Versioning, &str),
     record: ObjectRecord,
+    lease: Option<&meta::KeyLease>,
 ) -> Result<Option<String>, GatewayError> {
-    versions::commit(state, bucket, versioning, key, MetaValue::Object(record)).await
+    versions::commit(
+        state,
+        bucket,
+        versioning,
+        key,
+        MetaValue::Object(record),
+        lease,
+    )
+    .await
 }
 
 /// For data stored with chunks missing (DESIGN 8): its repair owner, the first Up node of its

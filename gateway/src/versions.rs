@@ -21,7 +21,7 @@ use dmpstore_common::limits::MAX_SCAN_ENTRIES;
 use dmpstore_common::record::{
     is_valid_version_id, key_of_version_sort_key, new_version_id, null_version_sort_key,
     version_sort_key, versions_of_key_prefix, versions_partition, BucketRecord, DeleteMarker,
-    MetaValue, ObjectData, ObjectRecord, Versioned, Versioning, BUCKETS_PARTITION, NULL_VERSION_ID,
+    MetaValue, ObjectData, ObjectRecord, Versioned, Versioning, NULL_VERSION_ID,
 };
 use std::sync::Arc;
 
@@ -96,12 +96,34 @@ pub async fn commit(
     versioning: Versioning,
     key: &str,
     mut value: MetaValue,
+    lease: Option<&meta::KeyLease>,
+) -> Result<Option<String>, GatewayError> {
+    let makes_version = value.is_version();
+    let id = commit_records(state, bucket, versioning, key, &mut value, lease).await?;
+    if makes_version {
+        // Acknowledged only if it landed in a bucket that still exists (ADR 0005).
+        buckets::confirm(state, bucket).await?;
+    }
+    Ok(id)
+}
+
+async fn commit_records(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    versioning: Versioning,
+    key: &str,
+    value: &mut MetaValue,
+    lease: Option<&meta::KeyLease>,
 ) -> Result<Option<String>, GatewayError> {
     let vp = versions_partition(bucket);
+    // The key's current record, fenced by the key's lease when the caller holds it.
+    let put_current = |value: MetaValue| async move {
+        meta::put_maybe_fenced(state, bucket, key, &value, lease).await
+    };
     match versioning {
         Versioning::Unversioned => {
-            set_version_id(&mut value, None);
-            let replaced = meta::put(state, bucket, key, &value).await?;
+            set_version_id(value, None);
+            let replaced = put_current(value.clone()).await?;
             if replaced
                 .iter()
                 .any(|r| MetaValue::decode(&r.value).is_ok_and(|v| v.version_id().is_some()))
@@ -124,18 +146,18 @@ pub async fn commit(
             // record moves the clock past it (DESIGN 15).
             meta::get(state, bucket, key).await?;
             let id = new_version_id(state.next_hlc(), rand::random());
-            set_version_id(&mut value, Some(id.clone()));
-            meta::put(state, &vp, &version_sort_key(key, &id), &value).await?;
-            let replaced = meta::put(state, bucket, key, &value).await?;
+            set_version_id(value, Some(id.clone()));
+            meta::put(state, &vp, &version_sort_key(key, &id), value).await?;
+            let replaced = put_current(value.clone()).await?;
             keep_null_predecessor(state, bucket, key, &replaced).await?;
             Ok(Some(id))
         }
         Versioning::Suspended => {
-            set_version_id(&mut value, None);
-            let sort_key = null_sort_key(key, &value);
-            let replaced_version = meta::put(state, &vp, &sort_key, &value).await?;
+            set_version_id(value, None);
+            let sort_key = null_sort_key(key, value);
+            let replaced_version = meta::put(state, &vp, &sort_key, value).await?;
             drop_replaced_data(state, bucket, key, replaced_version);
-            let replaced = meta::put(state, bucket, key, &value).await?;
+            let replaced = put_current(value.clone()).await?;
             let mut dropped = drop_null_versions(state, bucket, key, Some(&sort_key)).await?;
             // A null version from before versioning was turned on may exist only as the
             // current record.
@@ -294,7 +316,7 @@ pub async fn delete(
     let b = buckets::ensure_exists(state, bucket).await?;
     match (version_id, b.versioning) {
         (None, Versioning::Unversioned) => {
-            commit(state, bucket, b.versioning, key, tombstone()).await?;
+            commit(state, bucket, b.versioning, key, tombstone(), None).await?;
             Ok(Deleted::default())
         }
         (None, versioning) => {
@@ -304,10 +326,12 @@ pub async fn delete(
             });
             let id = if versioning == Versioning::Suspended {
                 // The null version is two records: writers of one key take turns (as PUTs do).
-                let work = commit(state, bucket, versioning, key, marker);
-                meta::with_lease(state, bucket, key, work).await?
+                meta::with_lease(state, bucket, key, |lease| async move {
+                    commit(state, bucket, versioning, key, marker, Some(&lease)).await
+                })
+                .await?
             } else {
-                commit(state, bucket, versioning, key, marker).await?
+                commit(state, bucket, versioning, key, marker, None).await?
             };
             Ok(Deleted {
                 version_id: id,
@@ -317,7 +341,10 @@ pub async fn delete(
         (Some(id), _) => {
             // Under the key's leases, so two deletes of versions of one key cannot both decide
             // which version becomes current.
-            meta::with_lease(state, bucket, key, delete_version(state, bucket, key, id)).await
+            meta::with_lease(state, bucket, key, |lease| async move {
+                delete_version(state, bucket, key, id, &lease).await
+            })
+            .await
         }
     }
 }
@@ -329,6 +356,7 @@ async fn delete_version(
     bucket: &str,
     key: &str,
     id: &str,
+    lease: &meta::KeyLease,
 ) -> Result<Deleted, GatewayError> {
     let vp = versions_partition(bucket);
     let current = meta::get(state, bucket, key).await?;
@@ -361,7 +389,7 @@ async fn delete_version(
     if current_is_target {
         let next = versions_of_key(state, bucket, key, true).await?;
         let value = next.into_iter().next().map_or_else(tombstone, |(_, v)| v);
-        meta::put(state, bucket, key, &value).await?;
+        meta::put_maybe_fenced(state, bucket, key, &value, Some(lease)).await?;
         dropped.extend(current.as_ref().and_then(data_of));
     }
     drop_data_later(state, bucket, key, dropped);
@@ -378,15 +406,17 @@ pub async fn set_versioning(
     bucket: &str,
     versioning: Versioning,
 ) -> Result<(), GatewayError> {
-    let b = buckets::ensure_exists(state, bucket).await?;
+    let b = buckets::writable(state, bucket).await?;
     if b.versioning == versioning {
         return Ok(());
     }
-    let record = MetaValue::Bucket(BucketRecord {
+    let to = BucketRecord {
         created_ms: b.created_ms,
         versioning,
-    });
-    meta::put(state, BUCKETS_PARTITION, bucket, &record).await?;
+    };
+    if !buckets::update(state, bucket, &b, to).await? {
+        return Err(GatewayError::OperationAborted);
+    }
     if b.versioning == Versioning::Unversioned {
         record_existing_as_null_versions(state, bucket).await?;
     }

@@ -53,6 +53,8 @@ pub enum MetaError {
     ClockOffset(String),
     #[error("write of {partition:?}/{key:?} met a newer version on every one of {attempts} attempts", attempts = META_WRITE_ATTEMPTS)]
     Contended { partition: String, key: String },
+    #[error("the lease on {partition:?}/{key:?} expired or passed to another holder before the write landed")]
+    LeaseLost { partition: String, key: String },
     #[error("node {node} answered a metadata call with an unexpected {response}")]
     Protocol { node: NodeId, response: String },
 }
@@ -341,6 +343,7 @@ impl MetaClient {
         key: &str,
         record: &Versioned,
         expect: Option<Hlc>,
+        fence: Option<[u8; 16]>,
         holding_counts: bool,
     ) -> (MajorityOf, WriteRound) {
         let mut retried = false;
@@ -350,6 +353,7 @@ impl MetaClient {
                 key: key.to_string(),
                 record: record.clone(),
                 expect,
+                fence,
             };
             let spec = self.replicas(partition);
             let hlc = record.hlc;
@@ -424,14 +428,39 @@ impl MetaClient {
         key: &str,
         value: Vec<u8>,
     ) -> Result<PutOutcome, MetaError> {
+        self.put_fenced(partition, key, value, None).await
+    }
+
+    /// [`MetaClient::put`] made under the key's lease `fence`: its `MetaLock` token, and the
+    /// last moment a stamp may be drawn under it. Replicas apply the write only while the
+    /// token holds their lease, so a holder that stalled past its lease cannot write after the
+    /// next holder took over ([`MetaError::LeaseLost`]). The deadline keeps every stamp drawn
+    /// under the lease below those of the next holder, whatever the clocks (within the maximum
+    /// offset): a stamp is drawn only while enough of the lease is left (ADR 0005).
+    pub async fn put_fenced(
+        &self,
+        partition: &str,
+        key: &str,
+        value: Vec<u8>,
+        fence: Option<([u8; 16], std::time::Instant)>,
+    ) -> Result<PutOutcome, MetaError> {
+        let lease_lost = || MetaError::LeaseLost {
+            partition: partition.to_string(),
+            key: key.to_string(),
+        };
         let mut replaced: Vec<Versioned> = Vec::new();
         for _ in 0..META_WRITE_ATTEMPTS {
             self.check_clock()?;
+            if fence.is_some_and(|(_, deadline)| std::time::Instant::now() >= deadline) {
+                return Err(lease_lost());
+            }
             let record = Versioned {
                 hlc: self.now(),
                 value: value.clone(),
             };
-            let (spec, round) = self.write_round(partition, key, &record, None, false).await;
+            let (spec, round) = self
+                .write_round(partition, key, &record, None, fence.map(|(t, _)| t), false)
+                .await;
             for old in round.applied.iter().filter_map(|(_, r)| r.as_ref()) {
                 // A record of an earlier attempt of this very write is not "replaced" data.
                 if old.value != value && !replaced.contains(old) {
@@ -440,6 +469,9 @@ impl MetaClient {
             }
             if let Some(e) = round.clock_error() {
                 return Err(e);
+            }
+            if !round.met && round.lease_lost() {
+                return Err(lease_lost());
             }
             let newer = round.newest_held();
             if (round.met && newer.is_none())
@@ -485,7 +517,7 @@ impl MetaClient {
             value,
         };
         let (_, round) = self
-            .write_round(partition, key, &record, Some(expect), false)
+            .write_round(partition, key, &record, Some(expect), None, false)
             .await;
         if round.met {
             return Ok(true);
@@ -561,7 +593,9 @@ impl MetaClient {
             key,
             "newest record not on a majority yet: writing it back before answering"
         );
-        let (_, round) = self.write_round(partition, key, record, None, true).await;
+        let (_, round) = self
+            .write_round(partition, key, record, None, None, true)
+            .await;
         if round.met {
             return Ok(());
         }
@@ -581,6 +615,7 @@ impl MetaClient {
                 key: key.to_string(),
                 record: newest.clone(),
                 expect: None,
+                fence: None,
             };
             let nodes = self.nodes.clone();
             self.tasks.spawn(async move {
@@ -690,6 +725,18 @@ impl WriteRound {
                 ..
             }) if !self.met => Some(MetaError::ClockOffset(format!("node {node}: {message}"))),
             _ => None,
+        })
+    }
+
+    fn lease_lost(&self) -> bool {
+        self.failures.iter().any(|(_, f)| {
+            matches!(
+                f,
+                WriteFailure::Rpc(RpcError::Remote {
+                    kind: ErrorKind::LeaseLost,
+                    ..
+                })
+            )
         })
     }
 

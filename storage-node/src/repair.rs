@@ -539,6 +539,7 @@ impl Repair {
                 key: key.to_string(),
                 record: record.clone(),
                 expect: None,
+                fence: None,
             };
             if let Err(e) = self.client.call(node, &request, Bytes::new()).await {
                 tracing::debug!(%node, error = %e, "copying metadata to a replaced node failed");

@@ -10,7 +10,7 @@ use crate::meta_client::MetaClient;
 use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
 use crate::repair::Repair;
-use crate::store::{Store, StoreError};
+use crate::store::{LeaseLost, Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
 use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES};
@@ -479,7 +479,21 @@ fn dispatch(
             key,
             record,
             expect,
+            fence,
         } => {
+            if record.value.len() > dmpstore_common::limits::MAX_RECORD_BYTES {
+                return Ok((
+                    Response::Error {
+                        kind: ErrorKind::BadRequest,
+                        message: format!(
+                            "record of {} bytes exceeds the {} allowed",
+                            record.value.len(),
+                            dmpstore_common::limits::MAX_RECORD_BYTES
+                        ),
+                    },
+                    Bytes::new(),
+                ));
+            }
             let now_ms = wall_ms();
             let ahead_ms = record.hlc.physical_ms().saturating_sub(now_ms);
             if ahead_ms > node.config.max_clock_offset_ms {
@@ -509,7 +523,25 @@ fn dispatch(
                     Bytes::new(),
                 ));
             }
-            let out = store.meta_put(&partition, &key, &record, expect)?;
+            let out = match fence {
+                None => store.meta_put(&partition, &key, &record, expect)?,
+                Some(token) => {
+                    match store.meta_put_fenced(&partition, &key, &record, expect, &token, now_ms)? {
+                        Ok(out) => out,
+                        Err(LeaseLost) => {
+                            return Ok((
+                                Response::Error {
+                                    kind: ErrorKind::LeaseLost,
+                                    message: format!(
+                                        "the write's lease on {partition:?}/{key:?} expired or passed to another holder"
+                                    ),
+                                },
+                                Bytes::new(),
+                            ))
+                        }
+                    }
+                }
+            };
             done(Response::MetaPut {
                 applied: out.applied,
                 replaced: out.replaced,

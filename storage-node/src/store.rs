@@ -121,6 +121,10 @@ pub enum DropIf {
     },
 }
 
+/// A write made under a lease that the node no longer grants to its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseLost;
+
 /// What [`Store::meta_put`] did: applied (and what it replaced), or refused because the node
 /// holds `holds` (a newer version, or not the expected one).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +308,31 @@ impl Store {
         self.meta_locks[stripe]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The locks of two keys, taken in stripe order (once if they share a stripe).
+    fn key_locks_both(
+        &self,
+        a: &[u8],
+        b: &[u8],
+    ) -> (
+        std::sync::MutexGuard<'_, ()>,
+        Option<std::sync::MutexGuard<'_, ()>>,
+    ) {
+        let stripe = |k: &[u8]| blake3::hash(k).as_bytes()[0] as usize % META_LOCK_STRIPES;
+        let (sa, sb) = (stripe(a), stripe(b));
+        let lock = |s: usize| self.meta_locks[s].lock().unwrap_or_else(|p| p.into_inner());
+        match sa.cmp(&sb) {
+            std::cmp::Ordering::Equal => (lock(sa), None),
+            std::cmp::Ordering::Less => {
+                let first = lock(sa);
+                (first, Some(lock(sb)))
+            }
+            std::cmp::Ordering::Greater => {
+                let first = lock(sb);
+                (first, Some(lock(sa)))
+            }
+        }
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -672,7 +701,45 @@ impl Store {
     ) -> Result<MetaPutOutcome, StoreError> {
         let mkey = meta_key(partition, key.as_bytes());
         let _guard = self.key_lock(&mkey);
-        let current = match self.db.get_cf(self.cf(CF_META), &mkey)? {
+        self.meta_put_locked(&mkey, record, expect)
+    }
+
+    /// [`Store::meta_put`] made under the key's lease: applied only while `token` holds an
+    /// unexpired lease on the key at `now_ms` (`Err(LeaseLost)` otherwise), checked and written
+    /// under the locks of both the lease and the record, so no lease can change hands between
+    /// the check and the write (ADR 0005).
+    pub fn meta_put_fenced(
+        &self,
+        partition: &str,
+        key: &str,
+        record: &Versioned,
+        expect: Option<Hlc>,
+        token: &[u8; 16],
+        now_ms: u64,
+    ) -> Result<Result<MetaPutOutcome, LeaseLost>, StoreError> {
+        let lkey = lease_key(partition, key);
+        let mkey = meta_key(partition, key.as_bytes());
+        let _guards = self.key_locks_both(&lkey, &mkey);
+        let held = match self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
+            Some(raw) if raw.len() == 25 && raw[0] == FORMAT_V1 => {
+                let expires_ms = u64::from_be_bytes(raw[17..25].try_into().expect("8 bytes"));
+                &raw[1..17] == token && expires_ms > now_ms
+            }
+            _ => false,
+        };
+        if !held {
+            return Ok(Err(LeaseLost));
+        }
+        self.meta_put_locked(&mkey, record, expect).map(Ok)
+    }
+
+    fn meta_put_locked(
+        &self,
+        mkey: &[u8],
+        record: &Versioned,
+        expect: Option<Hlc>,
+    ) -> Result<MetaPutOutcome, StoreError> {
+        let current = match self.db.get_cf(self.cf(CF_META), mkey)? {
             Some(raw) => Some(decode_meta_value(&raw)?),
             None => None,
         };
@@ -691,12 +758,8 @@ impl Store {
                 return Ok(refused(Some(cur.hlc)));
             }
         }
-        self.db.put_cf_opt(
-            self.cf(CF_META),
-            &mkey,
-            encode_meta_value(record),
-            &synced(),
-        )?;
+        self.db
+            .put_cf_opt(self.cf(CF_META), mkey, encode_meta_value(record), &synced())?;
         Ok(MetaPutOutcome {
             applied: true,
             replaced: current,
@@ -1321,6 +1384,49 @@ mod tests {
         );
         store.meta_unlock("b", "k", &[2; 16]).unwrap();
         assert!(store.meta_lock("b", "k", &[3; 16], 1702, 500).unwrap());
+    }
+
+    #[test]
+    fn fenced_writes_land_only_while_their_lease_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = |h: u64| Versioned {
+            hlc: Hlc(h),
+            value: vec![h as u8],
+        };
+        let put = |h: u64, token: u8, now: u64| {
+            store
+                .meta_put_fenced("b", "k", &rec(h), None, &[token; 16], now)
+                .unwrap()
+        };
+        assert_eq!(put(1, 1, 1000), Err(LeaseLost), "no lease, no fenced write");
+        assert!(store.meta_lock("b", "k", &[1; 16], 1000, 500).unwrap());
+        assert!(put(2, 1, 1100).unwrap().applied, "the holder writes");
+        assert_eq!(put(3, 2, 1100), Err(LeaseLost), "another token does not");
+        assert_eq!(
+            put(4, 1, 1500),
+            Err(LeaseLost),
+            "nor the holder once it expired"
+        );
+        assert!(store.meta_lock("b", "k", &[2; 16], 1501, 500).unwrap());
+        assert!(put(5, 2, 1600).unwrap().applied, "the next holder writes");
+        assert_eq!(
+            put(6, 1, 1600),
+            Err(LeaseLost),
+            "the stalled holder is fenced out"
+        );
+        assert_eq!(store.meta_get("b", "k").unwrap(), Some(rec(5)));
+        assert_eq!(
+            store
+                .meta_put_fenced("b", "other", &rec(7), None, &[2; 16], 1600)
+                .unwrap(),
+            Err(LeaseLost),
+            "a lease covers its own key only"
+        );
+        assert!(
+            store.meta_put("b", "k", &rec(8), None).unwrap().applied,
+            "unfenced writes are not blocked"
+        );
     }
 
     #[test]

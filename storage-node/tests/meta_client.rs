@@ -85,6 +85,7 @@ async fn raw_put(nodes: &Nodes, node: u32, record: &Versioned) {
         key: "k".into(),
         record: record.clone(),
         expect: None,
+        fence: None,
     };
     let (r, _) = nodes
         .client

@@ -181,6 +181,7 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
         key: "k".into(),
         record: record(h),
         expect: None,
+        fence: None,
     };
     let (_, r, _) = send(&node, Some(SECRET), encode_frame(&put(10), b"")).await;
     assert_eq!(
@@ -215,6 +216,7 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
             value: b"from the future".to_vec(),
         },
         expect: None,
+        fence: None,
     };
     let (_, r, _) = send(&node, Some(SECRET), encode_frame(&future, b"")).await;
     assert!(

@@ -204,6 +204,30 @@ impl Cluster {
 
     /// SIGSTOP to storage node `idx`: it keeps its connections open and answers nothing (a hung
     /// node, not a dead one).
+    /// Restarts gateway `idx` with `extra_config` (top-level keys) put before its config, and
+    /// with its clock off by `clock_offset` if given (see [`Cluster::restart_gateway`]).
+    pub fn reconfigure_gateway(
+        &mut self,
+        idx: usize,
+        extra_config: &str,
+        clock_offset: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let config = self.gateway_config(idx)?;
+        let text = std::fs::read_to_string(&config)?;
+        std::fs::write(&config, format!("{extra_config}{text}"))?;
+        self.kill_gateway(idx)?;
+        self.restart_gateway(idx, clock_offset)
+    }
+
+    /// SIGSTOP of gateway `idx`: its requests in flight stall, its leases run out.
+    pub fn pause_gateway(&self, idx: usize) -> anyhow::Result<()> {
+        signal(self.gateway(idx)?.pid, "STOP")
+    }
+
+    pub fn resume_gateway(&self, idx: usize) -> anyhow::Result<()> {
+        signal(self.gateway(idx)?.pid, "CONT")
+    }
+
     pub fn pause_node(&self, idx: usize) -> anyhow::Result<()> {
         signal(self.node(idx).pid, "STOP")
     }

@@ -18,6 +18,14 @@ pub enum Op {
     Write(Option<u64>),
     /// Saw this value (`None`: the key did not exist).
     Read(Option<u64>),
+    /// A conditional write (`If-Match` with the ETag of `expect`, or `If-None-Match: *` for
+    /// `None`) of `value`: `applied` true if it answered 200, false if 412 (the key did not
+    /// hold `expect`); an unknown outcome (`completed: None`) may have applied or not.
+    CondWrite {
+        expect: Option<u64>,
+        value: u64,
+        applied: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +92,11 @@ pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
             Op::Read(_) => e.completed.is_none(),
             Op::Write(Some(v)) => e.completed.is_none() && !observed.contains(&(e.key.as_str(), v)),
             Op::Write(None) => false,
+            // Like a write of unknown outcome: if nobody saw its value, "never applied" is
+            // always a valid reading.
+            Op::CondWrite { value, .. } => {
+                e.completed.is_none() && !observed.contains(&(e.key.as_str(), value))
+            }
         };
         if !irrelevant {
             by_key.entry(&e.key).or_default().push(e.clone());
@@ -171,6 +184,19 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
             let next_state = match &ops[op].op {
                 Op::Write(v) => Some(*v),
                 Op::Read(seen) => (*seen == state).then_some(state),
+                Op::CondWrite {
+                    expect,
+                    value,
+                    applied,
+                } => {
+                    let holds = *expect == state;
+                    match (ops[op].completed.is_some(), *applied) {
+                        // Unknown outcome: applies where the condition holds, else no effect.
+                        (false, _) => Some(if holds { Some(*value) } else { state }),
+                        (true, true) => holds.then_some(Some(*value)),
+                        (true, false) => (!holds).then_some(state),
+                    }
+                }
             };
             if let Some(next_state) = next_state {
                 linearized[op] = true;
@@ -285,6 +311,44 @@ mod tests {
             ev(Op::Read(Some(1)), 40, Some(50)),
         ];
         assert!(check(&h, None).is_err());
+    }
+
+    #[test]
+    fn conditional_writes_decide_on_the_value_they_meet() {
+        let cond = |expect, value, applied| Op::CondWrite {
+            expect,
+            value,
+            applied,
+        };
+        // Create-if-absent, then compare-and-set from 1 to 2, then a CAS from 1 that must fail.
+        let ok = [
+            ev(cond(None, 1, true), 0, Some(10)),
+            ev(cond(Some(1), 2, true), 20, Some(30)),
+            ev(cond(Some(1), 3, false), 40, Some(50)),
+            ev(Op::Read(Some(2)), 60, Some(70)),
+        ];
+        assert!(check(&ok, None).is_ok());
+        // Two creates of one key that both succeed, one after the other: the second should
+        // have met the first's value (the bug leases exist to prevent).
+        let double = [
+            ev(cond(None, 1, true), 0, Some(10)),
+            ev(cond(None, 2, true), 20, Some(30)),
+        ];
+        assert!(check(&double, None).is_err());
+        // A 412 although the key held exactly the expected value.
+        let wrong_refusal = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(cond(Some(1), 2, false), 20, Some(30)),
+            ev(Op::Read(Some(1)), 40, Some(50)),
+        ];
+        assert!(check(&wrong_refusal, None).is_err());
+        // Concurrent creates: exactly one may win.
+        let race = [
+            ev(cond(None, 1, true), 0, Some(100)),
+            ev(cond(None, 2, false), 10, Some(90)),
+            ev(Op::Read(Some(1)), 120, Some(130)),
+        ];
+        assert!(check(&race, None).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Buckets of realistic size (DESIGN 16): every scan page is bounded in bytes, so listing,
 //! version-listing, bulk deletion and DeleteBucket work whatever the mix of body sizes, and an
-//! upload of 10,000 parts lists and aborts.
+//! upload of 10,000 parts lists and completes into one object that reads back whole.
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{
     VersioningConfiguration,
 };
 use aws_sdk_s3::Client;
-use dmpstore_tests::{md5_hex, test_data, Cluster};
+use dmpstore_tests::{get_bytes, md5_hex, test_data, Cluster};
 use futures::stream::{self, StreamExt};
 
 /// The body size of object `i`: 0 B, 4 KiB, 16 KiB (inline at the limit) and, for one in
@@ -169,9 +169,9 @@ async fn a_bucket_of_3000_mixed_objects_lists_versions_and_deletes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_upload_of_10000_parts_lists_every_part_and_aborts() {
+async fn an_upload_of_10000_parts_lists_every_part_and_completes() {
     const PARTS: i32 = 10_000;
-    let cluster = Cluster::start(6, 2).unwrap();
+    let mut cluster = Cluster::start(6, 2).unwrap();
     let (c0, c1) = (cluster.client(0), cluster.client(1));
     c0.create_bucket().bucket("parts").send().await.unwrap();
     let upload = c0
@@ -252,20 +252,74 @@ async fn an_upload_of_10000_parts_lists_every_part_and_aborts() {
         .await
         .unwrap();
     assert_eq!(uploads.uploads().len(), 1);
-    c1.abort_multipart_upload()
+    // Through a gateway that accepts small parts, all 10,000 complete into one object whose
+    // record lists every part.
+    cluster
+        .reconfigure_gateway(1, "min_part_size_bytes = 1\n", None)
+        .unwrap();
+    let c1 = cluster.client(1);
+    let all: Vec<CompletedPart> = (1..=PARTS)
+        .map(|n| {
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(md5_hex(&test_data(n as u64, 64)))
+                .build()
+        })
+        .collect();
+    c1.complete_multipart_upload()
         .bucket("parts")
         .key("huge.parquet")
         .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(all))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
+    let whole: Vec<u8> = (1..=PARTS).flat_map(|n| test_data(n as u64, 64)).collect();
+    let head = c0
+        .head_object()
+        .bucket("parts")
+        .key("huge.parquet")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some(whole.len() as i64));
+    assert!(head.e_tag().unwrap().ends_with("-10000\""));
+    assert!(get_bytes(&c0, "parts", "huge.parquet").await.unwrap() == whole);
+    // A range across part boundaries, deep in the list.
+    let ranged = c1
+        .get_object()
+        .bucket("parts")
+        .key("huge.parquet")
+        .range("bytes=639900-639999")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert!(ranged[..] == whole[639_900..640_000]);
     let uploads = c0
         .list_multipart_uploads()
         .bucket("parts")
         .send()
         .await
         .unwrap();
-    assert!(uploads.uploads().is_empty());
+    assert!(uploads.uploads().is_empty(), "the upload is over");
+    let listed = c0.list_objects_v2().bucket("parts").send().await.unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    assert_eq!(listed.contents()[0].size(), Some(whole.len() as i64));
+    c0.delete_object()
+        .bucket("parts")
+        .key("huge.parquet")
+        .send()
+        .await
+        .unwrap();
     c0.delete_bucket().bucket("parts").send().await.unwrap();
     cluster.assert_no_error_logs();
 }

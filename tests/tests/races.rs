@@ -283,3 +283,102 @@ async fn concurrent_puts_in_a_suspended_bucket_leave_one_readable_null_version()
     stays_intact(&c0, "susp", "k", &current).await;
     cluster.assert_no_error_logs();
 }
+
+/// DeleteBucket racing PUTs through another gateway, round after round with the PUTs started
+/// at staggered moments around the deletion. A PUT either fails or lands in a bucket that
+/// still exists: if the deletion succeeded, no PUT may have been acknowledged; if it did not,
+/// every acknowledged PUT reads back. Then the name is created again and must be empty: no
+/// object of the deleted bucket reappears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_bucket_racing_puts_never_keeps_or_revives_an_object() {
+    let cluster = cluster();
+    let (c0, c1) = (cluster.client(0), cluster.client(1));
+    let body = test_data(80, 64 * 1024);
+    let (mut deleted_rounds, mut kept_rounds) = (0, 0);
+    c0.create_bucket().bucket("race").send().await.unwrap();
+    for round in 0..12u64 {
+        let puts = (0..6u64).map(|i| {
+            let (c1, body) = (&c1, body.clone());
+            async move {
+                // Staggered so that some PUTs overlap each phase of the deletion.
+                tokio::time::sleep(Duration::from_millis(i * (round % 4 + 1))).await;
+                let key = format!("r{round}-k{i}");
+                let r = c1
+                    .put_object()
+                    .bucket("race")
+                    .key(&key)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await;
+                (
+                    key,
+                    r.map_err(|e| e.into_service_error().code().map(str::to_string)),
+                )
+            }
+        });
+        let delete = async {
+            tokio::time::sleep(Duration::from_millis(2 + round % 5)).await;
+            c0.delete_bucket().bucket("race").send().await
+        };
+        let (put_results, deleted) = tokio::join!(futures::future::join_all(puts), delete);
+        let acked: Vec<&String> = put_results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(k, _)| k)
+            .collect();
+        for (key, r) in &put_results {
+            if let Err(code) = r {
+                assert!(
+                    matches!(
+                        code.as_deref(),
+                        Some("NoSuchBucket") | Some("ServiceUnavailable")
+                    ),
+                    "round {round}: PUT {key} failed without a clear reason: {code:?}"
+                );
+            }
+        }
+        match deleted {
+            Ok(_) => {
+                deleted_rounds += 1;
+                assert!(
+                    acked.is_empty(),
+                    "round {round}: DeleteBucket succeeded, yet PUTs of {acked:?} were acknowledged"
+                );
+            }
+            Err(e) => {
+                let code = e.into_service_error().code().map(str::to_string);
+                assert_eq!(code.as_deref(), Some("BucketNotEmpty"), "round {round}");
+                kept_rounds += 1;
+                for key in &acked {
+                    assert!(
+                        get_bytes(&c0, "race", key).await.unwrap() == body,
+                        "round {round}: acknowledged {key} reads back"
+                    );
+                }
+                // Empty it (every key that may exist, acknowledged or not) and delete it.
+                for (key, _) in &put_results {
+                    c0.delete_object()
+                        .bucket("race")
+                        .key(key)
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                c0.delete_bucket().bucket("race").send().await.unwrap();
+            }
+        }
+        c1.create_bucket().bucket("race").send().await.unwrap();
+        let listed = c0.list_objects_v2().bucket("race").send().await.unwrap();
+        assert!(
+            listed.contents().is_empty(),
+            "round {round}: objects of the deleted bucket reappeared: {:?}",
+            listed
+                .contents()
+                .iter()
+                .map(|o| o.key())
+                .collect::<Vec<_>>()
+        );
+    }
+    eprintln!("{deleted_rounds} rounds deleted the bucket, {kept_rounds} found it not empty");
+    cluster.assert_no_error_logs();
+}

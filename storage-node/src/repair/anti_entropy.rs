@@ -209,6 +209,7 @@ impl Repair {
                         key: key.clone(),
                         record: newest.clone(),
                         expect: None,
+                        fence: None,
                     };
                     match self.client.call(node, &request, Bytes::new()).await {
                         Ok(_) => {
