@@ -46,15 +46,14 @@ pub enum Request {
     /// with `expect`, unless the node's record is not exactly that version: a compare-and-set
     /// for repair, which must never override a client's write). The node also refuses a
     /// record stamped further in its future than its maximum clock offset
-    /// ([`ErrorKind::ClockOffset`]). With `fence`, the write is made under the key's lease
-    /// (`MetaLock`): the node applies it only while that token holds an unexpired lease on the
-    /// key, and answers [`ErrorKind::LeaseLost`] otherwise (ADR 0005).
+    /// ([`ErrorKind::ClockOffset`]). `lease` says how the key's lease (`MetaLock`) bears on
+    /// the write (ADR 0005).
     MetaPut {
         partition: String,
         key: String,
         record: Versioned,
         expect: Option<Hlc>,
-        fence: Option<[u8; 16]>,
+        lease: LeaseCheck,
     },
     MetaGet {
         partition: String,
@@ -169,6 +168,21 @@ impl ChunkHome {
     pub fn decode(bytes: &[u8]) -> Option<ChunkHome> {
         postcard::from_bytes(bytes).ok()
     }
+}
+
+/// How a metadata write meets the lease of its key (ADR 0005).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseCheck {
+    /// A copy of a record that already exists (read repair, anti-entropy, repair's
+    /// compare-and-set): not a new decision, so leases do not apply.
+    Ignore,
+    /// A client's write: refused ([`ErrorKind::Leased`]) while another writer holds an
+    /// unexpired lease on the key, so a conditional writer's check and commit are atomic with
+    /// respect to every other writer of the key.
+    Yield,
+    /// A write under the lease of this token: applied only while the token holds an
+    /// unexpired lease on the key ([`ErrorKind::LeaseLost`] otherwise).
+    Holder([u8; 16]),
 }
 
 impl Request {
@@ -351,6 +365,8 @@ pub enum ErrorKind {
     /// A write made under a lease arrived after the lease expired or passed to another
     /// holder: it was not applied.
     LeaseLost,
+    /// Another writer holds the key's lease: a client's write waits for it and retries.
+    Leased,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

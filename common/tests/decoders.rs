@@ -15,7 +15,7 @@ use dmpstore_common::record::{
     Versioned, Versioning,
 };
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ChunkHome, ErrorKind, RecordRef, Request, Response,
+    decode_frame, encode_frame, ChunkHome, ErrorKind, LeaseCheck, RecordRef, Request, Response,
 };
 use dmpstore_common::stripe::StripeLayout;
 use proptest::prelude::*;
@@ -175,7 +175,7 @@ fn requests() -> Vec<Request> {
                 value: records()[1].encode(),
             },
             expect: Some(Hlc(98)),
-            fence: Some([7; 16]),
+            lease: LeaseCheck::Holder([7; 16]),
         },
         Request::MetaScan {
             partition: "b#versions".into(),

@@ -30,11 +30,11 @@ use crate::peers::{wall_ms, NodeClient, RpcError};
 use bytes::Bytes;
 use dmpstore_common::hlc::HlcClock;
 use dmpstore_common::ids::{Hlc, NodeId};
-use dmpstore_common::limits::META_WRITE_ATTEMPTS;
+use dmpstore_common::limits::{CONDITIONAL_LEASE_TTL, META_WRITE_ATTEMPTS};
 use dmpstore_common::placement::partition_quorum;
 use dmpstore_common::quorum::{quorum_of, MajorityOf};
 use dmpstore_common::record::Versioned;
-use dmpstore_common::rpc::{ErrorKind, Request, Response};
+use dmpstore_common::rpc::{ErrorKind, LeaseCheck, Request, Response};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -343,7 +343,7 @@ impl MetaClient {
         key: &str,
         record: &Versioned,
         expect: Option<Hlc>,
-        fence: Option<[u8; 16]>,
+        lease: LeaseCheck,
         holding_counts: bool,
     ) -> (MajorityOf, WriteRound) {
         let mut retried = false;
@@ -353,7 +353,7 @@ impl MetaClient {
                 key: key.to_string(),
                 record: record.clone(),
                 expect,
-                fence,
+                lease,
             };
             let spec = self.replicas(partition);
             let hlc = record.hlc;
@@ -448,18 +448,35 @@ impl MetaClient {
             partition: partition.to_string(),
             key: key.to_string(),
         };
+        let lease = match fence {
+            Some((token, _)) => LeaseCheck::Holder(token),
+            None => LeaseCheck::Yield,
+        };
+        // A client's write waits while another writer holds the key's lease, at most for as
+        // long as a lease lasts, with jittered backoff; those rounds are not attempts.
+        let wait_for_lease_until = std::time::Instant::now() + CONDITIONAL_LEASE_TTL;
+        let mut lease_waits = 0u32;
+        // Once a replica refused for a lease, the write keeps its stamp: what it left on the
+        // other replicas may already have been read, so it must never reappear above a newer
+        // version later (it fails instead, its outcome unknown).
+        let mut pinned: Option<Versioned> = None;
         let mut replaced: Vec<Versioned> = Vec::new();
-        for _ in 0..META_WRITE_ATTEMPTS {
+        let mut attempt = 0;
+        while attempt < META_WRITE_ATTEMPTS {
+            attempt += 1;
             self.check_clock()?;
             if fence.is_some_and(|(_, deadline)| std::time::Instant::now() >= deadline) {
                 return Err(lease_lost());
             }
-            let record = Versioned {
-                hlc: self.now(),
-                value: value.clone(),
+            let record = match &pinned {
+                Some(r) => r.clone(),
+                None => Versioned {
+                    hlc: self.now(),
+                    value: value.clone(),
+                },
             };
             let (spec, round) = self
-                .write_round(partition, key, &record, None, fence.map(|(t, _)| t), false)
+                .write_round(partition, key, &record, None, lease, false)
                 .await;
             for old in round.applied.iter().filter_map(|(_, r)| r.as_ref()) {
                 // A record of an earlier attempt of this very write is not "replaced" data.
@@ -482,7 +499,33 @@ impl MetaClient {
                     replaced,
                 });
             }
+            if !round.met && round.leased() {
+                // Another writer holds the key's lease (a conditional write deciding): wait
+                // for it, then try the same record again.
+                if std::time::Instant::now() >= wait_for_lease_until {
+                    return Err(MetaError::Contended {
+                        partition: partition.to_string(),
+                        key: key.to_string(),
+                    });
+                }
+                pinned = Some(record.clone());
+                lease_waits += 1;
+                attempt -= 1;
+                // Deliberate backoff: the lease holder needs a moment to decide and commit.
+                let ms = rand::random_range(5..25) * u64::from(lease_waits.min(8));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                continue;
+            }
             match newer {
+                // A write under a lease decided on the version it read: it does not go above
+                // one it never saw (a value that raced in), it fails (ADR 0005). Nor does a
+                // write pinned to its stamp by a lease.
+                Some(_) if fence.is_some() || pinned.is_some() => {
+                    return Err(MetaError::Contended {
+                        partition: partition.to_string(),
+                        key: key.to_string(),
+                    })
+                }
                 // Go above the newest version a replica holds, and try again.
                 Some(h) => {
                     if !self.observe(h) {
@@ -517,7 +560,14 @@ impl MetaClient {
             value,
         };
         let (_, round) = self
-            .write_round(partition, key, &record, Some(expect), None, false)
+            .write_round(
+                partition,
+                key,
+                &record,
+                Some(expect),
+                LeaseCheck::Ignore,
+                false,
+            )
             .await;
         if round.met {
             return Ok(true);
@@ -594,7 +644,7 @@ impl MetaClient {
             "newest record not on a majority yet: writing it back before answering"
         );
         let (_, round) = self
-            .write_round(partition, key, record, None, None, true)
+            .write_round(partition, key, record, None, LeaseCheck::Ignore, true)
             .await;
         if round.met {
             return Ok(());
@@ -615,7 +665,7 @@ impl MetaClient {
                 key: key.to_string(),
                 record: newest.clone(),
                 expect: None,
-                fence: None,
+                lease: LeaseCheck::Ignore,
             };
             let nodes = self.nodes.clone();
             self.tasks.spawn(async move {
@@ -729,15 +779,18 @@ impl WriteRound {
     }
 
     fn lease_lost(&self) -> bool {
-        self.failures.iter().any(|(_, f)| {
-            matches!(
-                f,
-                WriteFailure::Rpc(RpcError::Remote {
-                    kind: ErrorKind::LeaseLost,
-                    ..
-                })
-            )
-        })
+        self.failed_with(ErrorKind::LeaseLost)
+    }
+
+    /// Whether a replica refused because another writer holds the key's lease.
+    fn leased(&self) -> bool {
+        self.failed_with(ErrorKind::Leased)
+    }
+
+    fn failed_with(&self, kind: ErrorKind) -> bool {
+        self.failures.iter().any(
+            |(_, f)| matches!(f, WriteFailure::Rpc(RpcError::Remote { kind: k, .. }) if *k == kind),
+        )
     }
 
     fn no_quorum(&self, what: &'static str, partition: &str) -> MetaError {

@@ -45,7 +45,7 @@ use dmpstore_common::record::{
     key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
     ObjectData, Versioned,
 };
-use dmpstore_common::rpc::{ChunkHome, RecordRef, RepairStatus, Request, Response};
+use dmpstore_common::rpc::{ChunkHome, LeaseCheck, RecordRef, RepairStatus, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -539,7 +539,7 @@ impl Repair {
                 key: key.to_string(),
                 record: record.clone(),
                 expect: None,
-                fence: None,
+                lease: LeaseCheck::Ignore,
             };
             if let Err(e) = self.client.call(node, &request, Bytes::new()).await {
                 tracing::debug!(%node, error = %e, "copying metadata to a replaced node failed");

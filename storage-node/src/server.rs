@@ -10,12 +10,12 @@ use crate::meta_client::MetaClient;
 use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
 use crate::repair::Repair;
-use crate::store::{LeaseLost, Store, StoreError};
+use crate::store::{LeaseRefusal, Store, StoreError};
 use anyhow::Context;
 use bytes::Bytes;
 use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES};
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ErrorKind, HealthReport, NodeStatus, Request, Response,
+    decode_frame, encode_frame, ErrorKind, HealthReport, LeaseCheck, NodeStatus, Request, Response,
     META_EPOCH_HEADER, RPC_PATH, SECRET_HEADER,
 };
 use http::{Method, StatusCode};
@@ -479,7 +479,7 @@ fn dispatch(
             key,
             record,
             expect,
-            fence,
+            lease,
         } => {
             if record.value.len() > dmpstore_common::limits::MAX_RECORD_BYTES {
                 return Ok((
@@ -523,21 +523,40 @@ fn dispatch(
                     Bytes::new(),
                 ));
             }
-            let out = match fence {
+            let token = match lease {
+                LeaseCheck::Ignore => None,
+                LeaseCheck::Yield => Some(None),
+                LeaseCheck::Holder(t) => Some(Some(t)),
+            };
+            let out = match token {
                 None => store.meta_put(&partition, &key, &record, expect)?,
                 Some(token) => {
-                    match store.meta_put_fenced(&partition, &key, &record, expect, &token, now_ms)? {
+                    match store.meta_put_leased(
+                        &partition,
+                        &key,
+                        &record,
+                        expect,
+                        token.as_ref(),
+                        now_ms,
+                    )? {
                         Ok(out) => out,
-                        Err(LeaseLost) => {
+                        Err(refusal) => {
+                            let (kind, why) = match refusal {
+                                LeaseRefusal::Lost => (
+                                    ErrorKind::LeaseLost,
+                                    "the write's lease expired or passed to another holder",
+                                ),
+                                LeaseRefusal::HeldByOther => {
+                                    (ErrorKind::Leased, "another writer holds the lease")
+                                }
+                            };
                             return Ok((
                                 Response::Error {
-                                    kind: ErrorKind::LeaseLost,
-                                    message: format!(
-                                        "the write's lease on {partition:?}/{key:?} expired or passed to another holder"
-                                    ),
+                                    kind,
+                                    message: format!("{partition:?}/{key:?}: {why}"),
                                 },
                                 Bytes::new(),
-                            ))
+                            ));
                         }
                     }
                 }

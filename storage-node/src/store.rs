@@ -121,9 +121,14 @@ pub enum DropIf {
     },
 }
 
-/// A write made under a lease that the node no longer grants to its token.
+/// Why a write that meets a lease was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseLost;
+pub enum LeaseRefusal {
+    /// A write under a lease that the node no longer grants to its token.
+    Lost,
+    /// A client's write to a key another writer holds the lease of.
+    HeldByOther,
+}
 
 /// What [`Store::meta_put`] did: applied (and what it replaced), or refused because the node
 /// holds `holds` (a newer version, or not the expected one).
@@ -704,31 +709,36 @@ impl Store {
         self.meta_put_locked(&mkey, record, expect)
     }
 
-    /// [`Store::meta_put`] made under the key's lease: applied only while `token` holds an
-    /// unexpired lease on the key at `now_ms` (`Err(LeaseLost)` otherwise), checked and written
-    /// under the locks of both the lease and the record, so no lease can change hands between
-    /// the check and the write (ADR 0005).
-    pub fn meta_put_fenced(
+    /// [`Store::meta_put`] that meets the key's lease at `now_ms`. With `Some(token)`, a write
+    /// under that lease: applied only while the token holds an unexpired lease on the key
+    /// (`Lost` otherwise). With `None`, a client's write: refused while another writer holds
+    /// an unexpired lease (`HeldByOther`). Checked and written under the locks of both the
+    /// lease and the record, so no lease changes hands between the check and the write
+    /// (ADR 0005).
+    pub fn meta_put_leased(
         &self,
         partition: &str,
         key: &str,
         record: &Versioned,
         expect: Option<Hlc>,
-        token: &[u8; 16],
+        token: Option<&[u8; 16]>,
         now_ms: u64,
-    ) -> Result<Result<MetaPutOutcome, LeaseLost>, StoreError> {
+    ) -> Result<Result<MetaPutOutcome, LeaseRefusal>, StoreError> {
         let lkey = lease_key(partition, key);
         let mkey = meta_key(partition, key.as_bytes());
         let _guards = self.key_locks_both(&lkey, &mkey);
-        let held = match self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
+        let holder: Option<Vec<u8>> = match self.db.get_cf(self.cf(CF_QUEUES), &lkey)? {
             Some(raw) if raw.len() == 25 && raw[0] == FORMAT_V1 => {
                 let expires_ms = u64::from_be_bytes(raw[17..25].try_into().expect("8 bytes"));
-                &raw[1..17] == token && expires_ms > now_ms
+                (expires_ms > now_ms).then(|| raw[1..17].to_vec())
             }
-            _ => false,
+            _ => None,
         };
-        if !held {
-            return Ok(Err(LeaseLost));
+        match (token, holder) {
+            (Some(t), Some(h)) if h == t => {}
+            (Some(_), _) => return Ok(Err(LeaseRefusal::Lost)),
+            (None, Some(_)) => return Ok(Err(LeaseRefusal::HeldByOther)),
+            (None, None) => {}
         }
         self.meta_put_locked(&mkey, record, expect).map(Ok)
     }
@@ -1394,38 +1404,66 @@ mod tests {
             hlc: Hlc(h),
             value: vec![h as u8],
         };
-        let put = |h: u64, token: u8, now: u64| {
+        let put = |h: u64, token: Option<u8>, now: u64| {
             store
-                .meta_put_fenced("b", "k", &rec(h), None, &[token; 16], now)
+                .meta_put_leased(
+                    "b",
+                    "k",
+                    &rec(h),
+                    None,
+                    token.map(|t| [t; 16]).as_ref(),
+                    now,
+                )
                 .unwrap()
         };
-        assert_eq!(put(1, 1, 1000), Err(LeaseLost), "no lease, no fenced write");
-        assert!(store.meta_lock("b", "k", &[1; 16], 1000, 500).unwrap());
-        assert!(put(2, 1, 1100).unwrap().applied, "the holder writes");
-        assert_eq!(put(3, 2, 1100), Err(LeaseLost), "another token does not");
+        use LeaseRefusal::{HeldByOther, Lost};
         assert_eq!(
-            put(4, 1, 1500),
-            Err(LeaseLost),
+            put(1, Some(1), 1000),
+            Err(Lost),
+            "no lease, no fenced write"
+        );
+        assert!(
+            put(1, None, 1000).unwrap().applied,
+            "a client writes a key nobody holds"
+        );
+        assert!(store.meta_lock("b", "k", &[1; 16], 1000, 500).unwrap());
+        assert!(put(2, Some(1), 1100).unwrap().applied, "the holder writes");
+        assert_eq!(put(3, Some(2), 1100), Err(Lost), "another token does not");
+        assert_eq!(
+            put(3, None, 1100),
+            Err(HeldByOther),
+            "nor a client, while the lease holds"
+        );
+        assert_eq!(
+            put(4, Some(1), 1500),
+            Err(Lost),
             "nor the holder once it expired"
         );
         assert!(store.meta_lock("b", "k", &[2; 16], 1501, 500).unwrap());
-        assert!(put(5, 2, 1600).unwrap().applied, "the next holder writes");
+        assert!(
+            put(5, Some(2), 1600).unwrap().applied,
+            "the next holder writes"
+        );
         assert_eq!(
-            put(6, 1, 1600),
-            Err(LeaseLost),
+            put(6, Some(1), 1600),
+            Err(Lost),
             "the stalled holder is fenced out"
         );
         assert_eq!(store.meta_get("b", "k").unwrap(), Some(rec(5)));
         assert_eq!(
             store
-                .meta_put_fenced("b", "other", &rec(7), None, &[2; 16], 1600)
+                .meta_put_leased("b", "other", &rec(7), None, Some(&[2; 16]), 1600)
                 .unwrap(),
-            Err(LeaseLost),
+            Err(Lost),
             "a lease covers its own key only"
         );
         assert!(
-            store.meta_put("b", "k", &rec(8), None).unwrap().applied,
-            "unfenced writes are not blocked"
+            put(8, None, 2001).unwrap().applied,
+            "an expired lease holds nobody back"
+        );
+        assert!(
+            store.meta_put("b", "k", &rec(9), None).unwrap().applied,
+            "copies of records ignore leases"
         );
     }
 

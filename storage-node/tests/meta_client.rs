@@ -7,7 +7,7 @@ use bytes::Bytes;
 use dmpstore_common::cluster::{ClusterMap, NodeInfo};
 use dmpstore_common::ids::{Hlc, NodeId};
 use dmpstore_common::record::Versioned;
-use dmpstore_common::rpc::{Request, Response};
+use dmpstore_common::rpc::{LeaseCheck, Request, Response};
 use dmpstore_storage_node::config::NodeConfig;
 use dmpstore_storage_node::meta_client::MetaClient;
 use dmpstore_storage_node::peers::{wall_ms, Marking, NodeClient};
@@ -85,7 +85,7 @@ async fn raw_put(nodes: &Nodes, node: u32, record: &Versioned) {
         key: "k".into(),
         record: record.clone(),
         expect: None,
-        fence: None,
+        lease: LeaseCheck::Ignore,
     };
     let (r, _) = nodes
         .client

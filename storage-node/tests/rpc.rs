@@ -5,7 +5,7 @@ use bytes::Bytes;
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, StripeIdx, VersionId};
 use dmpstore_common::record::Versioned;
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ErrorKind, Request, Response, RPC_PATH, SECRET_HEADER,
+    decode_frame, encode_frame, ErrorKind, LeaseCheck, Request, Response, RPC_PATH, SECRET_HEADER,
 };
 use dmpstore_storage_node::config::NodeConfig;
 use http_body_util::{BodyExt, Full};
@@ -181,7 +181,7 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
         key: "k".into(),
         record: record(h),
         expect: None,
-        fence: None,
+        lease: LeaseCheck::Ignore,
     };
     let (_, r, _) = send(&node, Some(SECRET), encode_frame(&put(10), b"")).await;
     assert_eq!(
@@ -216,7 +216,7 @@ async fn chunks_and_records_round_trip_and_bad_checksums_are_refused() {
             value: b"from the future".to_vec(),
         },
         expect: None,
-        fence: None,
+        lease: LeaseCheck::Ignore,
     };
     let (_, r, _) = send(&node, Some(SECRET), encode_frame(&future, b"")).await;
     assert!(

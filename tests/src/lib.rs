@@ -524,7 +524,29 @@ pub fn client_with_timeout(
 /// An `aws-sdk-s3` client for gateway `gateway_idx` of a cluster described by `info`, every
 /// operation bounded by `timeout` (retries included).
 pub fn client_for(info: &ClusterInfo, gateway_idx: usize, timeout: Duration) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Client::from_conf(client_config(info, gateway_idx, timeout).build())
+}
+
+/// [`client_for`] that sends every operation exactly once: no SDK retries, so a recorded
+/// history has one request per operation (a retried PUT is two writes of one value, which a
+/// linearizability checker cannot tell from a value that came back).
+pub fn single_attempt_client_for(
+    info: &ClusterInfo,
+    gateway_idx: usize,
+    timeout: Duration,
+) -> aws_sdk_s3::Client {
+    let config = client_config(info, gateway_idx, timeout)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+fn client_config(
+    info: &ClusterInfo,
+    gateway_idx: usize,
+    timeout: Duration,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&info.s3_endpoints[gateway_idx])
         .region(Region::new(info.region.clone()))
@@ -541,8 +563,6 @@ pub fn client_for(info: &ClusterInfo, gateway_idx: usize, timeout: Duration) -> 
                 .operation_timeout(timeout)
                 .build(),
         )
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Deterministic pseudo-random bytes: the same `(seed, len)` always gives the same data, and

@@ -59,10 +59,10 @@ impl std::fmt::Display for Violation {
         for e in &self.events {
             let done = e
                 .completed
-                .map_or("unknown".to_string(), |c| format!("{:.3}", c.as_secs_f64()));
+                .map_or("unknown".to_string(), |c| format!("{:.6}", c.as_secs_f64()));
             writeln!(
                 f,
-                "  [{:.3} .. {done}] client {} via gateway {}: {:?}",
+                "  [{:.6} .. {done}] client {} via gateway {}: {:?}",
                 e.invoked.as_secs_f64(),
                 e.client,
                 e.gateway,

@@ -16,7 +16,7 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use dmpstore_tests::linearizability::{check, Event, Op};
-use dmpstore_tests::{client_for, md5_hex, wait_until, Cluster, ClusterInfo};
+use dmpstore_tests::{md5_hex, single_attempt_client_for, wait_until, Cluster, ClusterInfo};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ fn value_of(body: &[u8]) -> Option<u64> {
 async fn record(info: &ClusterInfo, secs: u64, seed: u64, done: Arc<AtomicUsize>) -> Recorded {
     let n_gateways = info.s3_endpoints.len();
     let clients: Vec<aws_sdk_s3::Client> = (0..n_gateways)
-        .map(|g| client_for(info, g, Duration::from_secs(15)))
+        .map(|g| single_attempt_client_for(info, g, Duration::from_secs(15)))
         .collect();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);

@@ -296,7 +296,7 @@ async fn delete_bucket_racing_puts_never_keeps_or_revives_an_object() {
     let body = test_data(80, 64 * 1024);
     let (mut deleted_rounds, mut kept_rounds) = (0, 0);
     c0.create_bucket().bucket("race").send().await.unwrap();
-    for round in 0..12u64 {
+    for round in 0..24u64 {
         let puts = (0..6u64).map(|i| {
             let (c1, body) = (&c1, body.clone());
             async move {

@@ -20,7 +20,7 @@ use dmpstore_common::record::{
     parts_partition, tags_partition, uploads_partition, versions_partition, MetaValue, Versioned,
     BUCKETS_PARTITION,
 };
-use dmpstore_common::rpc::{Request, Response};
+use dmpstore_common::rpc::{LeaseCheck, Request, Response};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -209,7 +209,7 @@ impl Repair {
                         key: key.clone(),
                         record: newest.clone(),
                         expect: None,
-                        fence: None,
+                        lease: LeaseCheck::Ignore,
                     };
                     match self.client.call(node, &request, Bytes::new()).await {
                         Ok(_) => {
