@@ -27,8 +27,8 @@ const WORKERS: usize = 6;
 
 /// Percent of operations that are conditional writes (`DMPSTORE_HISTORY_CONDITIONAL_PCT`,
 /// default 0). With conditional writes in the mix the checker still finds violations under
-/// node kills (ADR 0005, "What this does not cover"), so the suite leaves them out until that
-/// is fixed; `DMPSTORE_HISTORY_CONDITIONAL_PCT=13 ./run-tests.sh --test history` shows it.
+/// node kills (ADR 0005, "How it is shown"), so the suite leaves them out until that is
+/// fixed; `DMPSTORE_HISTORY_CONDITIONAL_PCT=13 ./run-tests.sh --test history` can show it.
 fn conditional_pct() -> u64 {
     std::env::var("DMPSTORE_HISTORY_CONDITIONAL_PCT")
         .ok()
