@@ -168,6 +168,22 @@ async fn a_bucket_of_3000_mixed_objects_lists_versions_and_deletes() {
     cluster.assert_no_error_logs();
 }
 
+/// The Complete request for parts `numbers` as uploaded below (64 bytes of `test_data(n)`).
+fn part_list(numbers: std::ops::RangeInclusive<i32>) -> CompletedMultipartUpload {
+    CompletedMultipartUpload::builder()
+        .set_parts(Some(
+            numbers
+                .map(|n| {
+                    CompletedPart::builder()
+                        .part_number(n)
+                        .e_tag(md5_hex(&test_data(n as u64, 64)))
+                        .build()
+                })
+                .collect(),
+        ))
+        .build()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_of_10000_parts_lists_every_part_and_completes() {
     const PARTS: i32 = 10_000;
@@ -220,24 +236,12 @@ async fn an_upload_of_10000_parts_lists_every_part_and_completes() {
     }
     assert_eq!(seen, (1..=PARTS).collect::<Vec<_>>());
     // Completing with parts under 5 MiB is refused and leaves the upload as it was.
-    let parts: Vec<CompletedPart> = (1..=2)
-        .map(|n| {
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(md5_hex(&test_data(n as u64, 64)))
-                .build()
-        })
-        .collect();
     let err = c0
         .complete_multipart_upload()
         .bucket("parts")
         .key("huge.parquet")
         .upload_id(&id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
+        .multipart_upload(part_list(1..=2))
         .send()
         .await
         .unwrap_err();
@@ -258,23 +262,11 @@ async fn an_upload_of_10000_parts_lists_every_part_and_completes() {
         .reconfigure_gateway(1, "min_part_size_bytes = 1\n", None)
         .unwrap();
     let c1 = cluster.client(1);
-    let all: Vec<CompletedPart> = (1..=PARTS)
-        .map(|n| {
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(md5_hex(&test_data(n as u64, 64)))
-                .build()
-        })
-        .collect();
     c1.complete_multipart_upload()
         .bucket("parts")
         .key("huge.parquet")
         .upload_id(&id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(all))
-                .build(),
-        )
+        .multipart_upload(part_list(1..=PARTS))
         .send()
         .await
         .unwrap();
