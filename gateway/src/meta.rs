@@ -91,13 +91,16 @@ pub async fn put_maybe_fenced(
 }
 
 /// Reads the newest record of `key` from a majority of replicas; `None` if no replica has one.
-/// Tombstones are returned as such: callers decide what a deletion means to them.
+/// Tombstones are returned as such: callers decide what a deletion means to them. A read of a
+/// key whose lease another writer holds may wait for it (its write-back yields); a read by the
+/// holder itself (inside [`with_lease`] or [`holding`]) writes back under its lease.
 pub async fn get(
     state: &Arc<GatewayState>,
     partition: &str,
     key: &str,
 ) -> Result<Option<MetaValue>, GatewayError> {
-    match state.meta.get(partition, key).await? {
+    let holder = held_token(partition, key);
+    match state.meta.get_holding(partition, key, holder).await? {
         Some(record) => decode(&record).map(Some),
         None => Ok(None),
     }
@@ -256,13 +259,38 @@ where
     F: std::future::Future<Output = Result<T, GatewayError>>,
 {
     let lease = Arc::new(lease_for(state, partition, key, ttl).await?);
-    let result = work(lease.clone()).await;
+    let result = holding(&lease, work(lease.clone())).await;
     match Arc::try_unwrap(lease) {
         Ok(lease) => release(state, lease).await,
         // Still shared by a task `work` left behind: the lease expires by itself.
         Err(_) => tracing::debug!(partition, key, "lease kept by a task; it will expire"),
     }
     result
+}
+
+tokio::task_local! {
+    /// The leases the current request holds, as `(partition, key, token)`: its reads of those
+    /// keys write back under them instead of waiting for them.
+    static HELD: Vec<(String, String, [u8; 16])>;
+}
+
+/// Runs `work` as the holder of `lease`: [`get`]s of the leased key inside it are the
+/// holder's reads.
+pub async fn holding<F: std::future::Future>(lease: &KeyLease, work: F) -> F::Output {
+    let mut held = HELD.try_with(Clone::clone).unwrap_or_default();
+    held.push((lease.partition.clone(), lease.key.clone(), lease.token));
+    HELD.scope(held, work).await
+}
+
+/// The token of this request's lease on `partition/key`, if it holds one.
+fn held_token(partition: &str, key: &str) -> Option<[u8; 16]> {
+    HELD.try_with(|held| {
+        held.iter()
+            .find(|(p, k, _)| p == partition && k == key)
+            .map(|(_, _, t)| *t)
+    })
+    .ok()
+    .flatten()
 }
 
 /// Releases the leases (best effort: an unreleased lease expires by itself).

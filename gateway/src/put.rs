@@ -137,12 +137,15 @@ pub async fn commit_object_if(
     };
     // The commit is fenced by the lease: if this writer stalls past it, its record cannot
     // land after the next holder decided (ADR 0005).
-    let result = match preconditions::check_write(state, bucket, key, conditions).await {
-        Err(e) => Err(CommitFailure::Refused(e, record.data)),
-        Ok(()) => commit_object(state, target, record, Some(&lease))
-            .await
-            .map_err(CommitFailure::Failed),
-    };
+    let result = meta::holding(&lease, async {
+        match preconditions::check_write(state, bucket, key, conditions).await {
+            Err(e) => Err(CommitFailure::Refused(e, record.data)),
+            Ok(()) => commit_object(state, target, record, Some(&lease))
+                .await
+                .map_err(CommitFailure::Failed),
+        }
+    })
+    .await;
     meta::release(state, lease).await;
     result
 }

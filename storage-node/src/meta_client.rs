@@ -17,7 +17,8 @@
 //!   replica still holds exactly the version repaired, so it never overrides a client write.
 //! - **Read** ([`MetaClient::get`]): the newest record among a majority. If fewer than a
 //!   majority hold it (a write in flight, or one that failed halfway), it is written back to a
-//!   majority before it is returned, so a later read can never return something older.
+//!   majority before it is returned, so a later read can never return something older. That
+//!   write-back yields to the key's lease as client writes do ([`MetaClient::get_holding`]).
 //!   Stale replicas among those that answered are repaired in the background otherwise.
 //! - **Scan** ([`MetaClient::scan`]): one page merged across a majority, bounded in bytes on
 //!   every node (DESIGN 16), newest version per key.
@@ -74,6 +75,14 @@ pub struct ScanPage {
     pub entries: Vec<(String, Versioned)>,
     /// Where the next page starts (exclusive), if the scan is not finished.
     pub next: Option<Vec<u8>>,
+}
+
+/// How a read's write-back ended, when it did not fail.
+enum WriteBack {
+    /// A majority holds the record (or a newer one).
+    Done,
+    /// Another writer holds the key's lease: the record must wait.
+    Leased,
 }
 
 pub struct MetaClient {
@@ -585,6 +594,62 @@ impl MetaClient {
     /// Reads the newest record of `key` (the read rule of the module doc); `None` if no
     /// replica of a majority has one. Tombstones are returned as such.
     pub async fn get(&self, partition: &str, key: &str) -> Result<Option<Versioned>, MetaError> {
+        self.get_holding(partition, key, None).await
+    }
+
+    /// [`MetaClient::get`] by a reader that may hold the key's lease (`holder`: its token).
+    ///
+    /// A record found on fewer than a majority is written back before it is returned, and
+    /// that write-back respects the key's lease like a client write does: while another
+    /// writer holds the lease it deciding on what a majority showed it, so a minority record
+    /// must not become visible under it (it would slip between that writer's check and its
+    /// commit). The reader then waits for the lease and reads again, for at most as long as
+    /// a lease lasts. The holder's own reads write back fenced by its token (ADR 0005).
+    pub async fn get_holding(
+        &self,
+        partition: &str,
+        key: &str,
+        holder: Option<[u8; 16]>,
+    ) -> Result<Option<Versioned>, MetaError> {
+        let wait_for_lease_until = std::time::Instant::now() + CONDITIONAL_LEASE_TTL;
+        let mut lease_waits = 0u32;
+        loop {
+            let Some((newest, minority)) = self.read_newest(partition, key).await? else {
+                return Ok(None);
+            };
+            if !minority {
+                return Ok(Some(newest));
+            }
+            // Not yet on a majority: make it so before anyone is told about it.
+            let lease = match holder {
+                Some(token) => LeaseCheck::Holder(token),
+                None => LeaseCheck::Yield,
+            };
+            match self.write_back(partition, key, &newest, lease).await? {
+                WriteBack::Done => return Ok(Some(newest)),
+                WriteBack::Leased if std::time::Instant::now() < wait_for_lease_until => {
+                    lease_waits += 1;
+                    // Deliberate backoff: the lease holder needs a moment to decide and commit.
+                    let ms = rand::random_range(5..25) * u64::from(lease_waits.min(8));
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                WriteBack::Leased => {
+                    return Err(MetaError::Contended {
+                        partition: partition.to_string(),
+                        key: key.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// The newest record among a majority's answers, and whether fewer than a majority hold
+    /// it. Stale replicas of a record a majority holds are repaired in the background.
+    async fn read_newest(
+        &self,
+        partition: &str,
+        key: &str,
+    ) -> Result<Option<(Versioned, bool)>, MetaError> {
         let request = Request::MetaGet {
             partition: partition.to_string(),
             key: key.to_string(),
@@ -618,9 +683,9 @@ impl MetaClient {
             .collect();
         let spec = self.replicas(partition);
         if !spec.met_by(&holders) {
-            // Not yet on a majority: make it so before anyone is told about it.
-            self.write_back(partition, key, &newest).await?;
-        } else if holders.len() < answers.len() {
+            return Ok(Some((newest, true)));
+        }
+        if holders.len() < answers.len() {
             let stale = answers
                 .iter()
                 .filter(|(n, _)| !holders.contains(n))
@@ -628,26 +693,37 @@ impl MetaClient {
                 .collect();
             self.read_repair(partition, key, &newest, stale);
         }
-        Ok(Some(newest))
+        Ok(Some((newest, false)))
     }
 
-    /// Writes an existing record back until a majority holds it or something newer.
+    /// Writes an existing record back until a majority holds it or something newer, unless
+    /// the key's lease (held by another writer) refuses it.
     async fn write_back(
         &self,
         partition: &str,
         key: &str,
         record: &Versioned,
-    ) -> Result<(), MetaError> {
+        lease: LeaseCheck,
+    ) -> Result<WriteBack, MetaError> {
         tracing::debug!(
             partition,
             key,
             "newest record not on a majority yet: writing it back before answering"
         );
         let (_, round) = self
-            .write_round(partition, key, record, None, LeaseCheck::Ignore, true)
+            .write_round(partition, key, record, None, lease, true)
             .await;
         if round.met {
-            return Ok(());
+            return Ok(WriteBack::Done);
+        }
+        if round.lease_lost() {
+            return Err(MetaError::LeaseLost {
+                partition: partition.to_string(),
+                key: key.to_string(),
+            });
+        }
+        if round.leased() {
+            return Ok(WriteBack::Leased);
         }
         Err(round.no_quorum("metadata write-back", partition))
     }

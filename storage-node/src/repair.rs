@@ -539,7 +539,8 @@ impl Repair {
                 key: key.to_string(),
                 record: record.clone(),
                 expect: None,
-                lease: LeaseCheck::Ignore,
+                // Yields to a writer's lease like every copy that can make a record visible.
+                lease: LeaseCheck::Yield,
             };
             if let Err(e) = self.client.call(node, &request, Bytes::new()).await {
                 tracing::debug!(%node, error = %e, "copying metadata to a replaced node failed");

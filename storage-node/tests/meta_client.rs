@@ -207,3 +207,78 @@ async fn repair_compare_and_set_never_overrides_a_client_write() {
     client.put("b", "k", b"v3".to_vec()).await.unwrap();
     assert_eq!(client.get("b", "k").await.unwrap().unwrap().value, b"v3");
 }
+
+/// Takes the lease on `b/k` for `token` on `node`, as a conditional writer does.
+async fn raw_lock(nodes: &Nodes, node: u32, token: [u8; 16]) {
+    let req = Request::MetaLock {
+        partition: "b".into(),
+        key: "k".into(),
+        token,
+        ttl_ms: 10_000,
+    };
+    let (r, _) = nodes
+        .client
+        .call(NodeId(node), &req, Bytes::new())
+        .await
+        .unwrap();
+    assert!(matches!(r, Response::Lock { granted: true }), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_minority_record_stays_hidden_while_another_writer_holds_the_lease() {
+    let nodes = three_nodes().await;
+    let client = meta(&nodes);
+    client.put("b", "k", b"old".to_vec()).await.unwrap();
+    // A write that reached one replica only, then a conditional writer that leased a majority
+    // including it and saw "old" there (on the two others, say).
+    let half = Versioned {
+        hlc: client.now(),
+        value: b"half-written".to_vec(),
+    };
+    raw_put(&nodes, 1, &half).await;
+    let token = [7u8; 16];
+    raw_lock(&nodes, 1, token).await;
+    raw_lock(&nodes, 2, token).await;
+    // Readers meanwhile, whichever majority answers them: none may make the lone copy
+    // visible while the holder decides, or the holder's decision would rest on a state that
+    // was already gone. They wait for the lease instead (or see "old").
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let reader = meta(&nodes);
+            tokio::spawn(async move { reader.get("b", "k").await })
+        })
+        .collect();
+    let holder = client
+        .put_fenced(
+            "b",
+            "k",
+            b"decided".to_vec(),
+            Some((token, std::time::Instant::now() + Duration::from_secs(7))),
+        )
+        .await
+        .unwrap();
+    assert!(holder.hlc > half.hlc);
+    for r in readers {
+        let read = r.await.unwrap().unwrap().unwrap();
+        assert_ne!(
+            read.value, b"half-written",
+            "a read made a minority record visible under another writer's lease"
+        );
+    }
+    assert_eq!(
+        client.get("b", "k").await.unwrap().unwrap().value,
+        b"decided"
+    );
+    // The holder's own read writes back under its lease: a lone copy newer than what it
+    // committed (a fast gateway's write) is visible to it at once.
+    let ahead = from_a_faster_clock(b"from the fast gateway");
+    raw_put(&nodes, 1, &ahead).await;
+    nodes.stops[2].cancel();
+    let read = client
+        .get_holding("b", "k", Some(token))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, ahead);
+    assert_eq!(raw_get(&nodes, 2).await, Some(ahead));
+}

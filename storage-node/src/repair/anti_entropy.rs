@@ -13,6 +13,7 @@
 //! own partitions (objects, versions, tags, uploads, parts).
 
 use super::{Repair, RepairError};
+use crate::peers::RpcError;
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::quorum::MajorityOf;
@@ -20,7 +21,7 @@ use dmpstore_common::record::{
     parts_partition, tags_partition, uploads_partition, versions_partition, MetaValue, Versioned,
     BUCKETS_PARTITION,
 };
-use dmpstore_common::rpc::{LeaseCheck, Request, Response};
+use dmpstore_common::rpc::{ErrorKind, LeaseCheck, Request, Response};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -209,12 +210,21 @@ impl Repair {
                         key: key.clone(),
                         record: newest.clone(),
                         expect: None,
-                        lease: LeaseCheck::Ignore,
+                        // A record a majority does not hold yet is made visible by this
+                        // copy, so it waits while a writer holds the key's lease and decides
+                        // (as a read's write-back does, ADR 0005); the next pass copies it.
+                        lease: LeaseCheck::Yield,
                     };
                     match self.client.call(node, &request, Bytes::new()).await {
                         Ok(_) => {
                             outcome.records_repaired += 1;
                             tracing::debug!(partition, key, %node, "anti-entropy: stale replica brought up to date");
+                        }
+                        Err(RpcError::Remote {
+                            kind: ErrorKind::Leased,
+                            ..
+                        }) => {
+                            tracing::debug!(partition, key, %node, "anti-entropy: key leased by a writer; left for the next pass");
                         }
                         Err(e) => return Err(RepairError::Write { node, error: e }),
                     }
