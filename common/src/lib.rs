@@ -11,6 +11,7 @@
 //! - [`cluster`]: the versioned cluster map.
 //! - [`hlc`]: the hybrid logical clock that orders metadata versions.
 //! - [`record`]: metadata records (buckets, objects, tombstones) and their encoding.
+//! - [`redundancy`]: how far a piece is below full redundancy, and why (the census).
 //! - [`rpc`]: the typed, versioned messages of the internal node RPC and their framing.
 //! - [`quorum`]: the one quorum primitive used for every replicated call.
 
@@ -23,5 +24,6 @@ pub mod limits;
 pub mod placement;
 pub mod quorum;
 pub mod record;
+pub mod redundancy;
 pub mod rpc;
 pub mod stripe;

@@ -83,8 +83,11 @@ pub struct DeleteMarker {
 /// Partition of every version of a bucket's objects, once versioning was turned on; sort key
 /// [`version_sort_key`], so the versions of a key are adjacent and newest first.
 pub fn versions_partition(bucket: &str) -> String {
-    format!("{bucket}#versions")
+    format!("{bucket}{VERSIONS_SUFFIX}")
 }
+
+/// What ends the name of a bucket's versions partition.
+pub const VERSIONS_SUFFIX: &str = "#versions";
 
 /// The version id S3 clients see for the null version.
 pub const NULL_VERSION_ID: &str = "null";

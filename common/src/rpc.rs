@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 5;
+pub const RPC_PROTOCOL_VERSION: u16 = 6;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 /// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
@@ -314,7 +314,8 @@ pub struct RepairStatus {
     pub scrubbed_chunks: u64,
     /// Detection time of the last failure this node saw: last answered heartbeat to Down.
     pub last_t_fd_ms: Option<u64>,
-    /// Rebuild time of the last failure: repair start (Down + repair delay) to an empty queue.
+    /// Rebuild time of the last failure: repair start (Down + repair delay) until this node's census
+    /// finds no version below full redundancy.
     pub last_t_fr_ms: Option<u64>,
     pub repair_delay_ms: u64,
     /// Nodes whose chunks this node moves elsewhere: Down for longer than the repair delay, or
@@ -343,6 +344,102 @@ pub struct RepairStatus {
     /// completed passes.
     pub orphan_chunks_dropped: u64,
     pub orphan_passes: u64,
+    /// The object versions of the partitions this node owns that are below full redundancy,
+    /// from its last census.
+    pub degraded: DegradedCount,
+}
+
+/// Why an object version is below full redundancy (its worst piece's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum DegradedReason {
+    /// A chunk is on a node Down for less than the repair delay: it may come back.
+    WaitingForDelay,
+    /// Repair can rebuild it (queued, or about to be, and paced by the rebuild rate).
+    Queued,
+    /// Fewer Up nodes outside its placement than chunks to place: a node must be added or
+    /// the failed one replaced.
+    NoSpareNode,
+    /// Fewer than `k` chunks are left: it cannot be rebuilt until a node comes back.
+    Unrepairable,
+}
+
+impl DegradedReason {
+    pub const ALL: [DegradedReason; 4] = [
+        DegradedReason::WaitingForDelay,
+        DegradedReason::Queued,
+        DegradedReason::NoSpareNode,
+        DegradedReason::Unrepairable,
+    ];
+
+    /// The words status and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DegradedReason::WaitingForDelay => "waiting for repair_delay",
+            DegradedReason::Queued => "queued",
+            DegradedReason::NoSpareNode => "no spare node",
+            DegradedReason::Unrepairable => "unrepairable",
+        }
+    }
+}
+
+/// A census of the versions below full redundancy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DegradedCount {
+    /// Object versions with at least one chunk missing, and their bytes.
+    pub versions: u64,
+    pub bytes: u64,
+    /// `(chunks missing, versions)`, ascending by chunks missing.
+    pub by_missing: Vec<(u32, u64)>,
+    /// `(reason, versions)`, in [`DegradedReason`] order, zeros left out.
+    pub by_reason: Vec<(DegradedReason, u64)>,
+    /// When the census was taken (ms since the epoch); `None`: none has run yet.
+    pub taken_ms: Option<u64>,
+}
+
+impl DegradedCount {
+    /// Adds one version that misses `missing` chunks for `reason`.
+    pub fn add(&mut self, bytes: u64, missing: u32, reason: DegradedReason) {
+        self.versions += 1;
+        self.bytes += bytes;
+        match self.by_missing.binary_search_by_key(&missing, |(m, _)| *m) {
+            Ok(i) => self.by_missing[i].1 += 1,
+            Err(i) => self.by_missing.insert(i, (missing, 1)),
+        }
+        match self.by_reason.binary_search_by_key(&reason, |(r, _)| *r) {
+            Ok(i) => self.by_reason[i].1 += 1,
+            Err(i) => self.by_reason.insert(i, (reason, 1)),
+        }
+    }
+
+    /// Adds another node's census (partitions have one owner, so the sums do not overlap).
+    pub fn merge(&mut self, other: &DegradedCount) {
+        self.versions += other.versions;
+        self.bytes += other.bytes;
+        for &(m, n) in &other.by_missing {
+            match self.by_missing.binary_search_by_key(&m, |(x, _)| *x) {
+                Ok(i) => self.by_missing[i].1 += n,
+                Err(i) => self.by_missing.insert(i, (m, n)),
+            }
+        }
+        for &(r, n) in &other.by_reason {
+            match self.by_reason.binary_search_by_key(&r, |(x, _)| *x) {
+                Ok(i) => self.by_reason[i].1 += n,
+                Err(i) => self.by_reason.insert(i, (r, n)),
+            }
+        }
+        self.taken_ms = match (self.taken_ms, other.taken_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Versions counted for `reason`.
+    pub fn with_reason(&self, reason: DegradedReason) -> u64 {
+        self.by_reason
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

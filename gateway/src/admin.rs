@@ -9,8 +9,9 @@ use bytes::Bytes;
 use dmpstore_common::cluster::{ClusterMap, NodeInfo, NodeState};
 use dmpstore_common::durability::{annual_loss_probability, DurabilityInput};
 use dmpstore_common::ids::NodeId;
-use dmpstore_common::rpc::{NodeStatus, Request, Response};
+use dmpstore_common::rpc::{DegradedCount, DegradedReason, NodeStatus, Request, Response};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +82,54 @@ pub struct ClusterSummary {
     pub repair_idle: bool,
     /// Nodes every reachable node sees Down for longer than the repair delay.
     pub dead_agreed: Vec<u32>,
+    /// Object versions below full redundancy, from the Up nodes' censuses.
+    pub degraded: DegradedSummary,
     pub durability: Durability,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DegradedSummary {
+    pub versions: u64,
+    pub bytes: u64,
+    /// Chunks missing -> versions.
+    pub by_missing: BTreeMap<u32, u64>,
+    /// Reason -> versions.
+    pub by_reason: BTreeMap<&'static str, u64>,
+    /// Up nodes that have not taken a census yet (their partitions are not counted).
+    pub nodes_without_census: Vec<u32>,
+    /// Age of the oldest census counted, milliseconds.
+    pub oldest_census_ms_ago: Option<u64>,
+    /// Nothing is degraded and every Up node took a census: full redundancy everywhere.
+    pub fully_redundant: bool,
+}
+
+impl DegradedSummary {
+    fn of<'a>(reports: impl Iterator<Item = &'a NodeStatus>) -> DegradedSummary {
+        let mut total = DegradedCount::default();
+        let mut without = Vec::new();
+        for r in reports {
+            if r.repair.degraded.taken_ms.is_none() {
+                without.push(r.node_id.0);
+            }
+            total.merge(&r.repair.degraded);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        DegradedSummary {
+            versions: total.versions,
+            bytes: total.bytes,
+            by_missing: total.by_missing.iter().copied().collect(),
+            by_reason: total
+                .by_reason
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .collect(),
+            fully_redundant: total.versions == 0 && without.is_empty(),
+            nodes_without_census: without,
+            oldest_census_ms_ago: total.taken_ms.map(|t| now.saturating_sub(t)),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -237,7 +285,14 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         .collect();
     let max = |f: fn(&NodeStatus) -> Option<u64>| answered.iter().filter_map(|s| f(s)).max();
     let last_t_fd_ms = max(|s| s.repair.last_t_fd_ms);
-    let last_t_fr_ms = max(|s| s.repair.last_t_fr_ms);
+    let degraded = DegradedSummary::of(
+        answered
+            .iter()
+            .copied()
+            .filter(|s| up_ids.contains(&s.node_id.0)),
+    );
+    // Redundancy is restored, and the rebuild time known, only once nothing is degraded.
+    let last_t_fr_ms = max(|s| s.repair.last_t_fr_ms).filter(|_| degraded.versions == 0);
     let repair_delay_ms = max(|s| Some(s.repair.repair_delay_ms));
     let last_t_rt_ms = match (last_t_fd_ms, repair_delay_ms, last_t_fr_ms) {
         (Some(fd), Some(delay), Some(fr)) => Some(fd + delay + fr),
@@ -301,6 +356,7 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             })
             .map(|id| id.0)
             .collect(),
+        degraded,
         durability: Durability {
             nodes: map.len(),
             parity_chunks,
@@ -354,8 +410,13 @@ pub fn render(s: &ClusterSummary) -> String {
         s.repair_rate_bytes_per_s as f64 / 1048576.0,
         s.repair_eta_s.map_or("-".into(), |v| format!("{v} s")),
         s.rebuilt_bytes as f64 / 1048576.0,
-        if s.repair_idle { "idle" } else { "working" },
+        match (s.repair_idle, s.degraded.versions) {
+            (true, 0) => "idle",
+            (true, _) => "idle, with nothing it can rebuild now (see redundancy)",
+            (false, _) => "working",
+        },
     ));
+    out.push_str(&render_degraded(&s.degraded));
     out.push_str(&format!(
         "scrub: {} passes, {} chunks verified, {} corrupt chunks rebuilt in place\n",
         s.scrub_passes, s.scrubbed_chunks, s.healed_chunks
@@ -386,6 +447,58 @@ pub fn render(s: &ClusterSummary) -> String {
         d.mttr_hours,
         d.mttr_source
     ));
+    if s.degraded.versions > 0 {
+        out.push_str(&format!(
+            "  that figure assumes full redundancy: {} object versions are below it now, and the MTTR above is not the time to restore them\n",
+            s.degraded.versions
+        ));
+    }
+    out
+}
+
+/// The redundancy line(s) of the status: plainly, how much is degraded, by how much, why,
+/// and what the operator must do.
+fn render_degraded(d: &DegradedSummary) -> String {
+    let census = d.oldest_census_ms_ago.map_or("no census yet".into(), |a| {
+        format!("oldest census {:.1} s ago", a as f64 / 1000.0)
+    });
+    let mut out = if d.versions == 0 {
+        format!("redundancy: full, no object version below full redundancy ({census})\n")
+    } else {
+        let missing: Vec<String> = d
+            .by_missing
+            .iter()
+            .map(|(m, n)| format!("{n} missing {m} chunk{}", if *m == 1 { "" } else { "s" }))
+            .collect();
+        let reasons: Vec<String> = d
+            .by_reason
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        format!(
+            "redundancy: DEGRADED, {} object versions ({:.1} MiB) below full redundancy: {}; why: {} ({census})\n",
+            d.versions,
+            d.bytes as f64 / 1048576.0,
+            missing.join(", "),
+            reasons.join(", "),
+        )
+    };
+    if !d.nodes_without_census.is_empty() {
+        out.push_str(&format!(
+            "  not yet counted: the partitions of nodes {:?} (no census taken yet)\n",
+            d.nodes_without_census
+        ));
+    }
+    if d.by_reason
+        .contains_key(DegradedReason::NoSpareNode.as_str())
+    {
+        out.push_str("  no spare node to rebuild onto: add a node (`gateway admin add`) or replace the failed one (`gateway admin replace`)\n");
+    }
+    if d.by_reason
+        .contains_key(DegradedReason::Unrepairable.as_str())
+    {
+        out.push_str("  fewer than k chunks left for some versions: they cannot be read or rebuilt until a failed node comes back\n");
+    }
     out
 }
 

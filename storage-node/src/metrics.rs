@@ -2,7 +2,7 @@
 //! figures are read-only, so this path alone needs no cluster secret.
 
 use dmpstore_common::cluster::NodeState;
-use dmpstore_common::rpc::{PeerView, RepairStatus};
+use dmpstore_common::rpc::{DegradedReason, PeerView, RepairStatus};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -25,6 +25,9 @@ pub struct NodeMetrics {
     /// Garbage collection and anti-entropy totals, by kind.
     housekeeping: IntCounterVec,
     map_version: IntGauge,
+    /// The census of versions below full redundancy in the partitions this node owns.
+    degraded_versions: IntGaugeVec,
+    degraded_bytes: IntGauge,
     /// Metadata writes refused because their stamp was too far ahead of this node's clock.
     pub clock_offset_refusals: IntCounter,
     /// Median offset of the peers' clocks from this node's, from heartbeats.
@@ -158,7 +161,7 @@ impl NodeMetrics {
                 &r,
                 Gauge::new(
                     "dmpstore_last_failure_rebuild_seconds",
-                    "T_FR of the last failure: repair start to an empty queue",
+                    "T_FR of the last failure: repair start to no version below full redundancy",
                 )
                 .expect("valid metric"),
             ),
@@ -186,6 +189,25 @@ impl NodeMetrics {
                 IntGauge::new(
                     "dmpstore_cluster_map_version",
                     "Version of the cluster map this node uses",
+                )
+                .expect("valid metric"),
+            ),
+            degraded_versions: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "dmpstore_degraded_versions",
+                        "Object versions below full redundancy in the partitions this node owns, by reason (last census)",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
+            degraded_bytes: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_degraded_bytes",
+                    "Bytes of the object versions below full redundancy in the partitions this node owns (last census)",
                 )
                 .expect("valid metric"),
             ),
@@ -222,6 +244,12 @@ impl NodeMetrics {
                 catch_up(&self.housekeeping.with_label_values(&[kind]), total);
             }
             self.map_version.set(s.map_version as i64);
+            for reason in DegradedReason::ALL {
+                self.degraded_versions
+                    .with_label_values(&[reason.as_str()])
+                    .set(s.degraded.with_reason(reason) as i64);
+            }
+            self.degraded_bytes.set(s.degraded.bytes as i64);
         }
         for p in peers {
             for state in [NodeState::Up, NodeState::Suspect, NodeState::Down] {

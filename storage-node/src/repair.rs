@@ -43,9 +43,13 @@ use dmpstore_common::placement::{choose, rank};
 use dmpstore_common::quorum::MajorityOf;
 use dmpstore_common::record::{
     key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
-    ObjectData, Versioned,
+    ObjectData, Versioned, VERSIONS_SUFFIX,
 };
-use dmpstore_common::rpc::{ChunkHome, LeaseCheck, RecordRef, RepairStatus, Request, Response};
+use dmpstore_common::redundancy::{classify, Slot};
+use dmpstore_common::rpc::{
+    ChunkHome, DegradedCount, DegradedReason, LeaseCheck, RecordRef, RepairStatus, Request,
+    Response,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +67,9 @@ const POLL: Duration = Duration::from_millis(200);
 /// wrote its chunks before the change and committed after the scan passed its key is found
 /// then (later stripes of a PUT in flight are refused or fail, which queues it at once).
 const FOLLOW_UP_SCAN: Duration = Duration::from_secs(3);
+/// The census of degraded versions is refreshed this often (or at twice a scan's duration,
+/// whichever is longer) while anything is degraded or a node is Down.
+const CENSUS_INTERVAL: Duration = Duration::from_secs(3);
 /// How often garbage collection looks for moved chunks past their grace, and how many at once.
 const GC_POLL: Duration = Duration::from_secs(1);
 const GC_PAGE: usize = 256;
@@ -124,6 +131,8 @@ struct Stats {
     orphan_chunks_dropped: u64,
     orphan_passes: u64,
     tombstones_purged: u64,
+    /// The last census of degraded versions in the partitions this node owns.
+    degraded: DegradedCount,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -182,6 +191,8 @@ pub struct Repair {
     draining: Mutex<HashSet<NodeId>>,
     /// This node is draining and its last drain sweep found no chunk left to move.
     drain_clean: std::sync::atomic::AtomicBool,
+    /// The repair queue ran empty after work: take a census now (redundancy may be restored).
+    census_requested: std::sync::atomic::AtomicBool,
     rebuild_pace: Pacer,
     scrub_pace: Pacer,
 }
@@ -217,6 +228,7 @@ impl Repair {
             scanned_for: Mutex::new(HashSet::new()),
             draining: Mutex::new(draining),
             drain_clean: std::sync::atomic::AtomicBool::new(false),
+            census_requested: std::sync::atomic::AtomicBool::new(false),
             rebuild_pace: Pacer::new(config.max_rate_mib_per_s),
             scrub_pace: Pacer::new(scrub_config.max_rate_mib_per_s),
             config,
@@ -358,6 +370,7 @@ impl Repair {
             orphan_chunks_dropped: s.orphan_chunks_dropped,
             orphan_passes: s.orphan_passes,
             map_version: self.client.map().version,
+            degraded: s.degraded.clone(),
         }
     }
 
@@ -369,6 +382,7 @@ impl Repair {
         let mut was_down: HashSet<NodeId> = HashSet::new();
         let mut follow_up: Option<Instant> = None;
         let mut scanned_map = self.client.map().version;
+        let mut last_scan_took = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -396,7 +410,19 @@ impl Repair {
                 .filter(|&n| self.detector.state(n) == NodeState::Down)
                 .collect();
             let recovered = was_down.iter().any(|n| !down_now.contains(n));
+            // A node went Down: count what is degraded now (waiting for the repair delay).
+            let went_down = down_now.iter().any(|n| !was_down.contains(n));
             was_down = down_now;
+            // While anything is degraded or Down, the census is kept fresh (at most every
+            // CENSUS_INTERVAL, or twice as long as a scan takes), so that status can say when
+            // redundancy is restored.
+            let census_due = self
+                .census_requested
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+                || went_down
+                || ((self.stats.lock().expect("repair stats").degraded.versions > 0
+                    || !was_down.is_empty())
+                    && last_scan.elapsed() >= CENSUS_INTERVAL.max(last_scan_took * 2));
             let forced: Vec<NodeId> = std::mem::take(&mut *self.forced.lock().expect("forced"));
             let follow_up_due = follow_up.is_some_and(|t| Instant::now() >= t);
             // A new cluster map (a node was added): move the chunks whose placement moved.
@@ -407,6 +433,7 @@ impl Repair {
                 && !recovered
                 && !follow_up_due
                 && !map_changed
+                && !census_due
                 && forced.is_empty()
             {
                 self.scanned_for
@@ -432,11 +459,15 @@ impl Repair {
                 );
                 self.stats.lock().expect("repair stats").scan_pending = true;
             }
+            let started = Instant::now();
             match self.scan(&dead, &forced, &shutdown).await {
-                Ok(found) => {
-                    tracing::info!(found, "repair scan done");
+                Ok((found, census)) => {
+                    if found > 0 || census.versions > 0 || new_failure || recovered {
+                        tracing::info!(found, degraded = census.versions, "repair scan done");
+                    }
                     *self.scanned_for.lock().expect("scanned") = dead;
                     last_scan = Instant::now();
+                    last_scan_took = started.elapsed();
                     scanned_map = map_version;
                     if new_failure {
                         // Still pending until the follow-up scan is done.
@@ -448,6 +479,7 @@ impl Repair {
                     } else if follow_up.is_none() {
                         self.stats.lock().expect("repair stats").scan_pending = false;
                     }
+                    self.census_taken(census);
                     self.wake.notify_one();
                 }
                 Err(e) => {
@@ -459,20 +491,21 @@ impl Repair {
     }
 
     /// One pass over the records of the partitions this node owns. Returns how many records
-    /// were sent for repair.
+    /// were sent for repair, and the census of the versions below full redundancy.
     async fn scan(
         &self,
         dead: &HashSet<NodeId>,
         forced: &[NodeId],
         shutdown: &CancellationToken,
-    ) -> Result<u64, RepairError> {
+    ) -> Result<(u64, DegradedCount), RepairError> {
         let mut after = Vec::new();
         let mut found = 0u64;
+        let mut census = DegradedCount::default();
         let mut owned: HashMap<String, bool> = HashMap::new();
         let map = self.client.map();
         loop {
             if shutdown.is_cancelled() {
-                return Ok(found);
+                return Ok((found, census));
             }
             let store = self.store.clone();
             let (page, next) =
@@ -492,6 +525,18 @@ impl Repair {
                     continue;
                 };
                 let pieces = erasure_pieces(&value);
+                let verdict = self.degraded(&map, &partition, &value, dead);
+                if let Some((missing, reason, _)) = verdict {
+                    census.add(record_bytes(&value), missing, reason);
+                }
+                if verdict.is_some_and(|(_, reason, spares)| {
+                    reason == DegradedReason::Unrepairable
+                        || (reason == DegradedReason::NoSpareNode && spares == 0)
+                }) {
+                    // Nothing repair can do now; the census reports it, and the scan after
+                    // a node comes back or is added queues it.
+                    continue;
+                }
                 let needs = |s: &Option<NodeId>| {
                     s.is_none_or(|n| {
                         dead.contains(&n) || forced.contains(&n) || map.get(n).is_none()
@@ -512,8 +557,77 @@ impl Repair {
             }
             match next {
                 Some(n) => after = n,
-                None => return Ok(found),
+                None => {
+                    census.taken_ms = Some(now_ms());
+                    return Ok((found, census));
+                }
             }
+        }
+    }
+
+    /// How many chunks the version `value` (a record of `partition`) misses and why, with the
+    /// spare nodes of its worst piece; `None` at full redundancy or for records that are not
+    /// counted. Each stored version is counted once: from its `#versions` entry when it has a
+    /// version id, from the key's current record when it is unversioned or the null version
+    /// (a null version that is no longer current is not counted).
+    fn degraded(
+        &self,
+        map: &ClusterMap,
+        partition: &str,
+        value: &MetaValue,
+        dead: &HashSet<NodeId>,
+    ) -> Option<(u32, DegradedReason, usize)> {
+        let in_versions = partition.ends_with(VERSIONS_SUFFIX);
+        let counted = match value {
+            MetaValue::Object(r) => in_versions == r.version_id.is_some(),
+            MetaValue::Part(_) => true,
+            _ => false,
+        };
+        if !counted {
+            return None;
+        }
+        erasure_pieces(value)
+            .into_iter()
+            .filter_map(|piece| {
+                let slots: Vec<Slot> = piece
+                    .placement
+                    .iter()
+                    .map(|slot| match *slot {
+                        None => Slot::Empty,
+                        Some(n) if map.get(n).is_none() => Slot::Gone,
+                        Some(n) if self.detector.state(n) != NodeState::Down => Slot::Held,
+                        Some(n) if dead.contains(&n) => Slot::Dead,
+                        Some(_) => Slot::DownWaiting,
+                    })
+                    .collect();
+                let spares = map
+                    .nodes()
+                    .filter(|n| {
+                        self.detector.state(n.id) == NodeState::Up
+                            && !dead.contains(&n.id)
+                            && !piece.placement.contains(&Some(n.id))
+                    })
+                    .count();
+                classify(&slots, usize::from(piece.layout.k), spares)
+                    .map(|(missing, reason)| (missing, reason, spares))
+            })
+            .max_by_key(|(missing, reason, _)| (*reason, *missing))
+    }
+
+    /// Keeps a census, and ends a repair episode once nothing is degraded any more: only
+    /// then is redundancy restored and T_FR known.
+    fn census_taken(&self, census: DegradedCount) {
+        let mut s = self.stats.lock().expect("repair stats");
+        let restored = census.versions == 0;
+        s.degraded = census;
+        if let (true, true, Some(start)) = (restored, s.episode_scanned, s.episode_start) {
+            let t_fr = start.elapsed().as_millis() as u64;
+            s.last_t_fr_ms = Some(t_fr);
+            s.episode_start = None;
+            tracing::info!(
+                t_fr_ms = t_fr,
+                "no version below full redundancy: redundancy restored"
+            );
         }
     }
 
@@ -628,6 +742,7 @@ impl Repair {
 
     /// Works through the queue until `shutdown`.
     pub async fn run_worker(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut worked = true;
         loop {
             self.heal_queued(&shutdown).await;
             let store = self.store.clone();
@@ -647,8 +762,11 @@ impl Repair {
                     .collect()
             };
             let heals_waiting = self.store.heal_list(1).is_ok_and(|h| !h.is_empty());
-            if queue.is_empty() && !heals_waiting {
-                self.episode_over();
+            if queue.is_empty() && !heals_waiting && worked {
+                // The queue ran dry: the census says whether redundancy is restored.
+                worked = false;
+                self.census_requested
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             if ready.is_empty() {
                 tokio::select! {
@@ -658,6 +776,7 @@ impl Repair {
                 }
                 continue;
             }
+            worked = true;
             for (partition, key) in ready {
                 if shutdown.is_cancelled() {
                     return;
@@ -686,21 +805,6 @@ impl Repair {
                             .insert((partition, key), Instant::now() + RETRY_AFTER);
                     }
                 }
-            }
-        }
-    }
-
-    /// The queue ran empty: if a repair episode was running, its rebuild time is known now.
-    fn episode_over(&self) {
-        let mut s = self.stats.lock().expect("repair stats");
-        if let Some(start) = s.episode_start {
-            // T_FR ends when the episode's scan is done and its work with it; the follow-up
-            // scan is a safety net, not rebuild time.
-            if s.episode_scanned {
-                let t_fr = start.elapsed().as_millis() as u64;
-                s.last_t_fr_ms = Some(t_fr);
-                s.episode_start = None;
-                tracing::info!(t_fr_ms = t_fr, "repair queue empty: redundancy restored");
             }
         }
     }
@@ -1336,6 +1440,15 @@ pub fn erasure_pieces(value: &MetaValue) -> Vec<&ErasureData> {
         MetaValue::Object(r) => r.data.erasure_pieces(),
         MetaValue::Part(p) => p.part.data.erasure_pieces(),
         _ => Vec::new(),
+    }
+}
+
+/// The bytes of the object version or part a record stores.
+fn record_bytes(value: &MetaValue) -> u64 {
+    match value {
+        MetaValue::Object(r) => r.size_bytes,
+        MetaValue::Part(p) => p.part.size_bytes,
+        _ => 0,
     }
 }
 

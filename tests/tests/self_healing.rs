@@ -74,6 +74,7 @@ async fn wait_healed(cluster: &Cluster, dead: &[usize]) -> Value {
             .unwrap_or_default();
         ids.iter().all(|id| agreed.contains(id))
             && last["repair_idle"].as_bool() == Some(true)
+            && last["degraded"]["fully_redundant"].as_bool() == Some(true)
             && last["last_t_fr_ms"].is_u64()
     })
     .await
@@ -137,6 +138,10 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
     .unwrap();
     let seen_down = killed_at.elapsed();
     let healed = wait_healed(&cluster, &[victim]).await;
+    println!(
+        "status of 7 nodes, RS(4,2), after the rebuild:\n{}",
+        cluster.admin(&["status"]).unwrap()
+    );
     let rebuilt = healed["rebuilt_bytes"].as_u64().unwrap_or(0);
     let report = workload.stop().await;
     println!(
@@ -299,15 +304,28 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     assert!(settled.puts_failed <= 2, "{}", settled.summary());
 
     // Both are declared Down and their chunks rebuilt where there is room (5 nodes up, 6
-    // chunks per stripe); then both come back, the chunks that writes had to leave out are
-    // rebuilt onto them, and every object survives two more failures.
-    let healed = wait_healed(&cluster, &[x, y]).await;
+    // chunks per stripe): every version keeps one chunk missing for want of a spare node,
+    // and status says so rather than calling the cluster healthy. Then both come back, the
+    // missing chunks are rebuilt onto them, and every object survives two more failures.
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(180), || {
+        last = status(&cluster);
+        let d = &last["degraded"];
+        last["dead_agreed"].as_array().is_some_and(|a| a.len() == 2)
+            && last["repair_idle"].as_bool() == Some(true)
+            && d["versions"].as_u64() > Some(0)
+            && d["by_reason"]["no spare node"] == d["versions"]
+            && d["by_missing"]["1"] == d["versions"]
+    })
+    .await
+    .unwrap_or_else(|e| panic!("two nodes down: not reported as short of a spare: {e}\n{last:#}"));
+    assert!(
+        last["last_t_fr_ms"].is_null(),
+        "T_FR recorded while versions are degraded:\n{last:#}"
+    );
     println!(
-        "two nodes down: T_FD {}, repair delay {}, T_FR {}, T_RT {}",
-        ms(&healed["last_t_fd_ms"]),
-        ms(&healed["repair_delay_ms"]),
-        ms(&healed["last_t_fr_ms"]),
-        ms(&healed["last_t_rt_ms"])
+        "two nodes down, rebuilt where there is room: {} versions miss one chunk (no spare node)",
+        last["degraded"]["versions"]
     );
     cluster.restart_node(x).unwrap();
     cluster.restart_node(y).unwrap();
@@ -322,6 +340,8 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
         last = status(&cluster);
         last["repair_idle"].as_bool() == Some(true)
             && last["dead_agreed"].as_array().is_some_and(Vec::is_empty)
+            && last["degraded"]["fully_redundant"].as_bool() == Some(true)
+            && last["last_t_fr_ms"].is_u64()
             && last["nodes"].as_array().is_some_and(|n| {
                 n.iter()
                     .map(|n| n["repaired_versions"].as_u64().unwrap_or(0))
@@ -331,6 +351,13 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     })
     .await
     .unwrap_or_else(|e| panic!("no repair after the nodes returned: {e}\n{last:#}"));
+    println!(
+        "two nodes down and back: T_FD {}, repair delay {}, T_FR {}, T_RT {}",
+        ms(&last["last_t_fd_ms"]),
+        ms(&last["repair_delay_ms"]),
+        ms(&last["last_t_fr_ms"]),
+        ms(&last["last_t_rt_ms"])
+    );
     let (b, d) = pick_victims(&cluster, 7, &[], &[], &["", "two"]);
     assert_survives(&cluster, &c, "two", &during.acked, &[b, d]).await;
     cluster.assert_no_error_logs();
@@ -1175,4 +1202,85 @@ async fn removing_a_metadata_node_promotes_a_data_node_and_replicas_that_leave_s
             .unwrap();
         assert_eq!(n, 12, "n7 holds {n} records of {bucket}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_k_plus_m_nodes_and_one_dead_status_counts_every_version_degraded() {
+    // 6 nodes, RS(4,2): every erasure-coded version has a chunk on every node, so with one
+    // dead there is no node to rebuild onto. Status must say that, not "healthy".
+    let cluster = start(6);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("full").send().await.unwrap();
+    let sizes = [100_000usize, 300_000, 1_000_000, 3_000_000];
+    let mut bytes = 0u64;
+    for (i, size) in sizes.iter().cycle().take(12).enumerate() {
+        let data = dmpstore_tests::test_data(9_000 + i as u64, *size);
+        dmpstore_tests::put_bytes(&c, "full", &format!("o{i}"), &data)
+            .await
+            .unwrap();
+        bytes += *size as u64;
+    }
+    // Small objects live inline in their records (no chunks): not counted.
+    dmpstore_tests::put_bytes(&c, "full", "tiny", b"inline")
+        .await
+        .unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(60), || {
+        last = status(&cluster);
+        last["degraded"]["fully_redundant"].as_bool() == Some(true)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("never fully redundant: {e}\n{last:#}"));
+
+    let victim = 3;
+    cluster.kill_node(victim).unwrap();
+    // First only Down: the versions wait for the repair delay.
+    wait_for(Duration::from_secs(30), || {
+        last = status(&cluster);
+        last["degraded"]["versions"].as_u64() == Some(12)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("degraded versions not counted: {e}\n{last:#}"));
+    // Then dead past the delay, with no spare node: every version, every byte, one chunk.
+    wait_for(Duration::from_secs(60), || {
+        last = status(&cluster);
+        let d = &last["degraded"];
+        last["dead_agreed"] == serde_json::json!([victim + 1])
+            && last["repair_idle"].as_bool() == Some(true)
+            && d["by_reason"]["no spare node"].as_u64() == Some(12)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("not reported as short of a spare node: {e}\n{last:#}"));
+    let d = &last["degraded"];
+    assert_eq!(d["versions"].as_u64(), Some(12), "{last:#}");
+    assert_eq!(d["bytes"].as_u64(), Some(bytes), "{last:#}");
+    assert_eq!(d["by_missing"]["1"].as_u64(), Some(12), "{last:#}");
+    assert!(
+        last["last_t_fr_ms"].is_null(),
+        "T_FR recorded with every version degraded:\n{last:#}"
+    );
+    let text = cluster.admin(&["status"]).unwrap();
+    assert!(
+        text.contains("redundancy: DEGRADED, 12 object versions")
+            && text.contains("12 no spare node")
+            && text.contains("add a node"),
+        "{text}"
+    );
+    println!("status of 6 nodes, RS(4,2), one killed:\n{text}");
+    // The node metrics say the same, summed over the partition owners.
+    let metrics: f64 = cluster
+        .nodes()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| {
+            let text = dmpstore_tests::http_get_text(&format!("http://{}/metrics", n.addr))
+                .unwrap_or_default();
+            text.lines()
+                .filter(|l| l.starts_with("dmpstore_degraded_versions{reason=\"no spare node\"}"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum();
+    assert_eq!(metrics, 12.0);
 }
