@@ -284,6 +284,16 @@ pub struct NodeStatus {
     pub n_chunks_estimate: u64,
     pub peers: Vec<PeerView>,
     pub repair: RepairStatus,
+    /// The node's background workers, as its supervisor keeps them.
+    pub workers: Vec<WorkerReport>,
+}
+
+/// One supervised background worker: how often it panicked and was started again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub name: String,
+    pub restarts: u64,
+    pub last_panic: Option<String>,
 }
 
 /// One peer as the reporting node's failure detector sees it.

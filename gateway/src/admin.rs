@@ -9,7 +9,9 @@ use bytes::Bytes;
 use dmpstore_common::cluster::{ClusterMap, NodeInfo, NodeState};
 use dmpstore_common::durability::{annual_loss_probability, DurabilityInput};
 use dmpstore_common::ids::NodeId;
-use dmpstore_common::rpc::{DegradedCount, DegradedReason, NodeStatus, Request, Response};
+use dmpstore_common::rpc::{
+    DegradedCount, DegradedReason, NodeStatus, Request, Response, WorkerReport,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub struct NodeSummary {
     /// anti-entropy pass.
     pub map_version: Option<u64>,
     pub anti_entropy_clean_epoch: Option<u64>,
+    /// Background workers of this node that panicked and were started again.
+    pub restarted_workers: Vec<WorkerReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -276,6 +280,15 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             drops_pending: own.map(|s| s.repair.drops_pending),
             map_version: own.map(|s| s.repair.map_version),
             anti_entropy_clean_epoch: own.map(|s| s.repair.anti_entropy_clean_epoch),
+            restarted_workers: own
+                .map(|s| {
+                    s.workers
+                        .iter()
+                        .filter(|w| w.restarts > 0)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     let up_ids: Vec<u32> = nodes
@@ -417,6 +430,17 @@ pub fn render(s: &ClusterSummary) -> String {
         },
     ));
     out.push_str(&render_degraded(&s.degraded));
+    for n in &s.nodes {
+        for w in &n.restarted_workers {
+            out.push_str(&format!(
+                "workers: n{} {} panicked and was restarted {} times (last: {})\n",
+                n.node_id,
+                w.name,
+                w.restarts,
+                w.last_panic.as_deref().unwrap_or("-")
+            ));
+        }
+    }
     out.push_str(&format!(
         "scrub: {} passes, {} chunks verified, {} corrupt chunks rebuilt in place\n",
         s.scrub_passes, s.scrubbed_chunks, s.healed_chunks

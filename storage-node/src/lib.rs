@@ -9,6 +9,7 @@
 //!   offset estimates), used by nodes and gateways.
 //! - [`meta_client`]: the one metadata quorum client (write order, read write-back, scans),
 //!   used by nodes and gateways.
+//! - [`supervisor`]: runs the background workers and restarts one that panics.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].
@@ -22,3 +23,4 @@ pub mod peers;
 pub mod repair;
 pub mod server;
 pub mod store;
+pub mod supervisor;

@@ -2,7 +2,7 @@
 //! figures are read-only, so this path alone needs no cluster secret.
 
 use dmpstore_common::cluster::NodeState;
-use dmpstore_common::rpc::{DegradedReason, PeerView, RepairStatus};
+use dmpstore_common::rpc::{DegradedReason, PeerView, RepairStatus, WorkerReport};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -28,6 +28,8 @@ pub struct NodeMetrics {
     /// The census of versions below full redundancy in the partitions this node owns.
     degraded_versions: IntGaugeVec,
     degraded_bytes: IntGauge,
+    /// Restarts of each background worker after a panic.
+    worker_restarts: IntCounterVec,
     /// Metadata writes refused because their stamp was too far ahead of this node's clock.
     pub clock_offset_refusals: IntCounter,
     /// Median offset of the peers' clocks from this node's, from heartbeats.
@@ -211,6 +213,17 @@ impl NodeMetrics {
                 )
                 .expect("valid metric"),
             ),
+            worker_restarts: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "dmpstore_worker_restarts_total",
+                        "Background workers started again after a panic, by worker",
+                    ),
+                    &["worker"],
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -222,7 +235,19 @@ impl NodeMetrics {
     }
 
     /// The text exposition, with the repair and detector figures taken now.
-    pub fn render(&self, repair: Option<&RepairStatus>, peers: &[PeerView], chunks: u64) -> String {
+    pub fn render(
+        &self,
+        repair: Option<&RepairStatus>,
+        peers: &[PeerView],
+        workers: &[WorkerReport],
+        chunks: u64,
+    ) -> String {
+        for w in workers {
+            catch_up(
+                &self.worker_restarts.with_label_values(&[&w.name]),
+                w.restarts,
+            );
+        }
         if let Some(s) = repair {
             catch_up(&self.chunks_repaired, s.repaired_chunks);
             catch_up(&self.rebuilt_bytes, s.rebuilt_bytes);

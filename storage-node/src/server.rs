@@ -11,6 +11,7 @@ use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
 use crate::repair::Repair;
 use crate::store::{LeaseRefusal, Store, StoreError};
+use crate::supervisor::Supervisor;
 use anyhow::Context;
 use bytes::Bytes;
 use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES};
@@ -46,6 +47,7 @@ struct ClusterRole {
     client: Arc<NodeClient>,
     detector: Arc<Detector>,
     repair: Arc<Repair>,
+    supervisor: Supervisor,
 }
 
 /// Opens the node's store and serves RPCs on `listener` until `shutdown` is cancelled; then
@@ -123,18 +125,33 @@ pub async fn run(
                 background.clone(),
             ),
         ));
-        background.spawn(detector.clone().run(shutdown.clone()));
-        background.spawn(repair.clone().run_scanner(shutdown.clone()));
-        background.spawn(repair.clone().run_worker(shutdown.clone()));
-        background.spawn(repair.clone().run_scrubber(shutdown.clone()));
-        background.spawn(repair.clone().run_gc(shutdown.clone()));
-        background.spawn(repair.clone().run_anti_entropy(shutdown.clone()));
-        background.spawn(repair.clone().run_orphan_scan(shutdown.clone()));
-        background.spawn(repair.clone().run_drain_sweep(shutdown.clone()));
+        let supervisor = Supervisor::new(background.clone());
+        {
+            let (d, sd) = (detector.clone(), shutdown.clone());
+            supervisor.spawn("detector", shutdown.clone(), move || {
+                d.clone().run(sd.clone())
+            });
+        }
+        macro_rules! repair_worker {
+            ($name:literal, $method:ident) => {{
+                let (r, sd) = (repair.clone(), shutdown.clone());
+                supervisor.spawn($name, shutdown.clone(), move || {
+                    r.clone().$method(sd.clone())
+                });
+            }};
+        }
+        repair_worker!("repair scanner", run_scanner);
+        repair_worker!("repair worker", run_worker);
+        repair_worker!("scrubber", run_scrubber);
+        repair_worker!("garbage collection", run_gc);
+        repair_worker!("anti-entropy", run_anti_entropy);
+        repair_worker!("orphan scan", run_orphan_scan);
+        repair_worker!("drain sweep", run_drain_sweep);
         Some(ClusterRole {
             client,
             detector,
             repair,
+            supervisor,
         })
     };
     let node = Arc::new(Node {
@@ -247,8 +264,13 @@ async fn handle(
             if let Some(offset) = n.cluster.as_ref().and_then(|c| c.client.clock_offset_ms()) {
                 n.metrics.clock_offset_ms.set(offset);
             }
+            let workers = n
+                .cluster
+                .as_ref()
+                .map(|c| c.supervisor.reports())
+                .unwrap_or_default();
             n.metrics
-                .render(repair.as_ref(), &peers, n.store.estimate_chunks())
+                .render(repair.as_ref(), &peers, &workers, n.store.estimate_chunks())
         })
         .await
         .unwrap_or_default();
@@ -681,6 +703,11 @@ fn dispatch(
                 .cluster
                 .as_ref()
                 .map(|c| c.repair.status())
+                .unwrap_or_default(),
+            workers: node
+                .cluster
+                .as_ref()
+                .map(|c| c.supervisor.reports())
                 .unwrap_or_default(),
         })),
         Request::RepairScan { node: replaced } => {

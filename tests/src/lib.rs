@@ -245,12 +245,22 @@ impl Cluster {
 
     /// Starts storage node `idx` again with its config and waits until it listens.
     pub fn restart_node(&mut self, idx: usize) -> anyhow::Result<()> {
+        self.restart_node_with_env(idx, &[])
+    }
+
+    /// [`Cluster::restart_node`] with more environment variables (test fault points).
+    pub fn restart_node_with_env(
+        &mut self,
+        idx: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let (config, id) = {
             let p = self.node(idx);
             (p.config.clone(), p.id.clone())
         };
         let mut cmd = Command::new(bin_dir().join("storage-node"));
         cmd.arg("--config").arg(&config);
+        cmd.envs(env.iter().copied());
         let log = format!("logs/node-{}.log", id.trim_start_matches('n'));
         self.adopt(cmd, &log, "storage-node", &id)
     }

@@ -204,3 +204,40 @@ async fn a_hung_node_is_routed_around_once_the_gateway_marks_it_down() {
     cluster.resume_node(3).unwrap();
     check_all(&c, "hung", &written, "after the node resumed").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_background_worker_is_restarted_and_counted() {
+    let mut cluster = Cluster::start_with(6, 1, &["--repair-delay", "2"]).unwrap();
+    // Node 3's failure detector panics at its first start (a test-only fault point).
+    cluster.stop_node(2).unwrap();
+    cluster
+        .restart_node_with_env(2, &[("DMPSTORE_FAULT_PANIC_WORKER", "detector")])
+        .unwrap();
+    let mut last = serde_json::Value::Null;
+    dmpstore_tests::workload::wait_for(std::time::Duration::from_secs(30), || {
+        last = cluster.admin_status().unwrap();
+        last["nodes"][2]["restarted_workers"][0]["name"] == "detector"
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no restart reported: {e}\n{last:#}"));
+    assert_eq!(last["nodes"][2]["restarted_workers"][0]["restarts"], 1);
+    let text = cluster.admin(&["status"]).unwrap();
+    assert!(
+        text.contains("workers: n3 detector panicked and was restarted 1 times"),
+        "{text}"
+    );
+    // The restarted detector works: node 3 sees node 5 go Down.
+    cluster.kill_node(4).unwrap();
+    let metrics = format!("http://{}/metrics", cluster.node(2).addr);
+    let mut text = String::new();
+    dmpstore_tests::workload::wait_for(std::time::Duration::from_secs(30), || {
+        text = dmpstore_tests::http_get_text(&metrics).unwrap_or_default();
+        text.contains("dmpstore_peer_state{peer=\"n5\",state=\"down\"} 1")
+    })
+    .await
+    .unwrap_or_else(|e| panic!("node 3 never saw node 5 down: {e}\n{text}"));
+    assert!(
+        text.contains("dmpstore_worker_restarts_total{worker=\"detector\"} 1"),
+        "{text}"
+    );
+}

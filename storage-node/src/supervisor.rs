@@ -1,0 +1,147 @@
+//! Runs the node's background workers (detector, repair scanner and worker, scrub, garbage
+//! collection, anti-entropy, orphan scan, drain sweep) and keeps them running: a worker that
+//! panics is counted, logged with its message, and started again after a backoff that
+//! doubles up to [`MAX_BACKOFF`] (and starts over once a run lasted [`STABLE_RUN`]). A worker
+//! that returns has stopped for shutdown and is not restarted.
+//!
+//! Test fault point: `DMPSTORE_FAULT_PANIC_WORKER=NAME` makes worker NAME panic once, at its
+//! first start, so tests can see it restarted.
+
+use dmpstore_common::rpc::WorkerReport;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The longest wait before a panicked worker starts again.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// A run this long resets the backoff: the worker was healthy in between.
+const STABLE_RUN: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Default)]
+pub struct Supervisor {
+    tasks: TaskTracker,
+    reports: Arc<Mutex<BTreeMap<&'static str, WorkerReport>>>,
+}
+
+impl Supervisor {
+    pub fn new(tasks: TaskTracker) -> Supervisor {
+        Supervisor {
+            tasks,
+            reports: Arc::default(),
+        }
+    }
+
+    /// Runs the worker `name`, made afresh by `make` on every (re)start, until `shutdown`.
+    pub fn spawn<F, Fut>(&self, name: &'static str, shutdown: CancellationToken, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.reports.lock().expect("reports").insert(
+            name,
+            WorkerReport {
+                name: name.to_string(),
+                ..WorkerReport::default()
+            },
+        );
+        let reports = self.reports.clone();
+        let mut fault = std::env::var("DMPSTORE_FAULT_PANIC_WORKER").is_ok_and(|w| w == name);
+        self.tasks.spawn(async move {
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                let work = make();
+                let inject = std::mem::take(&mut fault);
+                let started = Instant::now();
+                let run = tokio::spawn(async move {
+                    if inject {
+                        panic!("fault point DMPSTORE_FAULT_PANIC_WORKER");
+                    }
+                    work.await
+                });
+                let panic = match run.await {
+                    Ok(()) => return,
+                    Err(e) if e.is_panic() => panic_message(e.into_panic()),
+                    Err(_) => return,
+                };
+                if started.elapsed() >= STABLE_RUN {
+                    backoff = FIRST_BACKOFF;
+                }
+                tracing::error!(
+                    worker = name,
+                    panic = %panic,
+                    restart_in_ms = backoff.as_millis() as u64,
+                    "background worker panicked; restarting it"
+                );
+                {
+                    let mut r = reports.lock().expect("reports");
+                    let report = r.entry(name).or_default();
+                    report.restarts += 1;
+                    report.last_panic = Some(panic);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+    }
+
+    /// Every worker's restarts and last panic.
+    pub fn reports(&self) -> Vec<WorkerReport> {
+        self.reports
+            .lock()
+            .expect("reports")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_worker_is_restarted_and_counted() {
+        let supervisor = Supervisor::new(TaskTracker::new());
+        let shutdown = CancellationToken::new();
+        let starts = Arc::new(AtomicU32::new(0));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let done_tx = Arc::new(Mutex::new(Some(done_tx)));
+        let s = starts.clone();
+        supervisor.spawn("flaky", shutdown.clone(), move || {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            let done = done_tx.clone();
+            async move {
+                if n < 2 {
+                    panic!("boom {n}");
+                }
+                if let Some(tx) = done.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                std::future::pending::<()>().await
+            }
+        });
+        done_rx.await.unwrap();
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+        let reports = supervisor.reports();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].restarts, 2);
+        assert_eq!(reports[0].last_panic.as_deref(), Some("boom 1"));
+        shutdown.cancel();
+    }
+}
