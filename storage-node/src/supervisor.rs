@@ -115,7 +115,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_panicking_worker_is_restarted_and_counted() {
         let supervisor = Supervisor::new(TaskTracker::new());
         let shutdown = CancellationToken::new();
