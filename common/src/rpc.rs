@@ -357,6 +357,16 @@ pub struct RepairStatus {
     /// The object versions of the partitions this node owns that are below full redundancy,
     /// from its last census.
     pub degraded: DegradedCount,
+    /// Versions this node took out of its repair queue because they cannot be repaired now.
+    pub parked: ParkedRepairs,
+}
+
+/// Repairs parked for want of chunks: how many, and the first few with why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedRepairs {
+    pub count: u64,
+    /// `(partition/key, reason)`.
+    pub first: Vec<(String, String)>,
 }
 
 /// Why an object version is below full redundancy (its worst piece's reason).

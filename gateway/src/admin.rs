@@ -88,6 +88,10 @@ pub struct ClusterSummary {
     pub dead_agreed: Vec<u32>,
     /// Object versions below full redundancy, from the Up nodes' censuses.
     pub degraded: DegradedSummary,
+    /// Versions taken out of repair queues because they cannot be repaired now (sum), and
+    /// the first few as `(node, partition/key, reason)`.
+    pub parked_repairs: u64,
+    pub parked_first: Vec<(u32, String, String)>,
     pub durability: Durability,
 }
 
@@ -370,6 +374,18 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             .map(|id| id.0)
             .collect(),
         degraded,
+        parked_repairs: answered.iter().map(|s| s.repair.parked.count).sum(),
+        parked_first: answered
+            .iter()
+            .flat_map(|s| {
+                s.repair
+                    .parked
+                    .first
+                    .iter()
+                    .map(|(k, why)| (s.node_id.0, k.clone(), why.clone()))
+            })
+            .take(5)
+            .collect(),
         durability: Durability {
             nodes: map.len(),
             parity_chunks,
@@ -430,6 +446,15 @@ pub fn render(s: &ClusterSummary) -> String {
         },
     ));
     out.push_str(&render_degraded(&s.degraded));
+    if s.parked_repairs > 0 {
+        out.push_str(&format!(
+            "parked: {} repairs (versions, or chunks to heal) cannot be done now: fewer than k chunks readable; tried again when the down nodes change\n",
+            s.parked_repairs
+        ));
+        for (node, key, why) in &s.parked_first {
+            out.push_str(&format!("  n{node}: {key}: {why}\n"));
+        }
+    }
     for n in &s.nodes {
         for w in &n.restarted_workers {
             out.push_str(&format!(

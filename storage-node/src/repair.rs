@@ -47,8 +47,8 @@ use dmpstore_common::record::{
 };
 use dmpstore_common::redundancy::{classify, Slot};
 use dmpstore_common::rpc::{
-    ChunkHome, DegradedCount, DegradedReason, LeaseCheck, RecordRef, RepairStatus, Request,
-    Response,
+    ChunkHome, DegradedCount, DegradedReason, LeaseCheck, ParkedRepairs, RecordRef, RepairStatus,
+    Request, Response,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Records read per step of a scan.
 const SCAN_PAGE: usize = 512;
+/// Queued repairs read per step of the worker.
+const QUEUE_PAGE: usize = 64;
+/// Parked versions kept by name for status.
+const MAX_PARKED: usize = 10_000;
 /// Chunks verified per step of a scrub.
 const SCRUB_PAGE: usize = 64;
 /// A repair that failed is retried after this long (the queue keeps it).
@@ -133,6 +137,8 @@ struct Stats {
     tombstones_purged: u64,
     /// The last census of degraded versions in the partitions this node owns.
     degraded: DegradedCount,
+    /// Parked versions not kept by name (beyond `MAX_PARKED`).
+    parked_overflow: u64,
 }
 
 /// Holds a stream of work to a byte rate (a deliberate pacing wait).
@@ -177,6 +183,12 @@ pub struct Repair {
     stats: Mutex<Stats>,
     /// Queued records that failed recently, and when they may be tried again.
     backoff: Mutex<HashMap<(String, String), Instant>>,
+    /// Versions taken out of the queue because they cannot be repaired now: why, and the
+    /// nodes that were down then.
+    #[allow(clippy::type_complexity)]
+    parked: Mutex<
+        std::collections::BTreeMap<(String, String), (String, std::collections::BTreeSet<NodeId>)>,
+    >,
     /// Wakes the worker when something was queued.
     wake: tokio::sync::Notify,
     /// Starts a scrub pass now.
@@ -221,6 +233,7 @@ impl Repair {
             meta,
             stats: Mutex::new(Stats::default()),
             backoff: Mutex::new(HashMap::new()),
+            parked: Mutex::new(std::collections::BTreeMap::new()),
             wake: tokio::sync::Notify::new(),
             scrub_now: tokio::sync::Notify::new(),
             anti_entropy_now: tokio::sync::Notify::new(),
@@ -291,6 +304,20 @@ impl Repair {
 
     /// Queues a record for repair on this node (the `RepairEnqueue` RPC and local triggers).
     pub fn enqueue(&self, partition: &str, key: &str) -> Result<(), RepairError> {
+        {
+            // A parked version stays parked while the nodes that are down are the same: a
+            // retry could only fail the same way. Any change (a node back, another down)
+            // gives it another try.
+            let mut parked = self.parked.lock().expect("parked");
+            let id = (partition.to_string(), key.to_string());
+            match parked.get(&id) {
+                Some((_, down)) if *down == self.down_nodes() => return Ok(()),
+                Some(_) => {
+                    parked.remove(&id);
+                }
+                None => {}
+            }
+        }
         self.store.repair_push(partition, key)?;
         self.wake.notify_one();
         Ok(())
@@ -371,6 +398,17 @@ impl Repair {
             orphan_passes: s.orphan_passes,
             map_version: self.client.map().version,
             degraded: s.degraded.clone(),
+            parked: {
+                let parked = self.parked.lock().expect("parked");
+                ParkedRepairs {
+                    count: parked.len() as u64 + s.parked_overflow,
+                    first: parked
+                        .iter()
+                        .take(5)
+                        .map(|((p, k), (why, _))| (format!("{p}/{k}"), why.clone()))
+                        .collect(),
+                }
+            },
         }
     }
 
@@ -743,14 +781,33 @@ impl Repair {
     /// Works through the queue until `shutdown`.
     pub async fn run_worker(self: Arc<Self>, shutdown: CancellationToken) {
         let mut worked = true;
+        // Where the next page of the queue starts: the worker pages through all of it, so
+        // entries that keep failing (in backoff) never hold up the ones behind them.
+        let mut cursor: Option<(String, String)> = None;
         loop {
             self.heal_queued(&shutdown).await;
             let store = self.store.clone();
-            let queue = tokio::task::spawn_blocking(move || store.repair_list(64))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let after = cursor.clone();
+            let from_start = after.is_none();
+            let page = tokio::task::spawn_blocking(move || {
+                store.repair_list_after(
+                    after.as_ref().map(|(p, k)| (p.as_str(), k.as_str())),
+                    QUEUE_PAGE,
+                )
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+            cursor = if page.len() == QUEUE_PAGE {
+                page.last().cloned()
+            } else {
+                None
+            };
+            if page.is_empty() && !from_start {
+                continue; // the end of the queue: start over from its beginning
+            }
+            let queue = page;
             let now = Instant::now();
             let ready: Vec<(String, String)> = {
                 let mut backoff = self.backoff.lock().expect("backoff");
@@ -769,6 +826,9 @@ impl Repair {
                     .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             if ready.is_empty() {
+                if cursor.is_some() {
+                    continue; // more of the queue to look at
+                }
                 tokio::select! {
                     () = self.wake.notified() => {}
                     _ = tokio::time::sleep(POLL) => {}
@@ -787,11 +847,24 @@ impl Repair {
                         if let Err(e) = self.store.repair_remove(&partition, &key) {
                             tracing::warn!(error = %e, "could not dequeue a finished repair");
                         }
+                        self.parked
+                            .lock()
+                            .expect("parked")
+                            .remove(&(partition.clone(), key.clone()));
                         let mut s = self.stats.lock().expect("repair stats");
                         s.task_secs.push_back(started.elapsed().as_secs_f64());
                         if s.task_secs.len() > 64 {
                             s.task_secs.pop_front();
                         }
+                    }
+                    Err(e @ RepairError::TooFewChunks { .. }) => {
+                        // Cannot be rebuilt now: parked with its reason, out of the queue. The
+                        // scan after a node comes back (or is added) queues it again.
+                        tracing::warn!(partition, key, error = %e, "version cannot be repaired now: parked");
+                        if let Err(e) = self.store.repair_remove(&partition, &key) {
+                            tracing::warn!(error = %e, "could not dequeue a parked repair");
+                        }
+                        self.park(&partition, &key, e.to_string());
                     }
                     Err(e) => {
                         if matches!(e, RepairError::Waiting(_)) {
@@ -807,6 +880,28 @@ impl Repair {
                 }
             }
         }
+    }
+
+    /// Keeps a version that cannot be repaired now, with why, for status (bounded: beyond
+    /// [`MAX_PARKED`] only the count grows).
+    fn park(&self, partition: &str, key: &str, reason: String) {
+        let down = self.down_nodes();
+        let mut parked = self.parked.lock().expect("parked");
+        if parked.len() < MAX_PARKED {
+            parked.insert((partition.to_string(), key.to_string()), (reason, down));
+        } else {
+            self.stats.lock().expect("repair stats").parked_overflow += 1;
+        }
+    }
+
+    /// The nodes of the map that this node's detector sees Down.
+    fn down_nodes(&self) -> std::collections::BTreeSet<NodeId> {
+        self.client
+            .map()
+            .nodes()
+            .map(|n| n.id)
+            .filter(|&n| self.detector.state(n) == NodeState::Down)
+            .collect()
     }
 
     /// Repairs every erasure-coded piece a record references and rewrites the record if a
@@ -1248,6 +1343,15 @@ impl Repair {
                     if let Err(e) = self.store.heal_remove(&key) {
                         tracing::warn!(error = %e, "could not dequeue a finished heal");
                     }
+                }
+                Err(e @ RepairError::TooFewChunks { .. }) => {
+                    // Fewer than k siblings readable: parked like an unrepairable version
+                    // (scrub or a read queues it again once it can be rebuilt).
+                    tracing::warn!(chunk = %name, error = %e, "chunk cannot be healed now: parked");
+                    if let Err(e) = self.store.heal_remove(&key) {
+                        tracing::warn!(error = %e, "could not dequeue a parked heal");
+                    }
+                    self.park("#heal", &name, e.to_string());
                 }
                 Err(e) => {
                     tracing::warn!(chunk = %name, error = %e, "heal failed; will retry");

@@ -630,16 +630,32 @@ impl Store {
     /// Up to `limit` keys of the queue `kind` in the queues family, in order, without the
     /// `[v1][kind]` prefix.
     fn queue_keys(&self, kind: u8, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.queue_keys_after(kind, &[], limit)
+    }
+
+    /// Up to `limit` entries of queue `kind` after the entry `after` (its bytes after the
+    /// queue prefix; empty: from the start).
+    fn queue_keys_after(
+        &self,
+        kind: u8,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = [FORMAT_V1, kind];
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(after);
         let iter = self.db.iterator_cf(
             self.cf(CF_QUEUES),
-            IteratorMode::From(&prefix, Direction::Forward),
+            IteratorMode::From(&start, Direction::Forward),
         );
         let mut out = Vec::new();
         for item in iter {
             let (k, _) = item?;
             if !k.starts_with(&prefix) || out.len() == limit {
                 break;
+            }
+            if !after.is_empty() && &k[prefix.len()..] == after {
+                continue;
             }
             out.push(k[prefix.len()..].to_vec());
         }
@@ -961,7 +977,18 @@ impl Store {
 
     /// Up to `limit` queued repairs, in key order.
     pub fn repair_list(&self, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        let keys = self.queue_keys(b'R', limit)?;
+        self.repair_list_after(None, limit)
+    }
+
+    /// Up to `limit` queued repairs after `after` (exclusive), in key order: the worker pages
+    /// through the whole queue, so entries that keep failing never hide the ones behind them.
+    pub fn repair_list_after(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let after = after.map_or(Vec::new(), |(p, k)| repair_queue_key(p, k)[2..].to_vec());
+        let keys = self.queue_keys_after(b'R', &after, limit)?;
         Ok(keys
             .iter()
             .filter_map(|rest| {

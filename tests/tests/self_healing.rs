@@ -1284,3 +1284,76 @@ async fn with_k_plus_m_nodes_and_one_dead_status_counts_every_version_degraded()
         .sum();
     assert_eq!(metrics, 12.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unrepairable_version_is_parked_and_the_versions_behind_it_are_repaired() {
+    let mut cluster = start(7);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("park").send().await.unwrap();
+    // One stripe of 4 data chunks of 256 KiB: corrupting three of them leaves 3 of the 6
+    // chunks, fewer than k = 4. It sorts first in the repair queues ("a-" < "b-").
+    let broken = dmpstore_tests::test_data(7_000, 1 << 20);
+    dmpstore_tests::put_bytes(&c, "park", "a-broken", &broken)
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for i in 0..6u64 {
+        let data = dmpstore_tests::test_data(7_100 + i, 300_000);
+        dmpstore_tests::put_bytes(&c, "park", &format!("b-{i}"), &data)
+            .await
+            .unwrap();
+        others.push(data);
+    }
+    for i in 0..7 {
+        cluster.stop_node(i).unwrap();
+    }
+    let mut damaged = Vec::new();
+    for chunk in 0..3usize {
+        let at = chunk * 262_144 + 5_000;
+        let marker = &broken[at..at + 64];
+        for i in 0..7 {
+            let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
+            if dmpstore_tests::corrupt_in_blob_files(&dir, marker) > 0 {
+                damaged.push(i);
+            }
+        }
+    }
+    assert_eq!(damaged.len(), 3, "three data chunks damaged: {damaged:?}");
+    for i in 0..7 {
+        cluster.restart_node(i).unwrap();
+    }
+    // A node with a damaged chunk dies: every version there needs a chunk rebuilt, and the
+    // broken one cannot be.
+    let victim = damaged[0];
+    cluster.kill_node(victim).unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(120), || {
+        last = status(&cluster);
+        last["parked_repairs"].as_u64() >= Some(1)
+            && last["repair_idle"].as_bool() == Some(true)
+            && last["degraded"]["versions"].as_u64() == Some(1)
+            && last["dead_agreed"] == serde_json::json!([victim + 1])
+    })
+    .await
+    .unwrap_or_else(|e| panic!("not parked, or the others not repaired: {e}\n{last:#}"));
+    // Parked: the version, and the damaged chunks that reads found and could not heal.
+    assert!(
+        last["parked_first"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|e| e[1].as_str().is_some_and(|k| k.ends_with("park/a-broken")))),
+        "{last:#}"
+    );
+    let text = cluster.admin(&["status"]).unwrap();
+    assert!(
+        text.contains("cannot be done now") && text.contains("park/a-broken: stripe 0"),
+        "{text}"
+    );
+    println!("{text}");
+    // The versions behind it are whole again: readable with two more nodes gone.
+    for (i, data) in others.iter().enumerate() {
+        let got = dmpstore_tests::get_bytes(&c, "park", &format!("b-{i}"))
+            .await
+            .unwrap();
+        assert!(got == *data, "b-{i} differs");
+    }
+}
