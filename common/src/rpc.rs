@@ -254,7 +254,7 @@ pub enum Response {
     Lock {
         granted: bool,
     },
-    Status(NodeStatus),
+    Status(Box<NodeStatus>),
     ClusterMap(ClusterMap),
     Error {
         kind: ErrorKind,

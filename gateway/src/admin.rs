@@ -236,7 +236,7 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
                 .call_with_deadline(n.id, &Request::Status, Bytes::new(), STATUS_DEADLINE)
                 .await;
             match r {
-                Ok((Response::Status(s), _)) => (n.id, Some(s)),
+                Ok((Response::Status(s), _)) => (n.id, Some(*s)),
                 _ => (n.id, None),
             }
         }

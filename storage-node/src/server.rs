@@ -690,7 +690,7 @@ fn dispatch(
             }
             done(Response::Done)
         }
-        Request::Status => done(Response::Status(NodeStatus {
+        Request::Status => done(Response::Status(Box::new(NodeStatus {
             node_id: node.config.id(),
             uptime_ms: node.started.elapsed().as_millis() as u64,
             n_chunks_estimate: store.estimate_chunks(),
@@ -709,7 +709,7 @@ fn dispatch(
                 .as_ref()
                 .map(|c| c.supervisor.reports())
                 .unwrap_or_default(),
-        })),
+        }))),
         Request::RepairScan { node: replaced } => {
             if let Some(c) = &node.cluster {
                 c.repair.request_scan_for(replaced);
