@@ -500,7 +500,11 @@ impl Repair {
             let started = Instant::now();
             match self.scan(&dead, &forced, &shutdown).await {
                 Ok((found, census)) => {
-                    if found > 0 || census.versions > 0 || new_failure || recovered {
+                    // Logged when something happened, not on every census while a node is
+                    // down (those run every few seconds).
+                    let degraded_before =
+                        self.stats.lock().expect("repair stats").degraded.versions;
+                    if found > 0 || census.versions != degraded_before || new_failure || recovered {
                         tracing::info!(found, degraded = census.versions, "repair scan done");
                     }
                     *self.scanned_for.lock().expect("scanned") = dead;
