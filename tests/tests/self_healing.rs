@@ -524,6 +524,31 @@ fn victims_ok(cluster: &Cluster, victims: &[usize], partitions: &[&str]) -> bool
     })
 }
 
+/// Stops every node, damages every occurrence of each marker in their blob files (where a
+/// stopped node keeps its chunk bytes), and starts them again. Returns, per marker, the
+/// nodes where it was found.
+fn corrupt_on_disk(cluster: &mut Cluster, markers: &[&[u8]]) -> Vec<Vec<usize>> {
+    let n = cluster.nodes().len();
+    for i in 0..n {
+        cluster.stop_node(i).unwrap();
+    }
+    let damaged = markers
+        .iter()
+        .map(|marker| {
+            (0..n)
+                .filter(|&i| {
+                    let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
+                    dmpstore_tests::corrupt_in_blob_files(&dir, marker) > 0
+                })
+                .collect()
+        })
+        .collect();
+    for i in 0..n {
+        cluster.restart_node(i).unwrap();
+    }
+    damaged
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupted_chunk_files_are_found_by_scrub_and_rebuilt() {
     let mut cluster = start(6);
@@ -537,25 +562,13 @@ async fn corrupted_chunk_files_are_found_by_scrub_and_rebuilt() {
             .unwrap();
         objects.push(data);
     }
-    // Damage chunk 0 of each object on disk (nodes stopped so the bytes are in blob files),
-    // then restart and scrub.
-    for i in 0..6 {
-        cluster.stop_node(i).unwrap();
-    }
-    let mut damaged_nodes = BTreeSet::new();
-    for data in &objects {
-        let marker = &data[5_000..5_064];
-        for i in 0..6 {
-            let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
-            if dmpstore_tests::corrupt_in_blob_files(&dir, marker) > 0 {
-                damaged_nodes.insert(i);
-            }
-        }
-    }
+    // Damage chunk 0 of each object on disk, then scrub.
+    let markers: Vec<&[u8]> = objects.iter().map(|d| &d[5_000..5_064]).collect();
+    let damaged_nodes: BTreeSet<usize> = corrupt_on_disk(&mut cluster, &markers)
+        .into_iter()
+        .flatten()
+        .collect();
     assert!(!damaged_nodes.is_empty() && damaged_nodes.len() <= 2);
-    for i in 0..6 {
-        cluster.restart_node(i).unwrap();
-    }
     cluster.admin(&["scrub"]).unwrap();
     let mut last = Value::Null;
     wait_for(Duration::from_secs(120), || {
@@ -1304,24 +1317,14 @@ async fn an_unrepairable_version_is_parked_and_the_versions_behind_it_are_repair
             .unwrap();
         others.push(data);
     }
-    for i in 0..7 {
-        cluster.stop_node(i).unwrap();
-    }
-    let mut damaged = Vec::new();
-    for chunk in 0..3usize {
-        let at = chunk * 262_144 + 5_000;
-        let marker = &broken[at..at + 64];
-        for i in 0..7 {
-            let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
-            if dmpstore_tests::corrupt_in_blob_files(&dir, marker) > 0 {
-                damaged.push(i);
-            }
-        }
-    }
+    let markers: Vec<&[u8]> = (0..3usize)
+        .map(|chunk| &broken[chunk * 262_144 + 5_000..][..64])
+        .collect();
+    let damaged: Vec<usize> = corrupt_on_disk(&mut cluster, &markers)
+        .into_iter()
+        .flatten()
+        .collect();
     assert_eq!(damaged.len(), 3, "three data chunks damaged: {damaged:?}");
-    for i in 0..7 {
-        cluster.restart_node(i).unwrap();
-    }
     // A node with a damaged chunk dies: every version there needs a chunk rebuilt, and the
     // broken one cannot be.
     let victim = damaged[0];
