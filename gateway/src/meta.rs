@@ -26,7 +26,9 @@ impl From<MetaError> for GatewayError {
             | MetaError::ClockOffset(_)
             | MetaError::Contended { .. }
             | MetaError::LeaseLost { .. } => GatewayError::Unavailable(e.to_string()),
-            MetaError::Protocol { .. } => GatewayError::Internal(e.to_string()),
+            MetaError::Protocol { .. } | MetaError::RewritesExhausted { .. } => {
+                GatewayError::Internal(e.to_string())
+            }
         }
     }
 }

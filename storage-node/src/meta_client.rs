@@ -56,6 +56,8 @@ pub enum MetaError {
     Contended { partition: String, key: String },
     #[error("the lease on {partition:?}/{key:?} expired or passed to another holder before the write landed")]
     LeaseLost { partition: String, key: String },
+    #[error("version of {partition:?}/{key:?} was rewritten by background work as often as its stamp allows; the next client write of the key replaces it")]
+    RewritesExhausted { partition: String, key: String },
     #[error("node {node} answered a metadata call with an unexpected {response}")]
     Protocol { node: NodeId, response: String },
 }
@@ -554,9 +556,11 @@ impl MetaClient {
         })
     }
 
-    /// Repair's compare-and-set: writes `value` one stamp above `expect` where the replica
-    /// still holds exactly version `expect`. `Ok(false)`: some replica holds another version
-    /// (a client wrote the key meanwhile), and the rewrite is left to lose to it.
+    /// Repair's compare-and-set: writes `value` at the next revision of `expect` (above it,
+    /// below every client stamp above it: [`Hlc`]) where the replica still holds exactly
+    /// version `expect`. `Ok(false)`: some replica holds another version (a client wrote the
+    /// key meanwhile), and the rewrite is left to lose to it. A rewrite that lands on a
+    /// minority only can then never shadow a client's write stamped after it read `expect`.
     pub async fn replace(
         &self,
         partition: &str,
@@ -564,10 +568,13 @@ impl MetaClient {
         expect: Hlc,
         value: Vec<u8>,
     ) -> Result<bool, MetaError> {
-        let record = Versioned {
-            hlc: Hlc(expect.0 + 1),
-            value,
+        let Some(hlc) = expect.next_revision() else {
+            return Err(MetaError::RewritesExhausted {
+                partition: partition.to_string(),
+                key: key.to_string(),
+            });
         };
+        let record = Versioned { hlc, value };
         let (_, round) = self
             .write_round(
                 partition,

@@ -32,7 +32,7 @@ mod orphans;
 
 use crate::config::{RepairConfig, ScrubConfig};
 use crate::detector::Detector;
-use crate::meta_client::MetaClient;
+use crate::meta_client::{MetaClient, MetaError};
 use crate::peers::{NodeClient, NodeState, RpcError};
 use crate::store::{DropIf, PendingDrop, Store};
 use bytes::Bytes;
@@ -861,7 +861,10 @@ impl Repair {
                             s.task_secs.pop_front();
                         }
                     }
-                    Err(e @ RepairError::TooFewChunks { .. }) => {
+                    Err(
+                        e @ (RepairError::TooFewChunks { .. }
+                        | RepairError::Meta(MetaError::RewritesExhausted { .. })),
+                    ) => {
                         // Cannot be rebuilt now: parked with its reason, out of the queue. The
                         // scan after a node comes back (or is added) queues it again.
                         tracing::warn!(partition, key, error = %e, "version cannot be repaired now: parked");

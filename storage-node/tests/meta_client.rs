@@ -21,12 +21,39 @@ const SECRET: &str = "test-cluster-secret-0123456789";
 struct Nodes {
     client: Arc<NodeClient>,
     stops: Vec<CancellationToken>,
-    _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    tasks: Vec<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+    configs: Vec<NodeConfig>,
     _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Nodes {
+    /// Stops node `i` (0-based) and waits until it has closed its store.
+    async fn stop(&mut self, i: usize) {
+        self.stops[i].cancel();
+        if let Some(task) = self.tasks[i].take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Starts node `i` again on its address and its store.
+    async fn start(&mut self, i: usize) {
+        let config = self.configs[i].clone();
+        let listener = tokio::net::TcpListener::bind(config.listen_addr)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        self.tasks[i] = Some(tokio::spawn(dmpstore_storage_node::server::run(
+            listener,
+            config,
+            stop.clone(),
+        )));
+        self.stops[i] = stop;
+    }
 }
 
 async fn three_nodes() -> Nodes {
     let (mut infos, mut stops, mut tasks, mut dirs) = (vec![], vec![], vec![], vec![]);
+    let mut configs = Vec::new();
     for id in 1..=3u32 {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -45,11 +72,12 @@ async fn three_nodes() -> Nodes {
             nodes: Vec::new(),
         };
         let stop = CancellationToken::new();
-        tasks.push(tokio::spawn(dmpstore_storage_node::server::run(
+        configs.push(config.clone());
+        tasks.push(Some(tokio::spawn(dmpstore_storage_node::server::run(
             listener,
             config,
             stop.clone(),
-        )));
+        ))));
         infos.push(NodeInfo {
             id: NodeId(id),
             addr: addr.to_string(),
@@ -64,7 +92,8 @@ async fn three_nodes() -> Nodes {
     Nodes {
         client,
         stops,
-        _tasks: tasks,
+        tasks,
+        configs,
         _dirs: dirs,
     }
 }
@@ -202,10 +231,39 @@ async fn repair_compare_and_set_never_overrides_a_client_write() {
         .await
         .unwrap());
     let after = client.get("b", "k").await.unwrap().unwrap();
-    assert_eq!(after.hlc, Hlc(current.hlc.0 + 1));
+    assert_eq!(after.hlc, current.hlc.next_revision().unwrap());
     // And a client write after it still wins, whatever its clock says.
     client.put("b", "k", b"v3".to_vec()).await.unwrap();
     assert_eq!(client.get("b", "k").await.unwrap().unwrap().value, b"v3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repair_rewrite_left_on_one_replica_never_shadows_a_later_client_write() {
+    let mut nodes = three_nodes().await;
+    // A version written by a gateway whose clock runs ahead.
+    let version = from_a_faster_clock(b"v1");
+    for n in 1..=3 {
+        raw_put(&nodes, n, &version).await;
+    }
+    // Repair rewrote it (new placement) on node 1 only, and node 1 went down.
+    let rewrite = Versioned {
+        hlc: version.hlc.next_revision().unwrap(),
+        value: b"~v1 repaired (a value that sorts above the client's)".to_vec(),
+    };
+    raw_put(&nodes, 1, &rewrite).await;
+    nodes.stop(0).await;
+    // A client whose clock is behind overwrites the key through nodes 2 and 3: it meets v1
+    // there and goes above it.
+    let client = meta(&nodes);
+    let written = client.put("b", "k", b"v2".to_vec()).await.unwrap();
+    assert!(written.hlc > rewrite.hlc, "{written:?} vs {rewrite:?}");
+    // Node 1 comes back and node 3 goes: every read now meets the rewrite beside v2. The
+    // acknowledged overwrite must win (it did not when a rewrite was stamped one above the
+    // version, the very stamp a client that had just seen the version draws next).
+    nodes.start(0).await;
+    nodes.stop(2).await;
+    let read = client.get("b", "k").await.unwrap().unwrap();
+    assert_eq!(read.value, b"v2");
 }
 
 /// Takes the lease on `b/k` for `token` on `node`, as a conditional writer does.

@@ -405,6 +405,16 @@ impl Cluster {
     pub fn logs(&self) -> String {
         collect_logs(self.dir.path())
     }
+
+    /// Copies every process's whole log into `dest` (created), to keep them past the
+    /// cluster's temporary directory when a test has found something to look into.
+    pub fn save_logs(&self, dest: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dest)?;
+        for e in std::fs::read_dir(self.dir.path().join("logs"))?.flatten() {
+            std::fs::copy(e.path(), dest.join(e.file_name()))?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Cluster {

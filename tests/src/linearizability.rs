@@ -41,33 +41,55 @@ pub struct Event {
     pub gateway: usize,
 }
 
-/// Why a history is not linearizable: the key, and the operations on it in invocation order.
+/// Why a history is not linearizable: the key, the operations on it in invocation order, and
+/// a short window of them that is not linearizable by itself, whatever the key held before it.
 #[derive(Debug)]
 pub struct Violation {
     pub key: String,
     pub events: Vec<Event>,
+    /// `events[window]` is not linearizable from any state the key could have had at its
+    /// start (a witness for the report; the whole of `events` when it cannot be narrowed).
+    pub window: std::ops::Range<usize>,
+}
+
+impl Violation {
+    /// Every operation on the key, one per line, as the report prints them.
+    pub fn full_history(&self) -> String {
+        let mut out = String::new();
+        for e in &self.events {
+            out.push_str(&line(e));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn line(e: &Event) -> String {
+    let done = e
+        .completed
+        .map_or("unknown".to_string(), |c| format!("{:.6}", c.as_secs_f64()));
+    format!(
+        "  [{:.6} .. {done}] client {} via gateway {}: {:?}",
+        e.invoked.as_secs_f64(),
+        e.client,
+        e.gateway,
+        e.op
+    )
 }
 
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "history of key {:?} is not linearizable ({} operations):",
+            "history of key {:?} is not linearizable ({} operations); operations {}..{} alone \
+             are not, from any value the key could hold before them:",
             self.key,
-            self.events.len()
+            self.events.len(),
+            self.window.start,
+            self.window.end
         )?;
-        for e in &self.events {
-            let done = e
-                .completed
-                .map_or("unknown".to_string(), |c| format!("{:.6}", c.as_secs_f64()));
-            writeln!(
-                f,
-                "  [{:.6} .. {done}] client {} via gateway {}: {:?}",
-                e.invoked.as_secs_f64(),
-                e.client,
-                e.gateway,
-                e.op
-            )?;
+        for e in &self.events[self.window.clone()] {
+            writeln!(f, "{}", line(e))?;
         }
         Ok(())
     }
@@ -105,13 +127,61 @@ pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
     for (key, mut ops) in by_key {
         ops.sort_by_key(|e| e.invoked);
         if !register_linearizable(&ops, initial) {
+            let window = narrow(&ops, initial);
             return Err(Violation {
                 key: key.to_string(),
                 events: ops,
+                window,
             });
         }
     }
     Ok(())
+}
+
+/// Narrows a rejected history (sorted by invocation) to a short window that is rejected by
+/// itself: first the shortest rejected prefix, then the latest start from which that prefix's
+/// tail is rejected for every value the key could hold there (absent, or any value written
+/// before the window's end). Both searches bisect, taking rejection as monotone in the
+/// window's length, and each result is checked, so the window returned is always rejected.
+fn narrow(ops: &[Event], initial: Option<u64>) -> std::ops::Range<usize> {
+    let rejected_prefix = |end: usize| !register_linearizable(&ops[..end], initial);
+    let (mut lo, mut hi) = (0, ops.len());
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if rejected_prefix(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let end = if rejected_prefix(hi) { hi } else { ops.len() };
+    let mut states: Vec<Option<u64>> = vec![None, initial];
+    states.extend(ops[..end].iter().filter_map(|e| match e.op {
+        Op::Write(Some(v)) => Some(Some(v)),
+        Op::CondWrite { value, .. } => Some(Some(value)),
+        _ => None,
+    }));
+    states.sort();
+    states.dedup();
+    let rejected_from = |start: usize| {
+        states
+            .iter()
+            .all(|&s| !register_linearizable(&ops[start..end], s))
+    };
+    let (mut lo, mut hi) = (0, end);
+    while lo + 1 < hi {
+        let mid = (lo + hi) / 2;
+        if rejected_from(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    if rejected_from(lo) {
+        lo..end
+    } else {
+        0..end
+    }
 }
 
 /// One call or return in the time-ordered list the search walks.
@@ -301,6 +371,8 @@ mod tests {
         let v = check(&h, None).unwrap_err();
         assert_eq!(v.key, "k");
         assert!(v.to_string().contains("Read(Some(1))"));
+        // The witness is the overwrite and the stale read: the first write is not needed.
+        assert_eq!(v.window, 1..3);
     }
 
     #[test]
@@ -440,6 +512,11 @@ mod tests {
         assert!(check(&h, None).is_ok());
         // And one stale read among them is still found.
         h.push(ev(Op::Read(Some(3)), 100 * 40, Some(100 * 40 + 5)));
-        assert!(check(&h, None).is_err());
+        let v = check(&h, None).unwrap_err();
+        // The report narrows 401 operations to the stale read and the writes that rule it out.
+        assert!(v.window.len() <= 10, "window {:?}", v.window);
+        assert!(v.events[v.window.clone()]
+            .iter()
+            .any(|e| e.op == Op::Read(Some(3))));
     }
 }

@@ -17,6 +17,7 @@
 use aws_sdk_s3::primitives::ByteStream;
 use dmpstore_tests::linearizability::{check, Event, Op};
 use dmpstore_tests::{md5_hex, single_attempt_client_for, wait_until, Cluster, ClusterInfo};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -282,6 +283,20 @@ async fn run(name: &str, cluster: Cluster, faults: fn(&mut Cluster, &Pace)) -> R
     );
     if name != "planted_bug" {
         if let Err(v) = verdict {
+            // The whole history and every process's log, kept for a closer look; the panic
+            // shows only the window that is rejected by itself.
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join("rejected-histories")
+                .join(format!("{name}-{}", v.key));
+            let saved = cluster
+                .lock()
+                .unwrap()
+                .save_logs(&dir)
+                .and_then(|()| Ok(std::fs::write(dir.join("history.txt"), v.full_history())?));
+            match saved {
+                Ok(()) => println!("history and logs kept in {}", dir.display()),
+                Err(e) => println!("could not keep the history: {e:#}"),
+            }
             panic!("{v}");
         }
         cluster.lock().unwrap().assert_no_error_logs();
