@@ -145,16 +145,13 @@ pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
 /// window's length, and each result is checked, so the window returned is always rejected.
 fn narrow(ops: &[Event], initial: Option<u64>) -> std::ops::Range<usize> {
     let rejected_prefix = |end: usize| !register_linearizable(&ops[..end], initial);
-    let (mut lo, mut hi) = (0, ops.len());
-    while lo + 1 < hi {
-        let mid = (lo + hi) / 2;
-        if rejected_prefix(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    let end = if rejected_prefix(hi) { hi } else { ops.len() };
+    // The shortest rejected prefix: the first length at which "accepted" turns to "rejected".
+    let shortest = bisect(0, ops.len(), |len| !rejected_prefix(len)) + 1;
+    let end = if shortest <= ops.len() && rejected_prefix(shortest) {
+        shortest
+    } else {
+        ops.len()
+    };
     let mut states: Vec<Option<u64>> = vec![None, initial];
     states.extend(ops[..end].iter().filter_map(|e| match e.op {
         Op::Write(Some(v)) => Some(Some(v)),
@@ -168,20 +165,26 @@ fn narrow(ops: &[Event], initial: Option<u64>) -> std::ops::Range<usize> {
             .iter()
             .all(|&s| !register_linearizable(&ops[start..end], s))
     };
-    let (mut lo, mut hi) = (0, end);
+    let start = bisect(0, end, rejected_from);
+    if rejected_from(start) {
+        start..end
+    } else {
+        0..end
+    }
+}
+
+/// The last `i` in `lo..hi` for which `holds(i)` is true, taking `holds` as true up to some
+/// point and false after it (`lo` if it is false from the start).
+fn bisect(mut lo: usize, mut hi: usize, holds: impl Fn(usize) -> bool) -> usize {
     while lo + 1 < hi {
         let mid = (lo + hi) / 2;
-        if rejected_from(mid) {
+        if holds(mid) {
             lo = mid;
         } else {
             hi = mid;
         }
     }
-    if rejected_from(lo) {
-        lo..end
-    } else {
-        0..end
-    }
+    lo
 }
 
 /// One call or return in the time-ordered list the search walks.
