@@ -31,6 +31,10 @@ pub struct Detector {
     client: Arc<NodeClient>,
     config: DetectorConfig,
     tracks: Mutex<HashMap<NodeId, Track>>,
+    /// When the last round of answers was evaluated: a round that comes much later than the
+    /// heartbeat interval means this node itself was not running (SIGSTOP, a stalled runtime),
+    /// and that time is not counted as its peers' silence.
+    last_round: Mutex<Option<Instant>>,
     /// Detection time of the most recent Down, in ms (0: none yet).
     last_t_fd_ms: AtomicU64,
 }
@@ -42,6 +46,7 @@ impl Detector {
             client,
             config,
             tracks: Mutex::new(HashMap::new()),
+            last_round: Mutex::new(None),
             last_t_fd_ms: AtomicU64::new(0),
         };
         detector.watch_map_nodes();
@@ -107,8 +112,29 @@ impl Detector {
         }
     }
 
+    /// How much of the time since the previous round this node itself was stalled: anything
+    /// beyond two heartbeat intervals (one of waiting for the tick, one of the beats' deadline).
+    fn own_stall(&self, now: Instant) -> Duration {
+        let previous = self.last_round.lock().expect("last round").replace(now);
+        let normal = 2 * Duration::from_millis(self.config.heartbeat_interval_ms);
+        previous.map_or(Duration::ZERO, |p| {
+            now.saturating_duration_since(p).saturating_sub(normal)
+        })
+    }
+
     fn evaluate(&self, answers: &[(NodeId, bool)], now: Instant) {
+        let stall = self.own_stall(now);
         let mut tracks = self.tracks.lock().expect("tracks");
+        if !stall.is_zero() {
+            tracing::warn!(
+                stalled_ms = stall.as_millis() as u64,
+                "failure detector was not running; that time is not counted against peers"
+            );
+            for t in tracks.values_mut() {
+                t.watched_since = (t.watched_since + stall).min(now);
+                t.last_ok = t.last_ok.map(|l| (l + stall).min(now));
+            }
+        }
         for &(peer, ok) in answers {
             let Some(t) = tracks.get_mut(&peer) else {
                 continue;
@@ -175,5 +201,68 @@ impl Detector {
             .collect();
         out.sort_by_key(|v| v.node_id);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmpstore_common::cluster::{ClusterMap, NodeInfo};
+
+    fn detector() -> Detector {
+        let info = |id: u32| NodeInfo {
+            id: NodeId(id),
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            zone: "z".into(),
+            weight: 1,
+        };
+        let map = ClusterMap::new(1, (1..=3).map(info).collect()).unwrap();
+        let client = NodeClient::new(Arc::new(map), "secret", crate::peers::Marking::ByDetector);
+        Detector::new(
+            NodeId(1),
+            Arc::new(client.unwrap()),
+            DetectorConfig::default(),
+        )
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_peer_silent_past_down_after_is_declared_down() {
+        let d = detector();
+        let (interval, down) = (d.config.heartbeat_interval_ms, d.config.down_after_ms);
+        let t0 = Instant::now();
+        d.evaluate(&[(NodeId(2), true), (NodeId(3), true)], t0);
+        let mut t = t0;
+        while t < t0 + ms(down + interval) {
+            t += ms(interval);
+            d.evaluate(&[(NodeId(2), true), (NodeId(3), false)], t);
+        }
+        assert_eq!(d.state(NodeId(2)), NodeState::Up);
+        assert_eq!(d.state(NodeId(3)), NodeState::Down);
+    }
+
+    #[test]
+    fn time_this_node_was_stopped_is_not_counted_against_its_peers() {
+        let d = detector();
+        let (interval, down) = (d.config.heartbeat_interval_ms, d.config.down_after_ms);
+        let t0 = Instant::now();
+        d.evaluate(&[(NodeId(2), true), (NodeId(3), true)], t0);
+        // The node was stopped for twice the Down timeout; its first beats after it resumed
+        // miss their deadline (its own backlog), which says nothing about its peers.
+        let resumed = t0 + ms(2 * down);
+        d.evaluate(&[(NodeId(2), false), (NodeId(3), false)], resumed);
+        assert_ne!(d.state(NodeId(2)), NodeState::Down);
+        assert_ne!(d.state(NodeId(3)), NodeState::Down);
+        // A peer that then stays silent is still declared Down, counted from the resumption.
+        let mut t = resumed;
+        while t < resumed + ms(down + interval) {
+            t += ms(interval);
+            d.evaluate(&[(NodeId(2), true), (NodeId(3), false)], t);
+        }
+        assert_eq!(d.state(NodeId(2)), NodeState::Up);
+        assert_eq!(d.state(NodeId(3)), NodeState::Down);
     }
 }
