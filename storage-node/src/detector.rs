@@ -229,17 +229,23 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Rounds of heartbeats every interval from `from` for `span`: node 2 answers, node 3 not.
+    fn node_3_silent_for(d: &Detector, from: Instant, span: Duration) {
+        let interval = ms(d.config.heartbeat_interval_ms);
+        let mut t = from;
+        while t < from + span {
+            t += interval;
+            d.evaluate(&[(NodeId(2), true), (NodeId(3), false)], t);
+        }
+    }
+
     #[test]
     fn a_peer_silent_past_down_after_is_declared_down() {
         let d = detector();
         let (interval, down) = (d.config.heartbeat_interval_ms, d.config.down_after_ms);
         let t0 = Instant::now();
         d.evaluate(&[(NodeId(2), true), (NodeId(3), true)], t0);
-        let mut t = t0;
-        while t < t0 + ms(down + interval) {
-            t += ms(interval);
-            d.evaluate(&[(NodeId(2), true), (NodeId(3), false)], t);
-        }
+        node_3_silent_for(&d, t0, ms(down + interval));
         assert_eq!(d.state(NodeId(2)), NodeState::Up);
         assert_eq!(d.state(NodeId(3)), NodeState::Down);
     }
@@ -257,11 +263,7 @@ mod tests {
         assert_ne!(d.state(NodeId(2)), NodeState::Down);
         assert_ne!(d.state(NodeId(3)), NodeState::Down);
         // A peer that then stays silent is still declared Down, counted from the resumption.
-        let mut t = resumed;
-        while t < resumed + ms(down + interval) {
-            t += ms(interval);
-            d.evaluate(&[(NodeId(2), true), (NodeId(3), false)], t);
-        }
+        node_3_silent_for(&d, resumed, ms(down + interval));
         assert_eq!(d.state(NodeId(2)), NodeState::Up);
         assert_eq!(d.state(NodeId(3)), NodeState::Down);
     }
