@@ -8,7 +8,7 @@
 //! [`check`] says whether some order of the operations, consistent with real time (an
 //! operation that completed before another was invoked comes first), explains every read.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 /// What one operation on a register did.
@@ -41,8 +41,9 @@ pub struct Event {
     pub gateway: usize,
 }
 
-/// Why a history is not linearizable: the key, the operations on it in invocation order, and
-/// a short window of them that is not linearizable by itself, whatever the key held before it.
+/// Why a history is not linearizable: the key, the operations on it in invocation order (as
+/// checked: without those that cannot matter, values no read saw as [`UNSEEN`]), and a short
+/// window of them that is not linearizable by itself, whatever the key held before it.
 #[derive(Debug)]
 pub struct Violation {
     pub key: String,
@@ -52,29 +53,21 @@ pub struct Violation {
     pub window: std::ops::Range<usize>,
 }
 
-impl Violation {
-    /// Every operation on the key, one per line, as the report prints them.
-    pub fn full_history(&self) -> String {
-        let mut out = String::new();
-        for e in &self.events {
-            out.push_str(&line(e));
-            out.push('\n');
-        }
-        out
+impl std::fmt::Display for Event {
+    /// One line: `[invoked .. completed] client C via gateway G: op`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let done = self
+            .completed
+            .map_or("unknown".to_string(), |c| format!("{:.6}", c.as_secs_f64()));
+        write!(
+            f,
+            "  [{:.6} .. {done}] client {} via gateway {}: {:?}",
+            self.invoked.as_secs_f64(),
+            self.client,
+            self.gateway,
+            self.op
+        )
     }
-}
-
-fn line(e: &Event) -> String {
-    let done = e
-        .completed
-        .map_or("unknown".to_string(), |c| format!("{:.6}", c.as_secs_f64()));
-    format!(
-        "  [{:.6} .. {done}] client {} via gateway {}: {:?}",
-        e.invoked.as_secs_f64(),
-        e.client,
-        e.gateway,
-        e.op
-    )
 }
 
 impl std::fmt::Display for Violation {
@@ -89,18 +82,20 @@ impl std::fmt::Display for Violation {
             self.window.end
         )?;
         for e in &self.events[self.window.clone()] {
-            writeln!(f, "{}", line(e))?;
+            writeln!(f, "{e}")?;
         }
         Ok(())
     }
 }
 
+/// The value an unknown-outcome write of a value no read saw is checked with: all such
+/// writes are alike to every operation of the history (no read or condition names their
+/// values), so one stand-in value keeps the search small.
+pub const UNSEEN: u64 = u64::MAX;
+
 /// Checks every key's history, each starting from `initial` (the key's value before the
 /// recording). Unknown-outcome reads are ignored.
 pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
-    // A write of unknown outcome whose value no read saw changes nothing any read can tell
-    // (it may be placed after everything else), so it is left out: without this, every
-    // failed write would double the search.
     let observed: HashSet<(&str, u64)> = events
         .iter()
         .filter_map(|e| match e.op {
@@ -108,21 +103,32 @@ pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
             _ => None,
         })
         .collect();
+    // A refused conditional write (412) observes that the key did *not* hold what it
+    // expected, so a write of unknown outcome may explain it even if no read saw its value.
+    let refusals: HashSet<&str> = events
+        .iter()
+        .filter(|e| e.completed.is_some() && matches!(e.op, Op::CondWrite { applied: false, .. }))
+        .map(|e| e.key.as_str())
+        .collect();
     let mut by_key: BTreeMap<&str, Vec<Event>> = BTreeMap::new();
     for e in events {
-        let irrelevant = match e.op {
-            Op::Read(_) => e.completed.is_none(),
-            Op::Write(Some(v)) => e.completed.is_none() && !observed.contains(&(e.key.as_str(), v)),
-            Op::Write(None) => false,
-            // Like a write of unknown outcome: if nobody saw its value, "never applied" is
-            // always a valid reading.
-            Op::CondWrite { value, .. } => {
-                e.completed.is_none() && !observed.contains(&(e.key.as_str(), value))
+        let key = e.key.as_str();
+        let unseen = |v: u64| e.completed.is_none() && !observed.contains(&(key, v));
+        let mut e = e.clone();
+        match &mut e.op {
+            Op::Read(_) if e.completed.is_none() => continue,
+            // A write of unknown outcome whose value no read saw can only matter to a refused
+            // conditional write (no read can tell it happened); without refusals on the key it
+            // may always be placed after everything else, so it is left out.
+            Op::Write(Some(v)) | Op::CondWrite { value: v, .. } if unseen(*v) => {
+                if !refusals.contains(key) {
+                    continue;
+                }
+                *v = UNSEEN;
             }
-        };
-        if !irrelevant {
-            by_key.entry(&e.key).or_default().push(e.clone());
+            _ => {}
         }
+        by_key.entry(key).or_default().push(e);
     }
     for (key, mut ops) in by_key {
         ops.sort_by_key(|e| e.invoked);
@@ -136,6 +142,48 @@ pub fn check(events: &[Event], initial: Option<u64>) -> Result<(), Violation> {
         }
     }
     Ok(())
+}
+
+/// Unknown-outcome plain writes of one value are interchangeable: same effect, and no
+/// return to respect. Taking them in invocation order loses no linearization, and among
+/// search states that differ only in how many of them were used, the one that used fewer
+/// can do everything the other can; both keep failed writes from multiplying the search.
+struct Twins {
+    /// For each operation, the previous (by invocation) twin it must not come before.
+    predecessor: Vec<Option<usize>>,
+    /// For each operation with at least one twin, the index of its set of twins.
+    class: Vec<Option<usize>>,
+    n_classes: usize,
+}
+
+impl Twins {
+    fn of(ops: &[Event]) -> Twins {
+        let mut order: Vec<usize> = (0..ops.len()).collect();
+        order.sort_by_key(|&i| ops[i].invoked);
+        let mut last: BTreeMap<Option<u64>, usize> = BTreeMap::new();
+        let mut predecessor = vec![None; ops.len()];
+        for i in order {
+            if let (Op::Write(v), None) = (&ops[i].op, ops[i].completed) {
+                predecessor[i] = last.insert(*v, i);
+            }
+        }
+        let mut class = vec![None; ops.len()];
+        let mut classes: BTreeMap<Option<u64>, usize> = BTreeMap::new();
+        for (i, e) in ops.iter().enumerate() {
+            if let (Op::Write(v), None) = (&e.op, e.completed) {
+                let has_twin = predecessor[i].is_some() || predecessor.contains(&Some(i));
+                if has_twin {
+                    let next = classes.len();
+                    class[i] = Some(*classes.entry(*v).or_insert(next));
+                }
+            }
+        }
+        Twins {
+            predecessor,
+            class,
+            n_classes: classes.len(),
+        }
+    }
 }
 
 /// Narrows a rejected history (sorted by invocation) to a short window that is rejected by
@@ -233,12 +281,26 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
         return true;
     }
 
+    let twins = Twins::of(ops);
     let mut linearized = vec![false; ops.len()];
-    let mut cache: HashSet<(Vec<u64>, Option<u64>)> = HashSet::new();
+    // How many twins of each set are linearized; states are kept per the other operations
+    // linearized and the value, with the smallest such counts seen (a frontier).
+    let mut used = vec![0u32; twins.n_classes];
+    let mut cache: HashMap<(Vec<u64>, Option<u64>), Vec<Vec<u32>>> = HashMap::new();
     let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
     let mut state = initial;
     let mut cursor = entries[HEAD].next;
-    while entries[HEAD].next != usize::MAX {
+    // Done once every operation that returned is linearized: those of unknown outcome left
+    // over may take effect after everything, or never.
+    let n_returned = ops.iter().filter(|e| e.completed.is_some()).count();
+    let mut returned = 0;
+    let undo = |op: usize, linearized: &mut Vec<bool>, used: &mut Vec<u32>| {
+        linearized[op] = false;
+        if let Some(c) = twins.class[op] {
+            used[c] -= 1;
+        }
+    };
+    while returned < n_returned {
         if cursor == usize::MAX {
             // Walked past every entry without finding a return: backtrack.
             let Some((call, prev_state)) = stack.pop() else {
@@ -246,7 +308,8 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
             };
             let op = entries[call].op;
             unlift(&mut entries, call, return_of[op]);
-            linearized[op] = false;
+            undo(op, &mut linearized, &mut used);
+            returned -= usize::from(ops[op].completed.is_some());
             state = prev_state;
             cursor = entries[call].next;
             continue;
@@ -254,6 +317,10 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
         let entry = entries[cursor];
         if entry.is_call {
             let op = entry.op;
+            if twins.predecessor[op].is_some_and(|p| !linearized[p]) {
+                cursor = entry.next;
+                continue;
+            }
             let next_state = match &ops[op].op {
                 Op::Write(v) => Some(*v),
                 Op::Read(seen) => (*seen == state).then_some(state),
@@ -273,15 +340,25 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
             };
             if let Some(next_state) = next_state {
                 linearized[op] = true;
-                let key = (bits(&linearized), next_state);
-                if cache.insert(key) {
+                if let Some(c) = twins.class[op] {
+                    used[c] += 1;
+                }
+                let frontier = cache
+                    .entry((bits(&linearized, &twins.class), next_state))
+                    .or_default();
+                let dominated = frontier
+                    .iter()
+                    .any(|seen| seen.iter().zip(&used).all(|(s, u)| s <= u));
+                if !dominated {
+                    frontier.push(used.clone());
+                    returned += usize::from(ops[op].completed.is_some());
                     stack.push((cursor, state));
                     state = next_state;
                     lift(&mut entries, cursor, return_of[op]);
                     cursor = entries[HEAD].next;
                     continue;
                 }
-                linearized[op] = false;
+                undo(op, &mut linearized, &mut used);
             }
             cursor = entry.next;
         } else {
@@ -291,7 +368,8 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
             };
             let op = entries[call].op;
             unlift(&mut entries, call, return_of[op]);
-            linearized[op] = false;
+            undo(op, &mut linearized, &mut used);
+            returned -= usize::from(ops[op].completed.is_some());
             state = prev_state;
             cursor = entries[call].next;
         }
@@ -299,10 +377,11 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
     true
 }
 
-fn bits(flags: &[bool]) -> Vec<u64> {
+/// The linearized operations other than twins, as a bit set.
+fn bits(flags: &[bool], class: &[Option<usize>]) -> Vec<u64> {
     let mut out = vec![0u64; flags.len().div_ceil(64)];
     for (i, &f) in flags.iter().enumerate() {
-        if f {
+        if f && class[i].is_none() {
             out[i / 64] |= 1 << (i % 64);
         }
     }
@@ -471,6 +550,73 @@ mod tests {
             ev(Op::Write(Some(2)), 20, None),
         ];
         assert!(check(&early, None).is_err());
+    }
+
+    #[test]
+    fn a_refusal_may_be_explained_by_a_write_of_unknown_outcome_nobody_read() {
+        let cond = |expect, value, applied| Op::CondWrite {
+            expect,
+            value,
+            applied,
+        };
+        // The client's own write, then its If-Match on it refused: wrong, unless another
+        // write landed in between. Here one may have: it was invoked before the refusal
+        // answered and its outcome is unknown, although no read ever saw its value.
+        let explained = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(Some(2)), 5, None),
+            ev(cond(Some(1), 3, false), 20, Some(30)),
+        ];
+        assert!(check(&explained, None).is_ok());
+        // So may a conditional write of unknown outcome whose condition held.
+        let by_cond = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(cond(Some(1), 2, true), 12, None),
+            ev(cond(Some(1), 3, false), 20, Some(30)),
+        ];
+        assert!(check(&by_cond, None).is_ok());
+        // Not by one whose condition could not hold, nor by a write invoked after the
+        // refusal answered.
+        let cannot = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(cond(None, 2, true), 12, None),
+            ev(Op::Write(Some(4)), 40, None),
+            ev(cond(Some(1), 3, false), 20, Some(30)),
+        ];
+        assert!(check(&cannot, None).is_err());
+        // And once the unknown write is placed before the refusal, the key no longer holds
+        // the earlier value: a later read of it is still caught.
+        let then_stale = [
+            ev(Op::Write(Some(1)), 0, Some(10)),
+            ev(Op::Write(Some(2)), 5, None),
+            ev(cond(Some(1), 3, false), 20, Some(30)),
+            ev(Op::Read(Some(1)), 40, Some(50)),
+        ];
+        assert!(check(&then_stale, None).is_err());
+    }
+
+    #[test]
+    fn many_unknown_writes_beside_refusals_do_not_stall_the_search() {
+        let cond = |expect, value, applied| Op::CondWrite {
+            expect,
+            value,
+            applied,
+        };
+        let mut h = vec![ev(Op::Write(Some(0)), 0, Some(10))];
+        for i in 1..100u64 {
+            h.push(ev(Op::Write(Some(i)), 10 * i, None));
+            h.push(ev(Op::Write(None), 10 * i + 1, None));
+            h.push(ev(
+                cond(Some(0), 1000 + i, false),
+                10 * i + 2,
+                Some(10 * i + 3),
+            ));
+        }
+        assert!(check(&h, None).is_ok());
+        // Once a read saw the key absent, nothing is left that explains a read of 0.
+        h.push(ev(Op::Read(None), 2000, Some(2001)));
+        h.push(ev(Op::Read(Some(0)), 2002, Some(2003)));
+        assert!(check(&h, None).is_err());
     }
 
     #[test]
