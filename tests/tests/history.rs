@@ -28,12 +28,12 @@ const KEYS: [&str; 4] = ["k0", "k1", "k2", "dir/k3"];
 const WORKERS: usize = 6;
 
 /// Percent of operations that are conditional writes (`DMPSTORE_HISTORY_CONDITIONAL_PCT`,
-/// default 0, at most 40): If-Match on the last value a worker saw, or If-None-Match: *.
+/// default 13, at most 40): If-Match on the last value a worker saw, or If-None-Match: *.
 fn conditional_pct() -> u64 {
     std::env::var("DMPSTORE_HISTORY_CONDITIONAL_PCT")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(13)
         .min(40)
 }
 
