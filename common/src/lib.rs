@@ -3,6 +3,7 @@
 //! Nothing here touches the disk, reads the environment or keeps globals: every function is a
 //! pure computation over its arguments (the quorum primitive only drives futures it is given).
 //!
+//! - [`availability`]: P_HA, the share of requests served, per minute over a day.
 //! - [`ids`]: newtypes for node ids, chunk and stripe indexes, versions and clocks.
 //! - [`limits`]: every size, count and deadline in one place, with their relations asserted.
 //! - [`stripe`]: all stripe arithmetic (object bytes -> stripes -> chunks).
@@ -15,6 +16,7 @@
 //! - [`rpc`]: the typed, versioned messages of the internal node RPC and their framing.
 //! - [`quorum`]: the one quorum primitive used for every replicated call.
 
+pub mod availability;
 pub mod cluster;
 pub mod codec;
 pub mod durability;

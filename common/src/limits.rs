@@ -31,6 +31,11 @@ pub const MAX_DELETE_OBJECTS_KEYS: usize = 1000;
 /// Concurrent deletions one DeleteObjects request runs.
 pub const DELETE_OBJECTS_CONCURRENCY: usize = 16;
 
+/// How often a gateway sends its P_HA counts to the nodes, and how many gateways' reports a
+/// node keeps.
+pub const GATEWAY_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+pub const MAX_GATEWAY_REPORTS: usize = 1024;
+
 /// Object tags (S3's limits).
 pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_KEY_CHARS: usize = 128;

@@ -5,6 +5,7 @@
 //! [`Envelope`] holding the message, then raw payload bytes (a chunk) that are never copied into
 //! the typed part. Responses use the same framing.
 
+use crate::availability::Served;
 use crate::cluster::{ClusterMap, NodeState};
 use crate::ids::{ChunkKey, Hlc, NodeId, VersionId};
 use crate::limits::MAX_RPC_HEADER_BYTES;
@@ -15,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 6;
+pub const RPC_PROTOCOL_VERSION: u16 = 7;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 /// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
@@ -141,6 +142,20 @@ pub enum Request {
     SetClusterMap {
         map: ClusterMap,
     },
+    /// A gateway's P_HA counts (sent to every node now and then), kept in memory and shown by
+    /// `Status` so that `gateway admin status` can report every gateway's availability.
+    GatewayReport(GatewayAvailability),
+}
+
+/// What a gateway served over the last hour and day (P_HA, DESIGN 17).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayAvailability {
+    /// The gateway's S3 listen address: its name in reports.
+    pub gateway: String,
+    pub last_hour: Served,
+    pub last_day: Served,
+    /// When the gateway sent it, ms since the epoch by its clock.
+    pub sent_ms: u64,
 }
 
 /// Where the chunks of an object version are: its layout and placement.
@@ -224,6 +239,7 @@ impl Request {
             Request::DropMovedChunk { .. } => "drop_moved_chunk",
             Request::GetClusterMap => "get_cluster_map",
             Request::SetClusterMap { .. } => "set_cluster_map",
+            Request::GatewayReport(_) => "gateway_report",
         }
     }
 }
@@ -286,6 +302,8 @@ pub struct NodeStatus {
     pub repair: RepairStatus,
     /// The node's background workers, as its supervisor keeps them.
     pub workers: Vec<WorkerReport>,
+    /// The newest availability report of each gateway that sent one since the node started.
+    pub gateways: Vec<GatewayAvailability>,
 }
 
 /// One supervised background worker: how often it panicked and was started again.

@@ -1,24 +1,29 @@
 //! `gateway admin`: the operator's view of the cluster, from the storage nodes' own reports
 //! (the `Status` RPC): every node's state as its peers see it and its last heartbeat, the
-//! repair queue, rebuild rate, progress and ETA, the last failure's T_FD / T_FR / T_RT, and the
-//! durability estimate of DESIGN's Figures.
+//! repair queue, rebuild rate, progress and ETA, the last failure's T_FD / T_FR / T_RT, and
+//! P_FT, the fault-tolerance estimate of DESIGN's Figures, from measured data.
 
 use crate::config::GatewayConfig;
 use crate::nodes::{Marking, NodeClient};
 use bytes::Bytes;
+use dmpstore_common::availability::Served;
 use dmpstore_common::cluster::{ClusterMap, NodeInfo, NodeState};
-use dmpstore_common::durability::{annual_loss_probability, DurabilityInput};
+use dmpstore_common::durability::{fault_tolerance, FaultToleranceInput};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::{
-    DegradedCount, DegradedReason, NodeStatus, Request, Response, WorkerReport,
+    DegradedCount, DegradedReason, GatewayAvailability, NodeStatus, Request, Response, WorkerReport,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Assumed share of nodes failing per year, for the durability estimate.
-pub const ASSUMED_ANNUAL_FAILURE_RATE: f64 = 0.05;
+/// Share of nodes failing per year that P_FT assumes unless the operator sets another
+/// (`gateway admin status --annual-failure-rate`).
+pub const DEFAULT_ANNUAL_FAILURE_RATE: f64 = 0.05;
+/// The rebuild rate P_FT assumes per node before any rebuild was measured: the default
+/// `repair.max_rate_mib_per_s` of the nodes.
+const ASSUMED_REBUILD_BYTES_PER_S_PER_NODE: f64 = 64.0 * 1048576.0;
 const STATUS_DEADLINE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Serialize)]
@@ -92,7 +97,79 @@ pub struct ClusterSummary {
     /// the first few as `(node, partition/key, reason)`.
     pub parked_repairs: u64,
     pub parked_first: Vec<(u32, String, String)>,
-    pub durability: Durability,
+    /// P_FT and every figure it was computed from (`None` if no node answered).
+    pub fault_tolerance: Option<FaultToleranceSummary>,
+    /// P_HA, per gateway and for the cluster.
+    pub availability: AvailabilitySummary,
+}
+
+/// P_HA (DESIGN 17): the share of S3 requests answered without a server-side error, from
+/// each gateway's newest report to the nodes.
+#[derive(Debug, Serialize)]
+pub struct AvailabilitySummary {
+    pub last_hour: ServedSummary,
+    pub last_day: ServedSummary,
+    pub gateways: Vec<GatewayServed>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GatewayServed {
+    /// The gateway's S3 listen address.
+    pub gateway: String,
+    /// Age of its newest report (by the gateway's clock against this one's).
+    pub reported_ms_ago: u64,
+    pub last_hour: ServedSummary,
+    pub last_day: ServedSummary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServedSummary {
+    pub requests: u64,
+    pub failed: u64,
+    /// `None` when no request was answered in the window.
+    pub availability: Option<f64>,
+}
+
+impl From<Served> for ServedSummary {
+    fn from(s: Served) -> ServedSummary {
+        ServedSummary {
+            requests: s.requests,
+            failed: s.failed,
+            availability: s.availability(),
+        }
+    }
+}
+
+impl AvailabilitySummary {
+    fn of(answered: &[&NodeStatus]) -> AvailabilitySummary {
+        let mut newest: BTreeMap<&str, &GatewayAvailability> = BTreeMap::new();
+        for report in answered.iter().flat_map(|s| &s.gateways) {
+            let slot = newest.entry(&report.gateway).or_insert(report);
+            if report.sent_ms > slot.sent_ms {
+                *slot = report;
+            }
+        }
+        let now = crate::state::GatewayState::now_ms();
+        let (mut hour, mut day) = (Served::default(), Served::default());
+        let gateways = newest
+            .into_values()
+            .map(|r| {
+                hour.add(&r.last_hour);
+                day.add(&r.last_day);
+                GatewayServed {
+                    gateway: r.gateway.clone(),
+                    reported_ms_ago: now.saturating_sub(r.sent_ms),
+                    last_hour: r.last_hour.into(),
+                    last_day: r.last_day.into(),
+                }
+            })
+            .collect();
+        AvailabilitySummary {
+            last_hour: hour.into(),
+            last_day: day.into(),
+            gateways,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -140,15 +217,148 @@ impl DegradedSummary {
     }
 }
 
+/// P_FT (DESIGN 17) with every assumption beside it.
 #[derive(Debug, Serialize)]
-pub struct Durability {
+pub struct FaultToleranceSummary {
     pub nodes: usize,
     pub parity_chunks: usize,
-    pub assumed_annual_failure_rate: f64,
-    /// The recovery time used: the measured T_RT, else the repair delay.
+    /// Share of nodes failing per year, set by the operator.
+    pub annual_failure_rate: f64,
+    pub repair_delay_hours: f64,
+    /// Chunk bytes of the fullest node (its chunk count times the chunk size: an upper bound).
+    pub bytes_per_node: u64,
+    pub rebuild_bytes_per_s: f64,
+    pub rebuild_rate_source: &'static str,
+    /// Modelled recovery time of one node failure: delay + bytes per node / rebuild rate.
     pub mttr_hours: f64,
-    pub mttr_source: &'static str,
-    pub annual_data_loss_probability: Option<f64>,
+    /// The most chunks a version is missing now, and when those versions are whole again
+    /// (`None`: they cannot be rebuilt now).
+    pub missing_chunks: usize,
+    pub restore_hours: Option<f64>,
+    pub loss_while_degraded: f64,
+    pub loss_at_full_redundancy: f64,
+    /// Probability of data loss within a year: 1 - P_FT.
+    pub annual_loss: f64,
+    /// Probability of a year without data loss.
+    pub p_ft: f64,
+}
+
+impl FaultToleranceSummary {
+    /// From what the nodes reported; `None` when no node answered.
+    fn of(
+        answered: &[&NodeStatus],
+        (n_nodes, up_nodes): (usize, usize),
+        config: &GatewayConfig,
+        degraded: &DegradedSummary,
+        annual_failure_rate: f64,
+    ) -> Option<FaultToleranceSummary> {
+        let repair_delay_ms = answered.iter().map(|s| s.repair.repair_delay_ms).max()?;
+        let chunk_bytes = u64::from(config.erasure.chunk_size_bytes);
+        let bytes_per_node = answered
+            .iter()
+            .map(|s| s.n_chunks_estimate.saturating_mul(chunk_bytes))
+            .max()
+            .unwrap_or(0);
+        let (rebuild_bytes_per_s, rebuild_rate_source) = rebuild_rate(answered, n_nodes);
+        let parity_chunks = usize::from(config.erasure.parity_chunks);
+        let width = usize::from(config.erasure.data_chunks) + parity_chunks;
+        let down_nodes = n_nodes.saturating_sub(up_nodes);
+        let restore_hours = restore_hours(
+            degraded,
+            (down_nodes, n_nodes - down_nodes >= width),
+            repair_delay_ms,
+            (bytes_per_node, rebuild_bytes_per_s),
+        );
+        // The census lags a failure by seconds (and does not count inline objects, whose
+        // redundancy is their metadata replicas): until it counts something, every node not
+        // Up is taken to hold a chunk of the worst version.
+        let census_missing = degraded.by_missing.keys().max().map_or(0, |&m| m as usize);
+        let missing_chunks = if census_missing > 0 {
+            census_missing
+        } else {
+            down_nodes.min(width)
+        };
+        let input = FaultToleranceInput {
+            nodes: n_nodes,
+            up_nodes,
+            parity_chunks,
+            annual_failure_rate,
+            repair_delay_hours: repair_delay_ms as f64 / 3_600_000.0,
+            bytes_per_node: bytes_per_node as f64,
+            rebuild_bytes_per_hour: rebuild_bytes_per_s * 3600.0,
+            missing_chunks,
+            restore_hours,
+        };
+        let ft = fault_tolerance(&input)?;
+        Some(FaultToleranceSummary {
+            nodes: input.nodes,
+            parity_chunks: input.parity_chunks,
+            annual_failure_rate,
+            repair_delay_hours: input.repair_delay_hours,
+            bytes_per_node,
+            rebuild_bytes_per_s,
+            rebuild_rate_source,
+            mttr_hours: ft.mttr_hours,
+            missing_chunks: input.missing_chunks,
+            restore_hours,
+            loss_while_degraded: ft.loss_while_degraded,
+            loss_at_full_redundancy: ft.loss_at_full_redundancy,
+            annual_loss: ft.annual_loss,
+            p_ft: ft.p_ft(),
+        })
+    }
+}
+
+/// The cluster's rebuild rate, bytes per second, and where it comes from: measured now, or
+/// over the last rebuild, or (before any) the nodes' default cap.
+fn rebuild_rate(answered: &[&NodeStatus], n_nodes: usize) -> (f64, &'static str) {
+    let now: u64 = answered.iter().map(|s| s.repair.rate_bytes_per_s).sum();
+    if now > 0 {
+        return (now as f64, "measured now");
+    }
+    let rebuilt: u64 = answered.iter().map(|s| s.repair.rebuilt_bytes).sum();
+    let t_fr_ms = answered.iter().filter_map(|s| s.repair.last_t_fr_ms).max();
+    match t_fr_ms {
+        Some(ms) if ms > 0 && rebuilt > 0 => (
+            rebuilt as f64 * 1000.0 / ms as f64,
+            "measured: bytes rebuilt since the nodes started over the last T_FR",
+        ),
+        _ => (
+            ASSUMED_REBUILD_BYTES_PER_S_PER_NODE * n_nodes.saturating_sub(1).max(1) as f64,
+            "assumed: 64 MiB/s on each other node, the default cap (no rebuild measured yet)",
+        ),
+    }
+}
+
+/// Hours until the versions degraded now are whole again, `None` if some cannot be rebuilt
+/// now (no spare node, fewer than `k` chunks left). Nodes Down that no census counted yet
+/// take a node's worth of chunks each, rebuilt after the repair delay.
+fn restore_hours(
+    d: &DegradedSummary,
+    (down_nodes, spare): (usize, bool),
+    repair_delay_ms: u64,
+    (bytes_per_node, bytes_per_s): (u64, f64),
+) -> Option<f64> {
+    let stuck = [DegradedReason::NoSpareNode, DegradedReason::Unrepairable];
+    let is_stuck = stuck
+        .iter()
+        .any(|r| d.by_reason.get(r.as_str()).is_some_and(|&n| n > 0));
+    if is_stuck || (down_nodes > 0 && !spare) {
+        return None;
+    }
+    let waiting = down_nodes > 0
+        || d.by_reason
+            .get(DegradedReason::WaitingForDelay.as_str())
+            .is_some_and(|&n| n > 0);
+    let delay_s = if waiting {
+        repair_delay_ms as f64 / 1000.0
+    } else {
+        0.0
+    };
+    let bytes = d
+        .bytes
+        .max(bytes_per_node.saturating_mul(down_nodes as u64));
+    Some((delay_s + bytes as f64 / bytes_per_s.max(1.0)) / 3600.0)
 }
 
 /// An RPC client for admin calls: it never marks nodes up or down from call outcomes. Its map
@@ -226,7 +436,11 @@ pub async fn add_node(
 }
 
 /// Asks every node for its status and summarizes.
-pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
+/// The cluster's status; P_FT assumes `annual_failure_rate` (share of nodes failing a year).
+pub async fn status(
+    config: &GatewayConfig,
+    annual_failure_rate: f64,
+) -> anyhow::Result<ClusterSummary> {
     let client = admin_client(config).await?;
     let map = client.map();
     let asks = map.nodes().map(|n| {
@@ -315,21 +529,13 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
         (Some(fd), Some(delay), Some(fr)) => Some(fd + delay + fr),
         _ => None,
     };
-    let (mttr_hours, mttr_source) = match (last_t_rt_ms, repair_delay_ms) {
-        (Some(rt), _) => (rt as f64 / 3_600_000.0, "measured T_RT of the last failure"),
-        (None, Some(delay)) => (
-            delay.max(1) as f64 / 3_600_000.0,
-            "repair delay (no failure measured yet)",
-        ),
-        (None, None) => (1.0, "1 hour (no node answered)"),
-    };
-    let parity_chunks = usize::from(config.erasure.parity_chunks);
-    let durability_input = DurabilityInput {
-        nodes: map.len(),
-        parity_chunks,
-        annual_failure_rate: ASSUMED_ANNUAL_FAILURE_RATE,
-        mttr_hours,
-    };
+    let fault_tolerance = FaultToleranceSummary::of(
+        &answered,
+        (map.len(), up_ids.len()),
+        config,
+        &degraded,
+        annual_failure_rate,
+    );
     Ok(ClusterSummary {
         map_version: map.version,
         repair_queued: answered.iter().map(|s| s.repair.queued).sum(),
@@ -386,14 +592,8 @@ pub async fn status(config: &GatewayConfig) -> anyhow::Result<ClusterSummary> {
             })
             .take(5)
             .collect(),
-        durability: Durability {
-            nodes: map.len(),
-            parity_chunks,
-            assumed_annual_failure_rate: ASSUMED_ANNUAL_FAILURE_RATE,
-            mttr_hours,
-            mttr_source,
-            annual_data_loss_probability: annual_loss_probability(&durability_input),
-        },
+        fault_tolerance,
+        availability: AvailabilitySummary::of(&answered),
         nodes,
     })
 }
@@ -485,21 +685,83 @@ pub fn render(s: &ClusterSummary) -> String {
         ms(s.last_t_fr_ms),
         ms(s.last_t_rt_ms)
     ));
-    let d = &s.durability;
-    out.push_str(&format!(
-        "durability: P(data loss in a year) ≈ {} for {} nodes, m = {}, assumed annual node failure rate {:.0} %, MTTR {:.4} h ({}); Markov approximation, independent failures, one placement group\n",
-        d.annual_data_loss_probability
-            .map_or("-".into(), |p| format!("{p:.3e}")),
-        d.nodes,
-        d.parity_chunks,
-        d.assumed_annual_failure_rate * 100.0,
-        d.mttr_hours,
-        d.mttr_source
+    out.push_str(&render_availability(&s.availability));
+    out.push_str(&render_fault_tolerance(
+        s.fault_tolerance.as_ref(),
+        &s.degraded,
     ));
-    if s.degraded.versions > 0 {
+    out
+}
+
+/// P_HA for the cluster, then per gateway.
+fn render_availability(a: &AvailabilitySummary) -> String {
+    let share = |s: &ServedSummary| match s.availability {
+        Some(p) => format!("{:.3} % of {} requests", p * 100.0, s.requests),
+        None => "no requests".to_string(),
+    };
+    let mut out = format!(
+        "availability (P_HA, requests answered without a server-side error): last hour {}, last day {}\n",
+        share(&a.last_hour),
+        share(&a.last_day)
+    );
+    if a.gateways.is_empty() {
+        out.push_str("  no gateway has reported yet\n");
+    }
+    for g in &a.gateways {
         out.push_str(&format!(
-            "  that figure assumes full redundancy: {} object versions are below it now, and the MTTR above is not the time to restore them\n",
-            s.degraded.versions
+            "  gateway {}: last hour {}, last day {} (reported {:.1} s ago)\n",
+            g.gateway,
+            share(&g.last_hour),
+            share(&g.last_day),
+            g.reported_ms_ago as f64 / 1000.0
+        ));
+    }
+    out
+}
+
+/// P_FT, what it assumed, and how the current degradation weighs in.
+fn render_fault_tolerance(f: Option<&FaultToleranceSummary>, d: &DegradedSummary) -> String {
+    let Some(f) = f else {
+        return "fault tolerance: P_FT unknown (no node answered)\n".into();
+    };
+    let p_ft = if f.annual_loss < 1e-4 {
+        format!("1 - {:.3e}", f.annual_loss)
+    } else {
+        format!("{:.4}", f.p_ft)
+    };
+    let mut out = format!(
+        "fault tolerance: P_FT ≈ {p_ft} (probability of a year without data loss; of a loss: {:.3e})\n",
+        f.annual_loss
+    );
+    out.push_str(&format!(
+        "  model: {} nodes, m = {}, annual node failure rate {} % (--annual-failure-rate), MTTR {:.3} h = repair delay {:.3} h + {:.1} MiB per node / rebuild {:.1} MiB/s ({}); Markov approximation, independent failures, one placement group\n",
+        f.nodes,
+        f.parity_chunks,
+        f.annual_failure_rate * 100.0,
+        f.mttr_hours,
+        f.repair_delay_hours,
+        f.bytes_per_node as f64 / 1048576.0,
+        f.rebuild_bytes_per_s / 1048576.0,
+        f.rebuild_rate_source,
+    ));
+    if f.missing_chunks > f.parity_chunks {
+        out.push_str(&format!(
+            "  now: nodes holding {} chunks of some versions are not up, more than the {} parity chunks: those versions are unreadable, and lost unless the nodes return\n",
+            f.missing_chunks, f.parity_chunks
+        ));
+    } else if f.missing_chunks > 0 {
+        let until = f.restore_hours.map_or(
+            "cannot be rebuilt now, so counted degraded for the whole year".to_string(),
+            |h| format!("whole again in about {h:.3} h"),
+        );
+        let what = if d.versions > 0 {
+            format!("{} object versions missing", d.versions)
+        } else {
+            "nodes not up (no census counted them yet) hold".to_string()
+        };
+        out.push_str(&format!(
+            "  now: {what} up to {} of {} parity chunks, {until}: P(loss while degraded) ≈ {:.3e}\n",
+            f.missing_chunks, f.parity_chunks, f.loss_while_degraded
         ));
     }
     out
@@ -584,7 +846,7 @@ async fn wait_status(
 ) -> anyhow::Result<ClusterSummary> {
     let mut last_print = tokio::time::Instant::now();
     loop {
-        let s = status(config).await?;
+        let s = status(config, DEFAULT_ANNUAL_FAILURE_RATE).await?;
         if done(&s) {
             return Ok(s);
         }

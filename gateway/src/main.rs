@@ -54,13 +54,16 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Every node's state and last heartbeat, repair progress, the last failure's T_FD / T_FR /
-    /// T_RT, and the durability estimate.
+    /// T_RT, and P_FT (the estimated probability of a year without data loss).
     Status {
         #[arg(long)]
         config: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Share of nodes failing per year that P_FT assumes (0.05 = 5 %).
+        #[arg(long, default_value_t = dmpstore_gateway::admin::DEFAULT_ANNUAL_FAILURE_RATE, value_parser = parse_rate)]
+        annual_failure_rate: f64,
     },
     /// Start a scrub pass on every node now (re-read every chunk, rebuild corrupt ones).
     Scrub {
@@ -171,10 +174,15 @@ async fn main() -> anyhow::Result<()> {
             dmpstore_gateway::dev::run(opts, shutdown).await
         }
         Command::Admin {
-            command: AdminCommand::Status { config, json },
+            command:
+                AdminCommand::Status {
+                    config,
+                    json,
+                    annual_failure_rate,
+                },
         } => {
             let config = GatewayConfig::load(&config)?;
-            let summary = dmpstore_gateway::admin::status(&config).await?;
+            let summary = dmpstore_gateway::admin::status(&config, annual_failure_rate).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -276,5 +284,13 @@ async fn main() -> anyhow::Result<()> {
                 dmpstore_storage_node::server::bind_retrying(config.s3_listen_addr).await?;
             dmpstore_gateway::server::run(listener, config, shutdown).await
         }
+    }
+}
+
+/// A share of nodes failing per year: above 0, at most 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a rate in (0, 1]")),
     }
 }

@@ -3,12 +3,16 @@
 //! signed, so it never lands here).
 
 use crate::nodes::NodeClient;
+use dmpstore_common::availability::{MinuteCounts, Served, DAY_MINUTES, HOUR_MINUTES};
 use dmpstore_common::cluster::NodeState;
+use dmpstore_common::rpc::GatewayAvailability;
 use dmpstore_storage_node::meta_client::MetaClient;
 use dmpstore_storage_node::metrics::encode;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
+use std::sync::Mutex;
 
 pub struct GatewayMetrics {
     registry: Registry,
@@ -20,6 +24,9 @@ pub struct GatewayMetrics {
     node_up: IntGaugeVec,
     clock_offset_ms: IntGauge,
     clock_refusals: IntCounter,
+    /// P_HA: requests answered, and with a server-side error, per minute over a day.
+    served: Mutex<MinuteCounts>,
+    availability: GaugeVec,
 }
 
 impl std::fmt::Debug for GatewayMetrics {
@@ -117,6 +124,18 @@ impl GatewayMetrics {
                 )
                 .expect("valid metric"),
             ),
+            served: Mutex::default(),
+            availability: register(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "dmpstore_gateway_availability",
+                        "P_HA: share of S3 requests answered without a server-side error (5xx) over the window (1 when none were answered)",
+                    ),
+                    &["window"],
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -126,6 +145,31 @@ impl GatewayMetrics {
             .with_label_values(&[method, &status.to_string()])
             .inc();
         self.seconds.with_label_values(&[method]).observe(seconds);
+        self.served
+            .lock()
+            .expect("served counts")
+            .record(now_minute(), status >= 500);
+    }
+
+    /// What this gateway served over the last hour and day (P_HA).
+    pub fn served(&self) -> (Served, Served) {
+        let counts = self.served.lock().expect("served counts");
+        let now = now_minute();
+        (
+            counts.window(now, HOUR_MINUTES),
+            counts.window(now, DAY_MINUTES),
+        )
+    }
+
+    /// This gateway's P_HA report for the nodes, under the name `gateway`.
+    pub fn availability_report(&self, gateway: &str) -> GatewayAvailability {
+        let (last_hour, last_day) = self.served();
+        GatewayAvailability {
+            gateway: gateway.to_string(),
+            last_hour,
+            last_day,
+            sent_ms: crate::state::GatewayState::now_ms(),
+        }
     }
 
     pub fn render(&self, nodes: &NodeClient, meta: &MetaClient) -> String {
@@ -136,6 +180,12 @@ impl GatewayMetrics {
         if refusals > counted {
             self.clock_refusals.inc_by(refusals - counted);
         }
+        let (hour, day) = self.served();
+        for (window, served) in [("1h", hour), ("1d", day)] {
+            self.availability
+                .with_label_values(&[window])
+                .set(served.availability().unwrap_or(1.0));
+        }
         for n in nodes.map().nodes() {
             self.node_up
                 .with_label_values(&[&n.id.to_string()])
@@ -143,6 +193,10 @@ impl GatewayMetrics {
         }
         encode(&self.registry)
     }
+}
+
+fn now_minute() -> u64 {
+    crate::state::GatewayState::now_ms() / 60_000
 }
 
 /// Whether a request is a metrics scrape rather than an S3 call.

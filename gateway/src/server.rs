@@ -7,6 +7,7 @@ use crate::host::VirtualHosts;
 use crate::s3::DmpS3;
 use crate::state::GatewayState;
 use dmpstore_common::limits::MAX_S3_HEADER_BYTES;
+use dmpstore_common::rpc::Request;
 use hyper_util::rt::TokioIo;
 use s3s::service::S3ServiceBuilder;
 use std::sync::Arc;
@@ -26,6 +27,11 @@ pub async fn run(
     let state = Arc::new(GatewayState::new(config)?);
     let background = TaskTracker::new();
     background.spawn(state.nodes.clone().probe_health_until(shutdown.clone()));
+    background.spawn(report_availability(
+        state.clone(),
+        listener.local_addr()?.to_string(),
+        shutdown.clone(),
+    ));
 
     let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
     builder.set_auth(KeyRing::new(&state.config.credentials));
@@ -108,4 +114,30 @@ pub async fn run(
     background.wait().await;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Sends this gateway's P_HA counts to every node now and then, so that `gateway admin
+/// status` can show every gateway's availability (best effort: a node that misses one gets
+/// the next).
+async fn report_availability(state: Arc<GatewayState>, name: String, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(dmpstore_common::limits::GATEWAY_REPORT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let request = Request::GatewayReport(state.metrics.availability_report(&name));
+        let map = state.nodes.map();
+        futures::future::join_all(map.nodes().map(|n| {
+            let request = &request;
+            let state = &state;
+            async move {
+                if let Err(e) = state.nodes.call(n.id, request, bytes::Bytes::new()).await {
+                    tracing::debug!(node = %n.id, error = %e, "availability report not delivered");
+                }
+            }
+        }))
+        .await;
+    }
 }

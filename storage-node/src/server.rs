@@ -14,10 +14,12 @@ use crate::store::{LeaseRefusal, Store, StoreError};
 use crate::supervisor::Supervisor;
 use anyhow::Context;
 use bytes::Bytes;
-use dmpstore_common::limits::{MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES};
+use dmpstore_common::limits::{
+    MAX_GATEWAY_REPORTS, MAX_RPC_BODY_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES,
+};
 use dmpstore_common::rpc::{
-    decode_frame, encode_frame, ErrorKind, HealthReport, LeaseCheck, NodeStatus, Request, Response,
-    META_EPOCH_HEADER, RPC_PATH, SECRET_HEADER,
+    decode_frame, encode_frame, ErrorKind, GatewayAvailability, HealthReport, LeaseCheck,
+    NodeStatus, Request, Response, META_EPOCH_HEADER, RPC_PATH, SECRET_HEADER,
 };
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -41,6 +43,8 @@ struct Node {
     metrics: NodeMetrics,
     /// When the last clock-offset refusal was logged (ms since the epoch).
     last_clock_warn_ms: std::sync::atomic::AtomicU64,
+    /// The newest availability report of each gateway (P_HA), for `Status`.
+    gateways: std::sync::Mutex<std::collections::BTreeMap<String, GatewayAvailability>>,
 }
 
 struct ClusterRole {
@@ -161,6 +165,7 @@ pub async fn run(
         cluster,
         metrics: NodeMetrics::new(),
         last_clock_warn_ms: Default::default(),
+        gateways: Default::default(),
     });
     tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
 
@@ -369,9 +374,18 @@ async fn handle(
         ));
     }
     let started = Instant::now();
-    let dispatching = node.clone();
-    let result =
-        tokio::task::spawn_blocking(move || dispatch(&dispatching, request, payload)).await;
+    // Heartbeats and reports touch memory only: answered at once, never queued behind storage
+    // work on the blocking pool, so a busy node is not taken for a dead one.
+    let inline = matches!(
+        request,
+        Request::Heartbeat { .. } | Request::Health | Request::GatewayReport(_)
+    );
+    let result = if inline {
+        Ok(dispatch(&node, request, payload))
+    } else {
+        let dispatching = node.clone();
+        tokio::task::spawn_blocking(move || dispatch(&dispatching, request, payload)).await
+    };
     let ok = matches!(result, Ok(Ok(_)));
     node.metrics
         .observe_rpc(name, ok, started.elapsed().as_secs_f64());
@@ -709,7 +723,26 @@ fn dispatch(
                 .as_ref()
                 .map(|c| c.supervisor.reports())
                 .unwrap_or_default(),
+            gateways: node
+                .gateways
+                .lock()
+                .expect("gateway reports")
+                .values()
+                .cloned()
+                .collect(),
         }))),
+        Request::GatewayReport(report) => {
+            let mut reports = node.gateways.lock().expect("gateway reports");
+            let room = reports.len() < MAX_GATEWAY_REPORTS || reports.contains_key(&report.gateway);
+            if room
+                && reports
+                    .get(&report.gateway)
+                    .is_none_or(|r| r.sent_ms <= report.sent_ms)
+            {
+                reports.insert(report.gateway.clone(), report);
+            }
+            done(Response::Done)
+        }
         Request::RepairScan { node: replaced } => {
             if let Some(c) = &node.cluster {
                 c.repair.request_scan_for(replaced);

@@ -247,6 +247,10 @@ struct Entry {
 
 const HEAD: usize = 0;
 
+/// A search state but for the twins used: the other operations linearized (a bit set) and the
+/// register's value.
+type SearchState = (Vec<u64>, Option<u64>);
+
 fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
     // Entries: a sentinel head, then calls and returns sorted by time (an unknown return at
     // the very end); at equal times returns come after calls, the lenient reading.
@@ -286,7 +290,7 @@ fn register_linearizable(ops: &[Event], initial: Option<u64>) -> bool {
     // How many twins of each set are linearized; states are kept per the other operations
     // linearized and the value, with the smallest such counts seen (a frontier).
     let mut used = vec![0u32; twins.n_classes];
-    let mut cache: HashMap<(Vec<u64>, Option<u64>), Vec<Vec<u32>>> = HashMap::new();
+    let mut cache: HashMap<SearchState, Vec<Vec<u32>>> = HashMap::new();
     let mut stack: Vec<(usize, Option<u64>)> = Vec::new();
     let mut state = initial;
     let mut cursor = entries[HEAD].next;

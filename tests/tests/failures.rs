@@ -241,3 +241,56 @@ async fn a_panicking_background_worker_is_restarted_and_counted() {
         "{text}"
     );
 }
+
+/// P_HA (DESIGN 17): requests a gateway answers with a server-side error count against its
+/// measured availability, on its `/metrics` at once and in `gateway admin status` (the
+/// cluster's and each gateway's) once its next report reached the nodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_failed_by_the_server_lower_the_measured_availability() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = dmpstore_tests::single_attempt_client_for(
+        &cluster.info,
+        0,
+        std::time::Duration::from_secs(20),
+    );
+    c.create_bucket().bucket("avail").send().await.unwrap();
+    for i in 0..20 {
+        put_bytes(&c, "avail", &format!("ok-{i}"), b"served")
+            .await
+            .unwrap();
+    }
+    let metrics_url = format!("{}/metrics", cluster.info.s3_endpoints[0]);
+    let availability = |window: &str| {
+        let text = dmpstore_tests::http_get_text(&metrics_url).unwrap();
+        dmpstore_tests::metric_sum(
+            &text,
+            &format!("dmpstore_gateway_availability{{window=\"{window}\"}}"),
+        )
+    };
+    assert_eq!(availability("1h"), 1.0);
+    // Four of six nodes down: no metadata quorum, so every write is answered 503.
+    for idx in 0..4 {
+        cluster.kill_node(idx).unwrap();
+    }
+    for i in 0..10 {
+        let put = put_bytes(&c, "avail", &format!("refused-{i}"), b"refused").await;
+        assert!(put.is_err(), "a PUT succeeded without a metadata quorum");
+    }
+    // 1 CreateBucket + 20 PUTs served, 10 failed.
+    let expected = 21.0 / 31.0;
+    assert!((availability("1h") - expected).abs() < 1e-9);
+    assert!((availability("1d") - expected).abs() < 1e-9);
+    let mut last = serde_json::Value::Null;
+    dmpstore_tests::wait_until(std::time::Duration::from_secs(60), || {
+        last = cluster.admin_status().unwrap_or_default();
+        last["availability"]["last_hour"]["failed"].as_u64() == Some(10)
+    })
+    .unwrap_or_else(|e| panic!("status does not show the failed requests: {e}\n{last:#}"));
+    let a = &last["availability"];
+    assert_eq!(a["last_hour"]["requests"].as_u64(), Some(31), "{last:#}");
+    assert!((a["last_day"]["availability"].as_f64().unwrap() - expected).abs() < 1e-9);
+    assert_eq!(a["gateways"].as_array().map(Vec::len), Some(1), "{last:#}");
+    let text = cluster.admin(&["status"]).unwrap();
+    assert!(text.contains("last hour 67.742 % of 31 requests"), "{text}");
+    println!("{text}");
+}

@@ -63,6 +63,13 @@ fn node_state(s: &Value, idx: usize) -> String {
 
 /// Waits until the admin status shows node `idx` Down, every other node agreeing it is dead
 /// past the repair delay, and repair idle everywhere; returns the final status.
+/// P_FT's loss for a year with RS(4,2) versions missing one chunk that cannot be rebuilt:
+/// two of the `others` nodes holding their other chunks fail (each at the default 5 % a year).
+fn loss_with_one_chunk_missing(others: i32) -> f64 {
+    let q = 1.0 - (-0.05f64).exp();
+    1.0 - (1.0 - q).powi(others) - f64::from(others) * q * (1.0 - q).powi(others - 1)
+}
+
 async fn wait_healed(cluster: &Cluster, dead: &[usize]) -> Value {
     let ids: Vec<u64> = dead.iter().map(|&i| i as u64 + 1).collect();
     let mut last = Value::Null;
@@ -323,6 +330,14 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
         last["last_t_fr_ms"].is_null(),
         "T_FR recorded while versions are degraded:\n{last:#}"
     );
+    // P_FT counts the degradation: one chunk missing with nowhere to rebuild it, so for the
+    // whole year a version is lost if two of the five nodes up, which hold its other chunks,
+    // fail.
+    let degraded_loss = last["fault_tolerance"]["annual_loss"].as_f64().unwrap();
+    assert!(
+        (degraded_loss - loss_with_one_chunk_missing(5)).abs() < 1e-9,
+        "{last:#}"
+    );
     println!(
         "two nodes down, rebuilt where there is room: {} versions miss one chunk (no spare node)",
         last["degraded"]["versions"]
@@ -351,6 +366,20 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     })
     .await
     .unwrap_or_else(|e| panic!("no repair after the nodes returned: {e}\n{last:#}"));
+    // Whole again: P_FT is the Markov figure with the recovery time modelled from the
+    // measured rebuild rate, orders of magnitude above the degraded one.
+    let ft = &last["fault_tolerance"];
+    assert_eq!(ft["missing_chunks"].as_u64(), Some(0), "{last:#}");
+    assert!(
+        ft["rebuild_rate_source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("measured")),
+        "{last:#}"
+    );
+    assert!(
+        ft["annual_loss"].as_f64().unwrap() < degraded_loss * 1e-6,
+        "{last:#}"
+    );
     println!(
         "two nodes down and back: T_FD {}, repair delay {}, T_FR {}, T_RT {}",
         ms(&last["last_t_fd_ms"]),
@@ -1272,11 +1301,25 @@ async fn with_k_plus_m_nodes_and_one_dead_status_counts_every_version_degraded()
         last["last_t_fr_ms"].is_null(),
         "T_FR recorded with every version degraded:\n{last:#}"
     );
+    // P_FT says so too, and moves with the operator's failure rate as the model says.
+    let loss = last["fault_tolerance"]["annual_loss"].as_f64().unwrap();
+    assert!(
+        (loss - loss_with_one_chunk_missing(5)).abs() < 1e-9,
+        "{last:#}"
+    );
+    let doubled: Value = serde_json::from_str(
+        &cluster
+            .admin(&["status", "--json", "--annual-failure-rate", "0.1"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(doubled["fault_tolerance"]["annual_loss"].as_f64().unwrap() > loss * 3.0);
     let text = cluster.admin(&["status"]).unwrap();
     assert!(
         text.contains("redundancy: DEGRADED, 12 object versions")
             && text.contains("12 no spare node")
-            && text.contains("add a node"),
+            && text.contains("add a node")
+            && text.contains("counted degraded for the whole year"),
         "{text}"
     );
     println!("status of 6 nodes, RS(4,2), one killed:\n{text}");
