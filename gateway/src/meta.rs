@@ -9,11 +9,11 @@ use crate::state::GatewayState;
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::limits::{CONDITIONAL_LEASE_TTL, CONDITIONAL_LOCK_PATIENCE};
-use dmpstore_common::quorum::MajorityOf;
+use dmpstore_common::quorum::{quorum_of, MajorityOf};
 use dmpstore_common::record::{MetaValue, Versioned};
 use dmpstore_common::rpc::{Request, Response};
 use dmpstore_storage_node::meta_client::MetaError;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn replicas(state: &GatewayState, partition: &str) -> MajorityOf {
     state.meta.replicas(partition)
@@ -163,10 +163,19 @@ pub struct KeyLease {
     partition: String,
     key: String,
     token: [u8; 16],
-    nodes: Vec<NodeId>,
+    /// The replicas that granted it, including those that answer after the majority did.
+    grants: Arc<Mutex<Grants>>,
     /// The last moment a write fenced by this lease may draw its stamp: the TTL, counted from
     /// before the lease was asked for, less [`LEASE_WRITE_MARGIN`].
     write_by: tokio::time::Instant,
+}
+
+/// Who granted a lease so far, and whether it was released: a replica that grants after the
+/// release (a slow or stopped node answering late) is sent its release at once.
+#[derive(Debug, Default)]
+struct Grants {
+    nodes: Vec<NodeId>,
+    released: bool,
 }
 
 /// The part of a lease no fenced write starts in: more than the clock offsets (twice the
@@ -203,25 +212,47 @@ pub async fn lease_for(
         // Taken afresh each round: a stale-map refusal has refreshed the map meanwhile.
         let asked = tokio::time::Instant::now();
         let spec = replicas(state, partition);
-        let nodes = spec.nodes();
-        let answers = futures::future::join_all(nodes.iter().map(|&node| {
-            let req = &request;
-            async move { (node, state.nodes.call(node, req, Bytes::new()).await) }
-        }))
-        .await;
-        let granted: Vec<NodeId> = answers
-            .into_iter()
-            .filter(|(_, r)| matches!(r, Ok((Response::Lock { granted: true }, _))))
-            .map(|(n, _)| n)
-            .collect();
         let lease = KeyLease {
             partition: partition.to_string(),
             key: key.to_string(),
             token,
-            nodes: granted,
+            grants: Arc::default(),
             write_by: asked + ttl.saturating_sub(LEASE_WRITE_MARGIN),
         };
-        if spec.met_by(&lease.nodes) {
+        // Each request is an owned task, so the lease is decided as soon as a majority
+        // granted it (or cannot), without waiting out a stopped replica's deadline; a grant
+        // that comes later still joins the lease, or is released if the lease already was.
+        let calls = spec
+            .nodes()
+            .into_iter()
+            .map(|node| {
+                let (state, request, grants) =
+                    (state.clone(), request.clone(), lease.grants.clone());
+                let (partition, key) = (partition.to_string(), key.to_string());
+                let task = state.clone().tasks.spawn(async move {
+                    let answer = state.nodes.call(node, &request, Bytes::new()).await;
+                    if !matches!(answer, Ok((Response::Lock { granted: true }, _))) {
+                        return false;
+                    }
+                    let late = {
+                        let mut g = grants.lock().expect("lease grants");
+                        g.nodes.push(node);
+                        g.released
+                    };
+                    if late {
+                        unlock(&state, node, partition, key, token).await;
+                    }
+                    true
+                });
+                (node, async move {
+                    match task.await {
+                        Ok(true) => Ok(()),
+                        _ => Err(()),
+                    }
+                })
+            })
+            .collect();
+        if quorum_of(calls, &spec).await.met() {
             return Ok(lease);
         }
         release(state, lease).await;
@@ -295,20 +326,39 @@ fn held_token(partition: &str, key: &str) -> Option<[u8; 16]> {
     .flatten()
 }
 
-/// Releases the leases (best effort: an unreleased lease expires by itself).
+/// Releases the leases (best effort: an unreleased lease expires by itself); a replica that
+/// grants it after this is released by its own request's task.
 pub async fn release(state: &Arc<GatewayState>, lease: KeyLease) {
-    let request = Request::MetaUnlock {
-        partition: lease.partition,
-        key: lease.key,
-        token: lease.token,
+    let nodes = {
+        let mut g = lease.grants.lock().expect("lease grants");
+        g.released = true;
+        std::mem::take(&mut g.nodes)
     };
-    futures::future::join_all(lease.nodes.iter().map(|&node| {
-        let req = &request;
-        async move {
-            if let Err(e) = state.nodes.call(node, req, Bytes::new()).await {
-                tracing::debug!(%node, error = %e, "lease release failed; it will expire");
-            }
-        }
+    futures::future::join_all(nodes.into_iter().map(|node| {
+        unlock(
+            state,
+            node,
+            lease.partition.clone(),
+            lease.key.clone(),
+            lease.token,
+        )
     }))
     .await;
+}
+
+async fn unlock(
+    state: &Arc<GatewayState>,
+    node: NodeId,
+    partition: String,
+    key: String,
+    token: [u8; 16],
+) {
+    let request = Request::MetaUnlock {
+        partition,
+        key,
+        token,
+    };
+    if let Err(e) = state.nodes.call(node, &request, Bytes::new()).await {
+        tracing::debug!(%node, error = %e, "lease release failed; it will expire");
+    }
 }

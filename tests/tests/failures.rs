@@ -294,3 +294,50 @@ async fn requests_failed_by_the_server_lower_the_measured_availability() {
     assert!(text.contains("last hour 67.742 % of 31 requests"), "{text}");
     println!("{text}");
 }
+
+/// A stopped (SIGSTOP) metadata replica does not hold conditional writes up: their leases are
+/// decided by the first majority to answer, not after the stopped node's RPC deadline (10 s,
+/// twice the client's timeout here). Before, every If-None-Match PUT timed out.
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_writes_do_not_wait_for_a_stopped_replica() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = dmpstore_tests::single_attempt_client_for(
+        &cluster.info,
+        0,
+        std::time::Duration::from_secs(5),
+    );
+    c.create_bucket().bucket("cond").send().await.unwrap();
+    // Five of six nodes hold each partition: with two stopped, at least one replica is.
+    cluster.pause_node(0).unwrap();
+    cluster.pause_node(1).unwrap();
+    for i in 0..5 {
+        let key = format!("created-{i}");
+        let put = c
+            .put_object()
+            .bucket("cond")
+            .key(&key)
+            .if_none_match("*")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"once"))
+            .send()
+            .await;
+        assert!(put.is_ok(), "{key}: {put:?}");
+        let again = c
+            .put_object()
+            .bucket("cond")
+            .key(&key)
+            .if_none_match("*")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"twice"))
+            .send()
+            .await;
+        let status = again
+            .err()
+            .and_then(|e| e.raw_response().map(|r| r.status().as_u16()));
+        assert_eq!(status, Some(412), "{key}: a second create must be refused");
+    }
+    cluster.resume_node(0).unwrap();
+    cluster.resume_node(1).unwrap();
+    assert_eq!(
+        get_bytes(&c, "cond", "created-4").await.unwrap(),
+        b"once".to_vec()
+    );
+}
