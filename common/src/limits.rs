@@ -36,6 +36,14 @@ pub const DELETE_OBJECTS_CONCURRENCY: usize = 16;
 pub const GATEWAY_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 pub const MAX_GATEWAY_REPORTS: usize = 1024;
 
+/// Failures (peers declared Down) a node remembers for status: T_FD, T_FR and T_RT per failure.
+pub const FAILURE_HISTORY: usize = 16;
+
+/// How long a read waits for the data chunks it asked for before it fetches parity around the
+/// slow ones and reconstructs (DESIGN 9): well above a chunk read's time on a busy node, far
+/// below the RPC deadline a hung node would otherwise cost.
+pub const READ_HEDGE_AFTER: Duration = Duration::from_secs(1);
+
 /// Object tags (S3's limits).
 pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_KEY_CHARS: usize = 128;
@@ -121,3 +129,4 @@ const _: () = assert!(MAX_LIST_KEYS <= MAX_SCAN_ENTRIES as usize);
 // A scan page (its byte budget, one entry over it, and framing) fits in one RPC header.
 const _: () =
     assert!(MAX_SCAN_PAGE_BYTES + MAX_RECORD_BYTES + MAX_KEY_BYTES + 4096 < MAX_RPC_HEADER_BYTES);
+const _: () = assert!(READ_HEDGE_AFTER.as_millis() * 5 <= RPC_TIMEOUT.as_millis());

@@ -377,6 +377,32 @@ pub struct RepairStatus {
     pub degraded: DegradedCount,
     /// Versions this node took out of its repair queue because they cannot be repaired now.
     pub parked: ParkedRepairs,
+    /// The last failures this node's detector saw, oldest first.
+    pub failures: Vec<FailureRecord>,
+    /// Metadata records this node's scans skipped because they do not decode.
+    pub undecodable: UndecodableRecords,
+}
+
+/// Records skipped as undecodable: how often, and the first few as `(partition/key, why)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndecodableRecords {
+    pub count: u64,
+    pub first: Vec<(String, String)>,
+}
+
+/// One failure as a node saw it: a peer declared Down, how long that took, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub node: NodeId,
+    /// When it was declared Down, ms since the epoch by the reporting node's clock.
+    pub down_at_ms: u64,
+    /// T_FD: from its last answered heartbeat to Down.
+    pub t_fd_ms: u64,
+    /// It answered again this long after it was declared Down.
+    pub back_after_ms: Option<u64>,
+    /// T_FR of the repair that restored full redundancy after it (none if it came back
+    /// within the repair delay, or while redundancy is not restored yet).
+    pub t_fr_ms: Option<u64>,
 }
 
 /// Repairs parked for want of chunks: how many, and the first few with why.

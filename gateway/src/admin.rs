@@ -11,7 +11,8 @@ use dmpstore_common::cluster::{ClusterMap, NodeInfo, NodeState};
 use dmpstore_common::durability::{fault_tolerance, FaultToleranceInput};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::{
-    DegradedCount, DegradedReason, GatewayAvailability, NodeStatus, Request, Response, WorkerReport,
+    DegradedCount, DegradedReason, FailureRecord, GatewayAvailability, NodeStatus, Request,
+    Response, WorkerReport,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -101,6 +102,69 @@ pub struct ClusterSummary {
     pub fault_tolerance: Option<FaultToleranceSummary>,
     /// P_HA, per gateway and for the cluster.
     pub availability: AvailabilitySummary,
+    /// The last failures (nodes declared Down), newest first, each with its own T_FD, T_FR
+    /// and T_RT.
+    pub failures: Vec<FailureSummary>,
+    /// Metadata records the nodes' scans skipped because they do not decode (times skipped),
+    /// and the first few as `(node, partition/key, why)`.
+    pub undecodable_records: u64,
+    pub undecodable_first: Vec<(u32, String, String)>,
+}
+
+/// One failure as the nodes saw it: the reports of one node going Down, merged.
+#[derive(Debug, Serialize)]
+pub struct FailureSummary {
+    pub node: u32,
+    pub down_ms_ago: u64,
+    /// The longest detection time any node measured.
+    pub t_fd_ms: u64,
+    pub back_after_ms: Option<u64>,
+    /// Down for longer than the repair delay: its chunks had to be rebuilt.
+    pub rebuilt: bool,
+    pub t_fr_ms: Option<u64>,
+    /// `T_FD + repair delay + T_FR`, once redundancy was restored after it.
+    pub t_rt_ms: Option<u64>,
+}
+
+/// Reports of one node going Down within this long of each other are one failure.
+const SAME_FAILURE_MS: u64 = 30_000;
+/// Failures status shows.
+const FAILURES_SHOWN: usize = 10;
+
+/// Merges the nodes' failure histories: one entry per node going Down, newest first.
+fn failure_history(answered: &[&NodeStatus], repair_delay_ms: u64) -> Vec<FailureSummary> {
+    let mut records: Vec<&FailureRecord> =
+        answered.iter().flat_map(|s| &s.repair.failures).collect();
+    records.sort_by_key(|r| (r.node, r.down_at_ms));
+    let mut merged: Vec<FailureRecord> = Vec::new();
+    for r in records {
+        match merged.last_mut() {
+            Some(m) if m.node == r.node && r.down_at_ms - m.down_at_ms <= SAME_FAILURE_MS => {
+                m.t_fd_ms = m.t_fd_ms.max(r.t_fd_ms);
+                m.back_after_ms = m.back_after_ms.max(r.back_after_ms);
+                // Restored only once every node's census found nothing degraded (a node that
+                // owns no degraded version records its T_FR at once).
+                m.t_fr_ms = m.t_fr_ms.zip(r.t_fr_ms).map(|(a, b)| a.max(b));
+            }
+            _ => merged.push(r.clone()),
+        }
+    }
+    merged.sort_by_key(|m| std::cmp::Reverse(m.down_at_ms));
+    let now = crate::state::GatewayState::now_ms();
+    merged
+        .into_iter()
+        .take(FAILURES_SHOWN)
+        .map(|m| FailureSummary {
+            node: m.node.0,
+            down_ms_ago: now.saturating_sub(m.down_at_ms),
+            t_fd_ms: m.t_fd_ms,
+            back_after_ms: m.back_after_ms,
+            rebuilt: m.back_after_ms.is_none_or(|b| b >= repair_delay_ms)
+                && now.saturating_sub(m.down_at_ms) >= repair_delay_ms,
+            t_fr_ms: m.t_fr_ms,
+            t_rt_ms: m.t_fr_ms.map(|fr| m.t_fd_ms + repair_delay_ms + fr),
+        })
+        .collect()
 }
 
 /// P_HA (DESIGN 17): the share of S3 requests answered without a server-side error, from
@@ -594,6 +658,19 @@ pub async fn status(
             .collect(),
         fault_tolerance,
         availability: AvailabilitySummary::of(&answered),
+        failures: failure_history(&answered, repair_delay_ms.unwrap_or(0)),
+        undecodable_records: answered.iter().map(|s| s.repair.undecodable.count).sum(),
+        undecodable_first: answered
+            .iter()
+            .flat_map(|s| {
+                s.repair
+                    .undecodable
+                    .first
+                    .iter()
+                    .map(|(k, why)| (s.node_id.0, k.clone(), why.clone()))
+            })
+            .take(5)
+            .collect(),
         nodes,
     })
 }
@@ -685,11 +762,46 @@ pub fn render(s: &ClusterSummary) -> String {
         ms(s.last_t_fr_ms),
         ms(s.last_t_rt_ms)
     ));
+    if s.undecodable_records > 0 {
+        out.push_str(&format!(
+            "undecodable: metadata records skipped {} times by scans (the other replicas serve them; restore the node's disk or replace it):\n",
+            s.undecodable_records
+        ));
+        for (node, key, why) in &s.undecodable_first {
+            out.push_str(&format!("  n{node}: {key}: {why}\n"));
+        }
+    }
+    out.push_str(&render_failures(&s.failures));
     out.push_str(&render_availability(&s.availability));
     out.push_str(&render_fault_tolerance(
         s.fault_tolerance.as_ref(),
         &s.degraded,
     ));
+    out
+}
+
+/// The failure history, newest first.
+fn render_failures(failures: &[FailureSummary]) -> String {
+    if failures.is_empty() {
+        return "failures: none since the nodes started\n".into();
+    }
+    let mut out = "failures (newest first):\n".to_string();
+    for f in failures {
+        let end = match (f.t_fr_ms, f.back_after_ms, f.rebuilt) {
+            (Some(fr), _, _) => format!("T_FR {}, T_RT {}", ms(Some(fr)), ms(f.t_rt_ms)),
+            (None, Some(back), false) => {
+                format!("back after {}, within the repair delay", ms(Some(back)))
+            }
+            (None, None, false) => "waiting for the repair delay".to_string(),
+            (None, _, true) => "redundancy not restored yet".to_string(),
+        };
+        out.push_str(&format!(
+            "  n{} down {} ago: T_FD {}, {end}\n",
+            f.node,
+            ms(Some(f.down_ms_ago)),
+            ms(Some(f.t_fd_ms))
+        ));
+    }
     out
 }
 

@@ -12,7 +12,7 @@ use crate::state::GatewayState;
 use crate::versions;
 use bytes::{Bytes, BytesMut};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, StripeIdx};
-use dmpstore_common::limits::GET_STRIPES_PREFETCH;
+use dmpstore_common::limits::{GET_STRIPES_PREFETCH, READ_HEDGE_AFTER, RPC_TIMEOUT};
 use dmpstore_common::quorum::quorum;
 use dmpstore_common::record::{ErasureData, MetaValue, ObjectData, ObjectRecord};
 use dmpstore_common::rpc::{Request, Response};
@@ -253,7 +253,7 @@ async fn fetch_stripe_part(
         chunk_len,
         &first_try,
         wanted_n,
-        true,
+        Ask::UpNodesFor(READ_HEDGE_AFTER),
         &mut chunks,
     )
     .await;
@@ -269,8 +269,9 @@ async fn fetch_stripe_part(
         return Ok((part, missing));
     }
 
-    // Degraded path: ask every other chunk, including nodes believed down, and go on as soon as
-    // `k` are in hand; a slow or hung node cannot hold the read up.
+    // Degraded path: ask every other chunk (a data chunk that was too slow again too),
+    // including nodes believed down, and go on as soon as `k` are in hand; a slow or hung node
+    // cannot hold the read up.
     let rest: Vec<u8> = (0..layout.n_chunks() as u8)
         .filter(|&i| chunks[usize::from(i)].is_none())
         .collect();
@@ -283,7 +284,7 @@ async fn fetch_stripe_part(
         chunk_len,
         &rest,
         still_needed,
-        false,
+        Ask::Every,
         &mut chunks,
     )
     .await;
@@ -302,9 +303,19 @@ async fn fetch_stripe_part(
     Ok((part, missing))
 }
 
+/// Whom [`fetch_chunks`] asks, and how long it waits.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    /// Nodes the gateway believes up, each for at most this long: a hung node (stopped, or
+    /// stalled on its disk) that the gateway has not marked Down yet costs the read this
+    /// much, not the RPC deadline, before parity is fetched (DESIGN 9).
+    UpNodesFor(std::time::Duration),
+    /// Every node, for the RPC deadline.
+    Every,
+}
+
 /// Fetches chunks `indexes` in parallel into `chunks` and returns as soon as `needed` have
-/// arrived intact (the rest are abandoned). With `skip_down`, nodes the gateway has marked Down
-/// are not asked at all. Returns the indexes still missing.
+/// arrived intact (the rest are abandoned). Returns the indexes still missing.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_chunks(
     state: &Arc<GatewayState>,
@@ -313,9 +324,13 @@ async fn fetch_chunks(
     chunk_len: usize,
     indexes: &[u8],
     needed: usize,
-    skip_down: bool,
+    ask: Ask,
     chunks: &mut [Option<Bytes>],
 ) -> Vec<u8> {
+    let (skip_down, patience) = match ask {
+        Ask::UpNodesFor(patience) => (true, patience),
+        Ask::Every => (false, RPC_TIMEOUT),
+    };
     let mut calls = Vec::with_capacity(indexes.len());
     for &i in indexes {
         let Some(node) = data.placement.get(usize::from(i)).copied().flatten() else {
@@ -330,10 +345,13 @@ async fn fetch_chunks(
             chunk_idx: ChunkIdx(i),
         };
         calls.push((node, async move {
-            let result = state
-                .nodes
-                .call(node, &Request::GetChunk { key }, Bytes::new())
-                .await;
+            // Given up here, not by the RPC client: a node merely slower than the hedge is
+            // not marked Down for it (the health probes decide that).
+            let request = Request::GetChunk { key };
+            let call = state.nodes.call(node, &request, Bytes::new());
+            let result = tokio::time::timeout(patience, call)
+                .await
+                .unwrap_or(Err(RpcError::Timeout(node)));
             verify_chunk(result, chunk_len)
                 .map(|b| (i, b))
                 .map_err(|e| (i, e))

@@ -9,8 +9,9 @@ use crate::config::DetectorConfig;
 use crate::peers::{NodeClient, NodeState};
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
-use dmpstore_common::rpc::{PeerView, Request, Response};
-use std::collections::HashMap;
+use dmpstore_common::limits::FAILURE_HISTORY;
+use dmpstore_common::rpc::{FailureRecord, PeerView, Request, Response};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ struct Track {
     watched_since: Instant,
 }
 
+/// See [`Detector::record_restored`].
+const RESTORE_SLACK_MS: u64 = 1000;
+
 pub struct Detector {
     me: NodeId,
     client: Arc<NodeClient>,
@@ -37,6 +41,8 @@ pub struct Detector {
     last_round: Mutex<Option<Instant>>,
     /// Detection time of the most recent Down, in ms (0: none yet).
     last_t_fd_ms: AtomicU64,
+    /// The last failures seen, oldest first (at most [`FAILURE_HISTORY`]).
+    failures: Mutex<VecDeque<FailureRecord>>,
 }
 
 impl Detector {
@@ -48,6 +54,7 @@ impl Detector {
             tracks: Mutex::new(HashMap::new()),
             last_round: Mutex::new(None),
             last_t_fd_ms: AtomicU64::new(0),
+            failures: Mutex::default(),
         };
         detector.watch_map_nodes();
         detector
@@ -156,7 +163,10 @@ impl Detector {
                 t.down_since = Some(now);
                 let t_fd = silent.as_millis() as u64;
                 self.last_t_fd_ms.store(t_fd.max(1), Ordering::Relaxed);
+                self.record_failure(peer, t_fd);
                 tracing::warn!(node = %peer, t_fd_ms = t_fd, "peer declared down by missed heartbeats");
+            } else if previous == NodeState::Down && state != NodeState::Down {
+                self.record_return(peer);
             }
         }
     }
@@ -174,6 +184,57 @@ impl Detector {
         let tracks = self.tracks.lock().expect("tracks");
         let since = tracks.get(&node)?.down_since?;
         (self.state(node) == NodeState::Down).then(|| since.elapsed())
+    }
+
+    fn record_failure(&self, node: NodeId, t_fd_ms: u64) {
+        let mut failures = self.failures.lock().expect("failures");
+        if failures.len() == FAILURE_HISTORY {
+            failures.pop_front();
+        }
+        failures.push_back(FailureRecord {
+            node,
+            down_at_ms: crate::peers::wall_ms(),
+            t_fd_ms,
+            back_after_ms: None,
+            t_fr_ms: None,
+        });
+    }
+
+    fn record_return(&self, node: NodeId) {
+        let mut failures = self.failures.lock().expect("failures");
+        if let Some(f) = failures
+            .iter_mut()
+            .rev()
+            .find(|f| f.node == node && f.back_after_ms.is_none())
+        {
+            f.back_after_ms = Some(crate::peers::wall_ms().saturating_sub(f.down_at_ms));
+        }
+    }
+
+    /// Full redundancy is back, `t_fr_ms` after repair started: that ends every failure not
+    /// ended yet that was down for at least `repair_delay` (the others needed no rebuild).
+    pub fn record_restored(&self, t_fr_ms: u64, repair_delay: Duration) {
+        let now = crate::peers::wall_ms();
+        let delay_ms = repair_delay.as_millis() as u64;
+        for f in self.failures.lock().expect("failures").iter_mut() {
+            // Repair starts once a node was Down for the delay by the monotonic clock; the
+            // wall-clock stamps here may read a moment less, hence the slack.
+            let waited = f.down_at_ms + delay_ms <= now + RESTORE_SLACK_MS;
+            let stayed = f.back_after_ms.is_none_or(|b| b >= delay_ms);
+            if f.t_fr_ms.is_none() && waited && stayed {
+                f.t_fr_ms = Some(t_fr_ms);
+            }
+        }
+    }
+
+    /// The last failures seen, oldest first.
+    pub fn failures(&self) -> Vec<FailureRecord> {
+        self.failures
+            .lock()
+            .expect("failures")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub fn last_t_fd_ms(&self) -> Option<u64> {

@@ -48,7 +48,7 @@ use dmpstore_common::record::{
 use dmpstore_common::redundancy::{classify, Slot};
 use dmpstore_common::rpc::{
     ChunkHome, DegradedCount, DegradedReason, LeaseCheck, ParkedRepairs, RecordRef, RepairStatus,
-    Request, Response,
+    Request, Response, UndecodableRecords,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -398,6 +398,14 @@ impl Repair {
             orphan_passes: s.orphan_passes,
             map_version: self.client.map().version,
             degraded: s.degraded.clone(),
+            failures: self.detector.failures(),
+            undecodable: {
+                let u = self.store.undecodable();
+                UndecodableRecords {
+                    count: u.count,
+                    first: u.first,
+                }
+            },
             parked: {
                 let parked = self.parked.lock().expect("parked");
                 ParkedRepairs {
@@ -563,8 +571,12 @@ impl Repair {
                 }
                 self.copy_to_replaced(forced, &partition, &key, &record)
                     .await;
-                let Ok(value) = MetaValue::decode(&record.value) else {
-                    continue;
+                let value = match MetaValue::decode(&record.value) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        self.store.skip_undecodable(&partition, &key, &e);
+                        continue;
+                    }
                 };
                 let pieces = erasure_pieces(&value);
                 let verdict = self.degraded(&map, &partition, &value, dead);
@@ -666,6 +678,8 @@ impl Repair {
             let t_fr = start.elapsed().as_millis() as u64;
             s.last_t_fr_ms = Some(t_fr);
             s.episode_start = None;
+            self.detector
+                .record_restored(t_fr, Duration::from_secs(self.config.delay_secs));
             tracing::info!(
                 t_fr_ms = t_fr,
                 "no version below full redundancy: redundancy restored"

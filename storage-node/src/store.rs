@@ -54,7 +54,21 @@ pub enum StoreError {
 pub struct Store {
     db: DB,
     meta_locks: Vec<Mutex<()>>,
+    /// Metadata records that scans found undecodable and skipped (issue: a corrupt value must
+    /// not stop every scan of its partition): how many, and the first few with why.
+    undecodable: Mutex<Undecodable>,
 }
+
+/// Records scans skipped because their stored bytes do not decode.
+#[derive(Debug, Default, Clone)]
+pub struct Undecodable {
+    pub count: u64,
+    /// `(partition/key, why)`, at most [`UNDECODABLE_KEPT`], each once.
+    pub first: Vec<(String, String)>,
+}
+
+/// Undecodable records named in status.
+const UNDECODABLE_KEPT: usize = 10;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -304,7 +318,24 @@ impl Store {
         Ok(Store {
             db,
             meta_locks: (0..META_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            undecodable: Mutex::default(),
         })
+    }
+
+    /// Counts a record a scan skipped because it does not decode, and logs it with its key.
+    pub fn skip_undecodable(&self, partition: &str, key: &str, e: &dyn std::fmt::Display) {
+        let name = format!("{partition}/{key}");
+        tracing::warn!(record = %name, error = %e, "undecodable metadata record skipped");
+        let mut u = self.undecodable.lock().expect("undecodable");
+        u.count += 1;
+        if u.first.len() < UNDECODABLE_KEPT && !u.first.iter().any(|(k, _)| *k == name) {
+            u.first.push((name, e.to_string()));
+        }
+    }
+
+    /// What scans skipped as undecodable since the node started.
+    pub fn undecodable(&self) -> Undecodable {
+        self.undecodable.lock().expect("undecodable").clone()
     }
 
     /// Serializes read-compare-write of one metadata key (records and leases).
@@ -765,8 +796,16 @@ impl Store {
         record: &Versioned,
         expect: Option<Hlc>,
     ) -> Result<MetaPutOutcome, StoreError> {
+        // Bytes that do not decode are no record: a write replaces them (read repair and
+        // anti-entropy heal a corrupt replica this way).
         let current = match self.db.get_cf(self.cf(CF_META), mkey)? {
-            Some(raw) => Some(decode_meta_value(&raw)?),
+            Some(raw) => match decode_meta_value(&raw) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "undecodable metadata record replaced by a write");
+                    None
+                }
+            },
             None => None,
         };
         let refused = |holds: Option<Hlc>| MetaPutOutcome {
@@ -863,7 +902,12 @@ impl Store {
             let sort_key = &k[range_prefix.len() - prefix.len()..];
             let sort_key = String::from_utf8(sort_key.to_vec())
                 .map_err(|_| StoreError::Corrupt("metadata key is not UTF-8".into()))?;
-            out.push((sort_key, decode_meta_value(&v)?));
+            // A record that does not decode is skipped (the other replicas have it), so it
+            // never stops the scans of its whole partition.
+            match decode_meta_value(&v) {
+                Ok(record) => out.push((sort_key, record)),
+                Err(e) => self.skip_undecodable(partition, &sort_key, &e),
+            }
         }
         Ok((out, false))
     }
@@ -955,11 +999,10 @@ impl Store {
             ) else {
                 continue;
             };
-            out.push((
-                partition.to_string(),
-                key.to_string(),
-                decode_meta_value(&v)?,
-            ));
+            match decode_meta_value(&v) {
+                Ok(record) => out.push((partition.to_string(), key.to_string(), record)),
+                Err(e) => self.skip_undecodable(partition, key, &e),
+            }
         }
         Ok((out, None))
     }

@@ -709,3 +709,25 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Overwrites the stored bytes of metadata record `partition/key` on a stopped node's RocksDB
+/// with bytes no format version decodes (a fault planted on purpose). The key layout is the
+/// store's: format byte, partition, NUL, key.
+pub fn plant_undecodable_record(data_dir: &Path, partition: &str, key: &str) -> anyhow::Result<()> {
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), data_dir)?;
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), data_dir, &cfs)?;
+    let meta = db
+        .cf_handle("meta")
+        .ok_or_else(|| anyhow::anyhow!("no meta column family in {}", data_dir.display()))?;
+    let mut raw_key = vec![1u8];
+    raw_key.extend_from_slice(partition.as_bytes());
+    raw_key.push(0);
+    raw_key.extend_from_slice(key.as_bytes());
+    anyhow::ensure!(
+        db.get_cf(&meta, &raw_key)?.is_some(),
+        "no record {partition}/{key} on this node"
+    );
+    db.put_cf(&meta, &raw_key, [0xEE, 0xEE])?;
+    db.flush_cf(&meta)?;
+    Ok(())
+}

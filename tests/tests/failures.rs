@@ -341,3 +341,39 @@ async fn conditional_writes_do_not_wait_for_a_stopped_replica() {
         b"once".to_vec()
     );
 }
+
+/// A read whose data chunks sit on a node that just hung (SIGSTOP), before anything marked
+/// it Down, fetches parity after a short hedge instead of waiting for the RPC deadline (10 s,
+/// twice the client's timeout here) (DESIGN 9).
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_go_around_a_hung_node_without_waiting_for_its_deadline() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let c = dmpstore_tests::single_attempt_client_for(
+        &cluster.info,
+        0,
+        std::time::Duration::from_secs(5),
+    );
+    c.create_bucket().bucket("hedge").send().await.unwrap();
+    // Six objects of one full stripe: every node holds a chunk of each, a data chunk of most.
+    let mut written = Vec::new();
+    for i in 0..6u64 {
+        let data = test_data(900 + i, 1024 * 1024);
+        put_bytes(&c, "hedge", &format!("o{i}"), &data)
+            .await
+            .unwrap();
+        written.push(data);
+    }
+    cluster.pause_node(2).unwrap();
+    let reads = written.iter().enumerate().map(|(i, data)| {
+        let c = c.clone();
+        async move {
+            let got = get_bytes(&c, "hedge", &format!("o{i}")).await;
+            (i, got.map(|g| g == *data))
+        }
+    });
+    let results = futures::future::join_all(reads).await;
+    cluster.resume_node(2).unwrap();
+    for (i, r) in results {
+        assert!(matches!(r, Ok(true)), "o{i} with node 3 hung: {r:?}");
+    }
+}

@@ -366,6 +366,22 @@ async fn two_nodes_down_at_once_lose_no_read_and_writes_keep_k_plus_one_chunks()
     })
     .await
     .unwrap_or_else(|e| panic!("no repair after the nodes returned: {e}\n{last:#}"));
+    // Each failure keeps its own figures: both nodes, each with its T_FD, the T_FR of the
+    // rebuild that restored redundancy, and T_RT = T_FD + delay + T_FR.
+    let failures = last["failures"].as_array().cloned().unwrap_or_default();
+    for victim in [x, y] {
+        let f = failures
+            .iter()
+            .find(|f| f["node"].as_u64() == Some(victim as u64 + 1))
+            .unwrap_or_else(|| panic!("no failure of n{} in status:\n{last:#}", victim + 1));
+        let (fd, fr) = (f["t_fd_ms"].as_u64().unwrap(), f["t_fr_ms"].as_u64());
+        assert!(fd > 0 && fr.is_some(), "{f:#}");
+        assert_eq!(
+            f["t_rt_ms"].as_u64(),
+            Some(fd + last["repair_delay_ms"].as_u64().unwrap() + fr.unwrap()),
+            "{f:#}"
+        );
+    }
     // Whole again: P_FT is the Markov figure with the recovery time modelled from the
     // measured rebuild rate, orders of magnitude above the degraded one.
     let ft = &last["fault_tolerance"];
@@ -1301,6 +1317,10 @@ async fn with_k_plus_m_nodes_and_one_dead_status_counts_every_version_degraded()
         last["last_t_fr_ms"].is_null(),
         "T_FR recorded with every version degraded:\n{last:#}"
     );
+    // The failure is in the history, not restored (and no T_FR for it).
+    let f = &last["failures"][0];
+    assert_eq!(f["node"].as_u64(), Some(victim as u64 + 1), "{last:#}");
+    assert!(f["t_fr_ms"].is_null() && f["rebuilt"] == true, "{last:#}");
     // P_FT says so too, and moves with the operator's failure rate as the model says.
     let loss = last["fault_tolerance"]["annual_loss"].as_f64().unwrap();
     assert!(
@@ -1319,7 +1339,9 @@ async fn with_k_plus_m_nodes_and_one_dead_status_counts_every_version_degraded()
         text.contains("redundancy: DEGRADED, 12 object versions")
             && text.contains("12 no spare node")
             && text.contains("add a node")
-            && text.contains("counted degraded for the whole year"),
+            && text.contains("counted degraded for the whole year")
+            && text.contains(&format!("n{} down", victim + 1))
+            && text.contains("redundancy not restored yet"),
         "{text}"
     );
     println!("status of 6 nodes, RS(4,2), one killed:\n{text}");
@@ -1402,4 +1424,60 @@ async fn an_unrepairable_version_is_parked_and_the_versions_behind_it_are_repair
             .unwrap();
         assert!(got == *data, "b-{i} differs");
     }
+}
+
+/// An undecodable metadata record on one node (planted on disk) does not stop the scans of
+/// its partition: listings through the gateway stay complete, the node's repair scan goes on,
+/// and status names the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_record_is_skipped_and_named_while_scans_go_on() {
+    let mut cluster = start(6);
+    let c = dmpstore_tests::client_with_timeout(&cluster, 0, Duration::from_secs(20));
+    c.create_bucket().bucket("rotten").send().await.unwrap();
+    for i in 0..20u64 {
+        let data = dmpstore_tests::test_data(8_000 + i, if i % 2 == 0 { 100 } else { 300_000 });
+        dmpstore_tests::put_bytes(&c, "rotten", &format!("k{i:02}"), &data)
+            .await
+            .unwrap();
+    }
+    // Node 1 holds a replica of the partition unless it is the one node of six that does not.
+    let victim = (0..6)
+        .find(|&i| {
+            cluster.stop_node(i).unwrap();
+            let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
+            let planted = dmpstore_tests::plant_undecodable_record(&dir, "rotten", "k07").is_ok();
+            cluster.restart_node(i).unwrap();
+            planted
+        })
+        .expect("some node holds the record");
+    for _ in 0..3 {
+        let listed = c.list_objects_v2().bucket("rotten").send().await.unwrap();
+        assert_eq!(listed.key_count(), Some(20), "a listing lost keys");
+    }
+    // Anti-entropy scans every replica of the partition: the victim's scan meets the record,
+    // skips it, and the pass writes the good record back over it.
+    cluster.admin(&["anti-entropy"]).unwrap();
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(60), || {
+        last = status(&cluster);
+        last["undecodable_records"].as_u64() >= Some(1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the undecodable record is not reported: {e}\n{last:#}"));
+    assert!(
+        last["undecodable_first"]
+            .as_array()
+            .is_some_and(|a| a
+                .iter()
+                .any(|e| e[0].as_u64() == Some(victim as u64 + 1)
+                    && e[1].as_str() == Some("rotten/k07"))),
+        "{last:#}"
+    );
+    let text = cluster.admin(&["status"]).unwrap();
+    assert!(text.contains("rotten/k07"), "{text}");
+    // Its record is still read right through the gateway (the other replicas have it).
+    let got = dmpstore_tests::get_bytes(&c, "rotten", "k07")
+        .await
+        .unwrap();
+    assert!(got == dmpstore_tests::test_data(8_007, 300_000));
 }
