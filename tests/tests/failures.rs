@@ -248,12 +248,7 @@ async fn a_panicking_background_worker_is_restarted_and_counted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_failed_by_the_server_lower_the_measured_availability() {
     let cluster = Cluster::start(6, 1).unwrap();
-    let c = dmpstore_tests::single_attempt_client_for(
-        &cluster.info,
-        0,
-        std::time::Duration::from_secs(20),
-    );
-    c.create_bucket().bucket("avail").send().await.unwrap();
+    let c = client_with_bucket(&cluster, "avail", 20).await;
     for i in 0..20 {
         put_bytes(&c, "avail", &format!("ok-{i}"), b"served")
             .await
@@ -301,12 +296,7 @@ async fn requests_failed_by_the_server_lower_the_measured_availability() {
 #[tokio::test(flavor = "multi_thread")]
 async fn conditional_writes_do_not_wait_for_a_stopped_replica() {
     let cluster = Cluster::start(6, 1).unwrap();
-    let c = dmpstore_tests::single_attempt_client_for(
-        &cluster.info,
-        0,
-        std::time::Duration::from_secs(5),
-    );
-    c.create_bucket().bucket("cond").send().await.unwrap();
+    let c = client_with_bucket(&cluster, "cond", 5).await;
     // Five of six nodes hold each partition: with two stopped, at least one replica is.
     cluster.pause_node(0).unwrap();
     cluster.pause_node(1).unwrap();
@@ -348,12 +338,7 @@ async fn conditional_writes_do_not_wait_for_a_stopped_replica() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_go_around_a_hung_node_without_waiting_for_its_deadline() {
     let cluster = Cluster::start(6, 1).unwrap();
-    let c = dmpstore_tests::single_attempt_client_for(
-        &cluster.info,
-        0,
-        std::time::Duration::from_secs(5),
-    );
-    c.create_bucket().bucket("hedge").send().await.unwrap();
+    let c = client_with_bucket(&cluster, "hedge", 5).await;
     // Six objects of one full stripe: every node holds a chunk of each, a data chunk of most.
     let mut written = Vec::new();
     for i in 0..6u64 {
@@ -376,4 +361,20 @@ async fn reads_go_around_a_hung_node_without_waiting_for_its_deadline() {
     for (i, r) in results {
         assert!(matches!(r, Ok(true)), "o{i} with node 3 hung: {r:?}");
     }
+}
+
+/// A client of the cluster's first gateway that sends each request once, bounded by
+/// `timeout_secs`, and the bucket it works in.
+async fn client_with_bucket(
+    cluster: &Cluster,
+    bucket: &str,
+    timeout_secs: u64,
+) -> aws_sdk_s3::Client {
+    let c = dmpstore_tests::single_attempt_client_for(
+        &cluster.info,
+        0,
+        std::time::Duration::from_secs(timeout_secs),
+    );
+    c.create_bucket().bucket(bucket).send().await.unwrap();
+    c
 }
