@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; a node refuses frames of another version.
-pub const RPC_PROTOCOL_VERSION: u16 = 7;
+pub const RPC_PROTOCOL_VERSION: u16 = 8;
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 /// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
@@ -290,6 +290,22 @@ pub struct HealthReport {
     /// The node's wall clock when it answered (ms since the Unix epoch): callers estimate
     /// their clock offset from it (DESIGN 15).
     pub wall_ms: u64,
+    /// The node's disk is full: it takes no new chunks or records (gateways place chunks
+    /// elsewhere, repair does not target it).
+    pub read_only: bool,
+}
+
+/// A node's data disk, as its free-space watch last measured it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskReport {
+    /// Free space fell below the reserve (or a write failed for lack of space): the node takes
+    /// no new data until free space is back above twice the reserve.
+    pub read_only: bool,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    pub reserve_bytes: u64,
+    /// Times the node turned read-only since it started.
+    pub read_only_episodes: u64,
 }
 
 /// What a node reports about itself and its peers.
@@ -304,6 +320,7 @@ pub struct NodeStatus {
     pub workers: Vec<WorkerReport>,
     /// The newest availability report of each gateway that sent one since the node started.
     pub gateways: Vec<GatewayAvailability>,
+    pub disk: DiskReport,
 }
 
 /// One supervised background worker: how often it panicked and was started again.
@@ -517,6 +534,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The node is being drained and takes no new chunks (it still serves reads).
     Draining,
+    /// The node's disk is full: it takes no new chunks or records (it still serves reads and
+    /// deletes).
+    ReadOnly,
     /// The caller's cluster map predates a metadata membership change: fetch the node's map
     /// (`GetClusterMap`) and retry.
     StaleMap,

@@ -11,8 +11,8 @@ use dmpstore_common::cluster::{ClusterMap, NodeInfo, NodeState};
 use dmpstore_common::durability::{fault_tolerance, FaultToleranceInput};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::{
-    DegradedCount, DegradedReason, FailureRecord, GatewayAvailability, NodeStatus, Request,
-    Response, WorkerReport,
+    DegradedCount, DegradedReason, DiskReport, FailureRecord, GatewayAvailability, NodeStatus,
+    Request, Response, WorkerReport,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -40,6 +40,8 @@ pub struct NodeSummary {
     pub state: NodeState,
     /// Some node reports it as being drained.
     pub draining: bool,
+    /// The node's data disk as it reports it: read-only while it is full.
+    pub disk: Option<DiskReport>,
     /// Most recent answered heartbeat any peer saw, in ms.
     pub last_heartbeat_ms_ago: Option<u64>,
     pub chunks_estimate: Option<u64>,
@@ -552,6 +554,7 @@ pub async fn status(
             draining: answered
                 .iter()
                 .any(|s| s.repair.draining.contains(&info.id)),
+            disk: own.map(|s| s.disk.clone()),
             last_heartbeat_ms_ago: views.iter().filter_map(|v| v.last_heartbeat_ms_ago).min(),
             chunks_estimate: own.map(|s| s.n_chunks_estimate),
             repair_queued: own.map(|s| s.repair.queued),
@@ -693,6 +696,9 @@ pub fn render(s: &ClusterSummary) -> String {
             n.addr,
             n.zone,
             match (n.reachable, n.draining) {
+                _ if n.disk.as_ref().is_some_and(|d| d.read_only) => {
+                    format!("{} read-only", n.state)
+                }
                 (true, false) => n.state.to_string(),
                 (true, true) => format!("{} draining", n.state),
                 (false, _) => format!("{} (no answer)", n.state),
@@ -705,6 +711,17 @@ pub fn render(s: &ClusterSummary) -> String {
                 .map_or("-".into(), |v| format!("{:.1} MiB", v as f64 / 1048576.0)),
             n.repair_eta_s.map_or("-".into(), |v| format!("{v} s")),
         ));
+    }
+    for n in &s.nodes {
+        if let Some(d) = n.disk.as_ref().filter(|d| d.read_only) {
+            out.push_str(&format!(
+                "n{} is read-only: its disk is full ({:.1} MiB free of {:.1} MiB, {:.1} MiB kept in reserve); it takes no new chunks or records until space is freed (delete data or grow the disk)\n",
+                n.node_id,
+                d.free_bytes as f64 / 1048576.0,
+                d.total_bytes as f64 / 1048576.0,
+                d.reserve_bytes as f64 / 1048576.0,
+            ));
+        }
     }
     if s.nodes.iter().any(|n| !n.metadata) {
         out.push_str("* data node (added later): holds chunks, no metadata replicas\n");

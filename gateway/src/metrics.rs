@@ -22,6 +22,7 @@ pub struct GatewayMetrics {
     pub bytes_out: IntCounter,
     pub degraded_reads: IntCounter,
     node_up: IntGaugeVec,
+    node_read_only: IntGaugeVec,
     clock_offset_ms: IntGauge,
     clock_refusals: IntCounter,
     /// P_HA: requests answered, and with a server-side error, per minute over a day.
@@ -103,6 +104,17 @@ impl GatewayMetrics {
                     Opts::new(
                         "dmpstore_gateway_node_up",
                         "1 if this gateway currently sends work to the node",
+                    ),
+                    &["node"],
+                )
+                .expect("valid metric"),
+            ),
+            node_read_only: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "dmpstore_gateway_node_read_only",
+                        "1 if the node said its disk is full: this gateway places no new chunks on it",
                     ),
                     &["node"],
                 )
@@ -190,6 +202,9 @@ impl GatewayMetrics {
             self.node_up
                 .with_label_values(&[&n.id.to_string()])
                 .set(i64::from(nodes.state(n.id) == NodeState::Up));
+            self.node_read_only
+                .with_label_values(&[&n.id.to_string()])
+                .set(i64::from(nodes.is_read_only(n.id)));
         }
         encode(&self.registry)
     }

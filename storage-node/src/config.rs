@@ -28,6 +28,12 @@ pub struct NodeConfig {
     /// stamped further than this ahead of this node's clock is refused.
     #[serde(default = "default_max_clock_offset_ms")]
     pub max_clock_offset_ms: u64,
+    /// Free space kept on the data directory's file system, in bytes. Below it the node turns
+    /// read-only (no new chunks or records; reads, deletes and drops go on) until free space is
+    /// back above twice this. RocksDB needs the room for tombstones, flushes and the
+    /// compactions that reclaim deleted data.
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
     #[serde(default)]
     pub failure_detector: DetectorConfig,
     #[serde(default)]
@@ -38,6 +44,13 @@ pub struct NodeConfig {
     /// Empty: the node serves RPCs but neither heartbeats nor repairs.
     #[serde(default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+/// The free space a node keeps on its data disk unless configured otherwise.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+
+fn default_min_free_bytes() -> u64 {
+    DEFAULT_MIN_FREE_BYTES
 }
 
 fn default_max_clock_offset_ms() -> u64 {

@@ -9,6 +9,7 @@
 //!   offset estimates), used by nodes and gateways.
 //! - [`meta_client`]: the one metadata quorum client (write order, read write-back, scans),
 //!   used by nodes and gateways.
+//! - [`disk`]: free space on the data disk and the read-only state a full disk puts the node in.
 //! - [`supervisor`]: runs the background workers and restarts one that panics.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod detector;
+pub mod disk;
 pub mod logging;
 pub mod meta_client;
 pub mod metrics;

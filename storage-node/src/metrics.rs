@@ -2,7 +2,7 @@
 //! figures are read-only, so this path alone needs no cluster secret.
 
 use dmpstore_common::cluster::NodeState;
-use dmpstore_common::rpc::{DegradedReason, PeerView, RepairStatus, WorkerReport};
+use dmpstore_common::rpc::{DegradedReason, DiskReport, PeerView, RepairStatus, WorkerReport};
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -34,6 +34,10 @@ pub struct NodeMetrics {
     pub clock_offset_refusals: IntCounter,
     /// Median offset of the peers' clocks from this node's, from heartbeats.
     pub clock_offset_ms: IntGauge,
+    /// 1 while the disk is full and the node takes no new data.
+    read_only: IntGauge,
+    /// Free and total bytes of the data disk, by `figure`.
+    disk_bytes: IntGaugeVec,
 }
 
 impl Default for NodeMetrics {
@@ -224,6 +228,25 @@ impl NodeMetrics {
                 )
                 .expect("valid metric"),
             ),
+            read_only: register(
+                &r,
+                IntGauge::new(
+                    "dmpstore_node_read_only",
+                    "1 while the node's disk is below its free-space reserve and it takes no new chunks or records",
+                )
+                .expect("valid metric"),
+            ),
+            disk_bytes: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "dmpstore_node_disk_bytes",
+                        "The data disk's space, by figure (free, total, reserve)",
+                    ),
+                    &["figure"],
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
         }
     }
@@ -241,7 +264,18 @@ impl NodeMetrics {
         peers: &[PeerView],
         workers: &[WorkerReport],
         chunks: u64,
+        disk: &DiskReport,
     ) -> String {
+        self.read_only.set(i64::from(disk.read_only));
+        for (figure, bytes) in [
+            ("free", disk.free_bytes),
+            ("total", disk.total_bytes),
+            ("reserve", disk.reserve_bytes),
+        ] {
+            self.disk_bytes
+                .with_label_values(&[figure])
+                .set(bytes.min(i64::MAX as u64) as i64);
+        }
         for w in workers {
             catch_up(
                 &self.worker_restarts.with_label_values(&[&w.name]),

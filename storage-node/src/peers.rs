@@ -68,6 +68,8 @@ pub struct NodeClient {
     isolated_until: RwLock<Option<std::time::Instant>>,
     /// Nodes being drained, learned from the health probes (gateways).
     draining: RwLock<std::collections::HashSet<NodeId>>,
+    /// Nodes whose disk is full, learned from health probes, heartbeats and refusals.
+    read_only: RwLock<std::collections::HashSet<NodeId>>,
     /// Called with every newer map installed (a storage node persists it).
     on_new_map: RwLock<Option<MapHook>>,
     /// This process's clock offset from each node, from health and heartbeat answers.
@@ -123,6 +125,7 @@ impl NodeClient {
             marking,
             isolated_until: RwLock::new(None),
             draining: RwLock::new(Default::default()),
+            read_only: RwLock::new(Default::default()),
             on_new_map: RwLock::new(None),
             clock_samples: RwLock::new(HashMap::new()),
         })
@@ -218,9 +221,35 @@ impl NodeClient {
         self.states.read().expect("node state lock").get(&node) == Some(&NodeState::Up)
     }
 
-    /// Whether new chunks may go to `node`: it is Up and not being drained.
+    /// Whether new chunks may go to `node`: it is Up, not being drained, and its disk is not
+    /// full.
     pub fn takes_new_chunks(&self, node: NodeId) -> bool {
-        self.is_up(node) && !self.draining.read().expect("draining lock").contains(&node)
+        self.is_up(node)
+            && !self.draining.read().expect("draining lock").contains(&node)
+            && !self.is_read_only(node)
+    }
+
+    /// Whether `node` said its disk is full (in its last health answer, or by refusing data).
+    pub fn is_read_only(&self, node: NodeId) -> bool {
+        self.read_only
+            .read()
+            .expect("read-only lock")
+            .contains(&node)
+    }
+
+    /// Records whether `node`'s disk is full; logs the changes.
+    pub fn set_read_only(&self, node: NodeId, read_only: bool) {
+        let mut set = self.read_only.write().expect("read-only lock");
+        let changed = if read_only {
+            set.insert(node)
+        } else {
+            set.remove(&node)
+        };
+        if changed && read_only {
+            tracing::warn!(%node, "node's disk is full: no new chunks go to it");
+        } else if changed {
+            tracing::info!(%node, "node takes new chunks again: its disk has room");
+        }
     }
 
     /// Cuts this process off from the cluster until `until` (`None`: reconnect now).
@@ -289,8 +318,16 @@ impl NodeClient {
         let sent_ms = wall_ms();
         let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
-        if let Ok((Response::Health(h), _)) = &result {
-            self.record_clock_sample(node, sent_ms, wall_ms(), h.wall_ms);
+        match &result {
+            Ok((Response::Health(h), _)) => {
+                self.record_clock_sample(node, sent_ms, wall_ms(), h.wall_ms);
+                self.set_read_only(node, h.read_only);
+            }
+            Err(RpcError::Remote {
+                kind: ErrorKind::ReadOnly,
+                ..
+            }) => self.set_read_only(node, true),
+            _ => {}
         }
         if let Err(RpcError::Remote {
             kind: ErrorKind::StaleMap,

@@ -1052,8 +1052,12 @@ impl Repair {
         let mut candidates = rank(&map, &piece.version.0)
             .into_iter()
             .map(|n| n.id)
-            // Never onto a node being drained (it is in `dead` while Up).
-            .filter(|id| self.detector.state(*id) == NodeState::Up && !dead.contains(id));
+            // Never onto a node being drained (it is in `dead` while Up) or with a full disk.
+            .filter(|id| {
+                self.detector.state(*id) == NodeState::Up
+                    && !dead.contains(id)
+                    && !self.client.is_read_only(*id)
+            });
         let mut moved = false;
         for slot in target.iter_mut() {
             if slot.is_none_or(|node| dead.contains(&node)) {
@@ -1071,7 +1075,11 @@ impl Repair {
         let arriving: Vec<NodeId> = desired
             .iter()
             .copied()
-            .filter(|d| !target.contains(&Some(*d)) && self.detector.state(*d) == NodeState::Up)
+            .filter(|d| {
+                !target.contains(&Some(*d))
+                    && self.detector.state(*d) == NodeState::Up
+                    && !self.client.is_read_only(*d)
+            })
             .collect();
         let mut arriving = arriving.into_iter();
         for slot in target.iter_mut() {

@@ -6,6 +6,7 @@
 
 use crate::config::NodeConfig;
 use crate::detector::Detector;
+use crate::disk::DiskSpace;
 use crate::meta_client::MetaClient;
 use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
@@ -41,6 +42,8 @@ struct Node {
     /// The failure detector and repair, when the config lists the cluster's nodes.
     cluster: Option<ClusterRole>,
     metrics: NodeMetrics,
+    /// Free space on the data disk; read-only when it is full.
+    disk: Arc<DiskSpace>,
     /// When the last clock-offset refusal was logged (ms since the epoch).
     last_clock_warn_ms: std::sync::atomic::AtomicU64,
     /// The newest availability report of each gateway (P_HA), for `Status`.
@@ -68,6 +71,11 @@ pub async fn run(
             .with_context(|| format!("open RocksDB at {}", config.data_dir.display()))?,
     );
     let background = TaskTracker::new();
+    let disk = Arc::new(DiskSpace::new(
+        config.data_dir.clone(),
+        config.min_free_bytes,
+    ));
+    background.spawn(disk.clone().run(shutdown.clone()));
     let cluster = if config.nodes.is_empty() {
         tracing::warn!("no [[nodes]] in the config: no heartbeats, no repair");
         None
@@ -164,6 +172,7 @@ pub async fn run(
         started: Instant::now(),
         cluster,
         metrics: NodeMetrics::new(),
+        disk,
         last_clock_warn_ms: Default::default(),
         gateways: Default::default(),
     });
@@ -274,8 +283,13 @@ async fn handle(
                 .as_ref()
                 .map(|c| c.supervisor.reports())
                 .unwrap_or_default();
-            n.metrics
-                .render(repair.as_ref(), &peers, &workers, n.store.estimate_chunks())
+            n.metrics.render(
+                repair.as_ref(),
+                &peers,
+                &workers,
+                n.store.estimate_chunks(),
+                &n.disk.report(),
+            )
         })
         .await
         .unwrap_or_default();
@@ -362,6 +376,11 @@ async fn handle(
             ));
         }
     }
+    if matches!(request, Request::PutChunk { .. } | Request::MetaPut { .. })
+        && node.disk.read_only()
+    {
+        return Ok(read_only(&node.disk));
+    }
     let isolated = node
         .cluster
         .as_ref()
@@ -391,6 +410,10 @@ async fn handle(
         .observe_rpc(name, ok, started.elapsed().as_secs_f64());
     Ok(match result {
         Ok(Ok((response, payload))) => reply(StatusCode::OK, &response, &payload),
+        Ok(Err(e)) if crate::disk::is_no_space(&e) => {
+            node.disk.note_no_space();
+            read_only(&node.disk)
+        }
         Ok(Err(e)) => store_error(name, e),
         Err(e) => {
             tracing::error!(rpc = name, error = %e, "RPC handler panicked");
@@ -401,6 +424,19 @@ async fn handle(
             )
         }
     })
+}
+
+/// The refusal of new data by a node whose disk is full.
+fn read_only(disk: &DiskSpace) -> HttpResponse {
+    let d = disk.report();
+    error(
+        StatusCode::OK,
+        ErrorKind::ReadOnly,
+        format!(
+            "this node's disk is full ({} bytes free, {} kept in reserve): it takes no new data",
+            d.free_bytes, d.reserve_bytes
+        ),
+    )
 }
 
 fn store_error(rpc: &str, e: StoreError) -> HttpResponse {
@@ -664,6 +700,7 @@ fn dispatch(
                 .unwrap_or_default(),
             map_version: node.cluster.as_ref().map_or(0, |c| c.client.map().version),
             wall_ms: wall_ms(),
+            read_only: node.disk.read_only(),
         })),
         Request::DropMovedChunk {
             version,
@@ -730,6 +767,7 @@ fn dispatch(
                 .values()
                 .cloned()
                 .collect(),
+            disk: node.disk.report(),
         }))),
         Request::GatewayReport(report) => {
             let mut reports = node.gateways.lock().expect("gateway reports");

@@ -34,6 +34,7 @@ async fn start() -> Node {
         zone: "z".into(),
         parity_chunks: 2,
         max_clock_offset_ms: 500,
+        min_free_bytes: dmpstore_storage_node::config::DEFAULT_MIN_FREE_BYTES,
         failure_detector: Default::default(),
         repair: Default::default(),
         scrub: Default::default(),

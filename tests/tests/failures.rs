@@ -378,3 +378,141 @@ async fn client_with_bucket(
     c.create_bucket().bucket(bucket).send().await.unwrap();
     c
 }
+
+/// A full disk is a state, not a flap (issue 9): node 3's data lives on a small tmpfs that is
+/// filled to the brim. The node turns read-only and says so in status and metrics; gateways
+/// place no chunks on it while writes go on, fully acknowledged; everything stays readable;
+/// once the filler is deleted the node takes new chunks again by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_turns_its_node_read_only_until_space_is_freed() {
+    // RocksDB preallocates about 70 MiB for its write-ahead log.
+    let disk = SmallDisk::mount(128).unwrap();
+    let mut cluster = Cluster::start(7, 1).unwrap();
+    move_node_to(&mut cluster, 2, disk.path(), 8 << 20);
+    let c = client_with_bucket(&cluster, "full", 30).await;
+    let mut written = write_set(&c, "full", "before", 1).await;
+    let puts_ok = "dmpstore_node_rpc_requests_total{outcome=\"ok\",rpc=\"put_chunk\"}";
+    let n3_puts = || {
+        let text =
+            dmpstore_tests::http_get_text(&format!("http://{}/metrics", cluster.node(2).addr));
+        dmpstore_tests::metric_sum(&text.unwrap_or_default(), puts_ok)
+    };
+    assert!(n3_puts() > 0.0, "node 3 took chunks before its disk filled");
+
+    let filler = disk.path().join("filler");
+    let filled = fill_to_the_brim(&filler);
+    assert!(filled > 0, "the filler took the disk's free space");
+    wait_read_only(&cluster, true).await;
+    let text = cluster.admin(&["status"]).unwrap();
+    assert!(text.contains("n3 is read-only: its disk is full"), "{text}");
+    assert!(text.contains(" read-only "), "{text}");
+    let before = n3_puts();
+    written.extend(write_set(&c, "full", "while-full", 100).await);
+    assert_eq!(n3_puts(), before, "no chunk was placed on the full node");
+    check_all(&c, "full", &written, "with node 3's disk full").await;
+
+    std::fs::remove_file(&filler).unwrap();
+    wait_read_only(&cluster, false).await;
+    written.extend(write_set(&c, "full", "after", 200).await);
+    assert!(
+        n3_puts() > before,
+        "node 3 takes chunks again once space is freed"
+    );
+    check_all(&c, "full", &written, "after space was freed").await;
+    let log = cluster.node_log(2);
+    assert!(log.contains("disk full: the node is read-only"), "{log}");
+    assert!(log.contains("disk space is back"), "{log}");
+}
+
+/// Waits until status and the gateway's metrics both show node 3 read-only (or both show
+/// it writable).
+async fn wait_read_only(cluster: &Cluster, read_only: bool) {
+    let gateway_metrics = format!("{}/metrics", cluster.info.s3_endpoints[0]);
+    let wanted = format!(
+        "dmpstore_gateway_node_read_only{{node=\"n3\"}} {}",
+        u8::from(read_only)
+    );
+    let mut last = serde_json::Value::Null;
+    dmpstore_tests::workload::wait_for(std::time::Duration::from_secs(30), || {
+        last = cluster.admin_status().unwrap_or_default();
+        last["nodes"][2]["disk"]["read_only"] == read_only
+            && dmpstore_tests::http_get_text(&gateway_metrics).is_ok_and(|t| t.contains(&wanted))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("node 3 read_only never became {read_only}: {e}\n{last:#}"));
+}
+
+/// Writes zeros to `path` until its file system has no room left; returns the bytes written.
+fn fill_to_the_brim(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut written = 0u64;
+    for block in [1 << 20, 4096] {
+        let zeros = vec![0u8; block];
+        while let Ok(n) = f.write(&zeros) {
+            if n == 0 {
+                break;
+            }
+            written += n as u64;
+        }
+    }
+    written
+}
+
+/// Stops node `idx`, moves its data directory to `dir`, and starts it again keeping
+/// `min_free_bytes` free there.
+fn move_node_to(cluster: &mut Cluster, idx: usize, dir: &std::path::Path, min_free_bytes: u64) {
+    cluster.stop_node(idx).unwrap();
+    let old = cluster.node(idx).data_dir.clone().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{old}/."))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copy node data to {}", dir.display());
+    let config = cluster.node(idx).config.clone();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        &format!("data_dir = \"{old}\""),
+        &format!("data_dir = \"{}\"", dir.display()),
+    );
+    std::fs::write(
+        &config,
+        format!("min_free_bytes = {min_free_bytes}\n{text}"),
+    )
+    .unwrap();
+    cluster.restart_node(idx).unwrap();
+}
+
+/// A tmpfs of a few MiB, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size_mib: u64) -> anyhow::Result<SmallDisk> {
+        let dir = tempfile::Builder::new()
+            .prefix("dmpstore-disk-")
+            .tempdir()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()?;
+        anyhow::ensure!(status.success(), "mount a tmpfs (the test needs root)");
+        Ok(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
