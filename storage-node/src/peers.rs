@@ -58,6 +58,8 @@ pub enum Marking {
 
 pub struct NodeClient {
     http: Client<HttpConnector, Full<Bytes>>,
+    /// Heartbeats' own connection pool: a beat never waits for a connection another call holds.
+    beats: Client<HttpConnector, Full<Bytes>>,
     /// The newest cluster map this process knows (replaced whole when a newer one arrives).
     map: RwLock<Arc<ClusterMap>>,
     secret: http::HeaderValue,
@@ -115,10 +117,15 @@ impl NodeClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
+            .build(connector.clone());
+        let beats = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(2)
             .build(connector);
         let states = map.nodes().map(|n| (n.id, NodeState::Up)).collect();
         Ok(NodeClient {
             http,
+            beats,
             map: RwLock::new(map),
             secret: http::HeaderValue::from_str(cluster_secret)?,
             states: RwLock::new(states),
@@ -384,14 +391,14 @@ impl NodeClient {
                 node,
                 message: e.to_string(),
             })?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| RpcError::Unreachable {
-                node,
-                message: format!("{e:?}"),
-            })?;
+        let pool = match request {
+            Request::Heartbeat { .. } => &self.beats,
+            _ => &self.http,
+        };
+        let resp = pool.request(req).await.map_err(|e| RpcError::Unreachable {
+            node,
+            message: format!("{e:?}"),
+        })?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
             .collect()

@@ -44,6 +44,12 @@ struct Node {
     metrics: NodeMetrics,
     /// Free space on the data disk; read-only when it is full.
     disk: Arc<DiskSpace>,
+    /// The store's chunk count estimate, refreshed in the background: health answers read
+    /// this, never the store.
+    chunks_estimate: Arc<std::sync::atomic::AtomicU64>,
+    /// Test fault point `DMPSTORE_FAULT_STALL_STORE_MS`: every request on the storage pool
+    /// first waits this long, one at a time (a saturated disk).
+    store_stall: Option<Duration>,
     /// When the last clock-offset refusal was logged (ms since the epoch).
     last_clock_warn_ms: std::sync::atomic::AtomicU64,
     /// The newest availability report of each gateway (P_HA), for `Status`.
@@ -76,6 +82,12 @@ pub async fn run(
         config.min_free_bytes,
     ));
     background.spawn(disk.clone().run(shutdown.clone()));
+    let chunks_estimate = Arc::new(std::sync::atomic::AtomicU64::new(store.estimate_chunks()));
+    background.spawn(refresh_chunks_estimate(
+        store.clone(),
+        chunks_estimate.clone(),
+        shutdown.clone(),
+    ));
     let cluster = if config.nodes.is_empty() {
         tracing::warn!("no [[nodes]] in the config: no heartbeats, no repair");
         None
@@ -139,9 +151,11 @@ pub async fn run(
         ));
         let supervisor = Supervisor::new(background.clone());
         {
+            // Heartbeats on a thread of their own: never queued behind storage work.
             let (d, sd) = (detector.clone(), shutdown.clone());
             supervisor.spawn("detector", shutdown.clone(), move || {
-                d.clone().run(sd.clone())
+                let (d, sd) = (d.clone(), sd.clone());
+                crate::supervisor::on_own_thread("heartbeats", move || d.run(sd))
             });
         }
         macro_rules! repair_worker {
@@ -173,6 +187,11 @@ pub async fn run(
         cluster,
         metrics: NodeMetrics::new(),
         disk,
+        chunks_estimate,
+        store_stall: std::env::var("DMPSTORE_FAULT_STALL_STORE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis),
         last_clock_warn_ms: Default::default(),
         gateways: Default::default(),
     });
@@ -403,7 +422,11 @@ async fn handle(
         Ok(dispatch(&node, request, payload))
     } else {
         let dispatching = node.clone();
-        tokio::task::spawn_blocking(move || dispatch(&dispatching, request, payload)).await
+        tokio::task::spawn_blocking(move || {
+            stall_for_tests(dispatching.store_stall);
+            dispatch(&dispatching, request, payload)
+        })
+        .await
     };
     let ok = matches!(result, Ok(Ok(_)));
     node.metrics
@@ -424,6 +447,34 @@ async fn handle(
             )
         }
     })
+}
+
+/// The test fault point behind `DMPSTORE_FAULT_STALL_STORE_MS`: storage requests wait `stall`
+/// each, one after another.
+fn stall_for_tests(stall: Option<Duration>) {
+    static SATURATED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(stall) = stall {
+        let _one_at_a_time = SATURATED.lock().unwrap_or_else(|e| e.into_inner());
+        std::thread::sleep(stall);
+    }
+}
+
+/// Refreshes the store's chunk count estimate every second until `shutdown`.
+async fn refresh_chunks_estimate(
+    store: Arc<Store>,
+    estimate: Arc<std::sync::atomic::AtomicU64>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let store = store.clone();
+        if let Ok(n) = tokio::task::spawn_blocking(move || store.estimate_chunks()).await {
+            estimate.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// The refusal of new data by a node whose disk is full.
@@ -692,7 +743,9 @@ fn dispatch(
         Request::Heartbeat { .. } | Request::Health => done(Response::Health(HealthReport {
             node_id: node.config.id(),
             uptime_ms: node.started.elapsed().as_millis() as u64,
-            n_chunks_estimate: store.estimate_chunks(),
+            n_chunks_estimate: node
+                .chunks_estimate
+                .load(std::sync::atomic::Ordering::Relaxed),
             draining: node
                 .cluster
                 .as_ref()

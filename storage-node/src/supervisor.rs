@@ -102,6 +102,34 @@ impl Supervisor {
     }
 }
 
+/// Runs `make()` to completion on a thread of its own with a single-threaded runtime, so no
+/// work queued on the node's main runtime or storage pool can delay it (the failure detector's
+/// heartbeats). A panic there is raised again here, so the supervisor restarts the worker.
+pub async fn on_own_thread<F, Fut>(name: &'static str, make: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a single-threaded runtime builds");
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(make())));
+            let _ = done_tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        panic!("could not start the thread of worker {name}: {e}");
+    }
+    if let Ok(Err(panic)) = done_rx.await {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
@@ -143,5 +171,20 @@ mod tests {
         assert_eq!(reports[0].restarts, 2);
         assert_eq!(reports[0].last_panic.as_deref(), Some("boom 1"));
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn work_on_its_own_thread_runs_there_and_its_panic_comes_back() {
+        let main_thread = std::thread::current().id();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        on_own_thread("own", move || async move {
+            tokio::task::yield_now().await;
+            let _ = tx.send(std::thread::current().id());
+        })
+        .await;
+        assert_ne!(rx.await.unwrap(), main_thread);
+        let panicked = tokio::spawn(on_own_thread("own", || async { panic!("boom") })).await;
+        let message = panic_message(panicked.unwrap_err().into_panic());
+        assert_eq!(message, "boom");
     }
 }

@@ -516,3 +516,69 @@ impl Drop for SmallDisk {
             .status();
     }
 }
+
+/// Heartbeats never wait behind storage I/O (issue 9): node 3's storage requests are made to
+/// queue (a test-only fault point runs them one at a time, 300 ms each) under a stream of
+/// writes, so they wait seconds; with heartbeats every 200 ms and Down after 1.5 s of silence,
+/// no peer may declare it Down meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_storage_pool_is_saturated_is_not_declared_down() {
+    let mut cluster = Cluster::start_with(6, 1, &["--repair-delay", "60"]).unwrap();
+    cluster.stop_node(2).unwrap();
+    cluster
+        .restart_node_with_env(2, &[("DMPSTORE_FAULT_STALL_STORE_MS", "300")])
+        .unwrap();
+    let c = client_with_bucket(&cluster, "busy", 60).await;
+    let n3_down = "dmpstore_peer_state{peer=\"n3\",state=\"down\"} 1";
+    let peers_metrics: Vec<String> = (0..6)
+        .filter(|&i| i != 2)
+        .map(|i| format!("http://{}/metrics", cluster.node(i).addr))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..12)
+        .map(|w| {
+            let (c, stop) = (c.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = test_data(w * 1000 + i, 64 * 1024);
+                    let _ = put_bytes(&c, "busy", &format!("w{w}/{i}"), &body).await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    // Watch the peers' views until a few of node 3's chunk writes have waited past 2.5 s.
+    let slowest = "dmpstore_node_rpc_duration_seconds_bucket{le=\"2.5\",rpc=\"put_chunk\"}";
+    let n3_metrics = format!("http://{}/metrics", cluster.node(2).addr);
+    let mut declared_down = std::collections::BTreeSet::new();
+    let (mut saturated, mut text) = (false, String::new());
+    let start = std::time::Instant::now();
+    while !saturated && start.elapsed() < std::time::Duration::from_secs(60) {
+        for url in &peers_metrics {
+            if dmpstore_tests::http_get_text(url).is_ok_and(|t| t.contains(n3_down)) {
+                declared_down.insert(url.clone());
+            }
+        }
+        text = dmpstore_tests::http_get_text(&n3_metrics).unwrap_or_default();
+        let count = "dmpstore_node_rpc_duration_seconds_count{rpc=\"put_chunk\"}";
+        // Some chunk writes took longer than 2.5 s: the pool was saturated.
+        saturated = dmpstore_tests::metric_sum(&text, count)
+            > dmpstore_tests::metric_sum(&text, slowest) + 2.0;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(
+        saturated,
+        "node 3's chunk writes never waited past 2.5 s:\n{text}"
+    );
+    assert!(
+        declared_down.is_empty(),
+        "node 3 declared down by {declared_down:?}"
+    );
+    let status = cluster.admin_status().unwrap();
+    assert_eq!(status["failures"], serde_json::json!([]), "{status:#}");
+}
