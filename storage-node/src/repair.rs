@@ -39,7 +39,6 @@ use bytes::Bytes;
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::codec::Codec;
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, NodeId, StripeIdx, VersionId};
-use dmpstore_common::placement::{choose, rank};
 use dmpstore_common::quorum::MajorityOf;
 use dmpstore_common::record::{
     key_of_version_sort_key, versions_of_key_prefix, versions_partition, ErasureData, MetaValue,
@@ -50,6 +49,7 @@ use dmpstore_common::rpc::{
     ChunkHome, DegradedCount, DegradedReason, LeaseCheck, ParkedRepairs, RecordRef, RepairStatus,
     Request, Response, UndecodableRecords,
 };
+use dmpstore_common::targets;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -733,46 +733,19 @@ impl Repair {
             == Some(self.me)
     }
 
-    /// Where rendezvous placement puts a version's chunks under today's map (DESIGN 4, 12):
-    /// the `k + m` best nodes, skipping nodes dead past the delay or draining. A node Down
-    /// for less than the delay keeps its place, so a short outage moves nothing.
-    fn desired(
-        &self,
-        map: &ClusterMap,
-        piece: &ErasureData,
-        dead: &HashSet<NodeId>,
-    ) -> Vec<NodeId> {
-        choose(
+    /// Whether a chunk of the version should move to a node placement picks now (rebalance,
+    /// DESIGN 12): [`targets::misplaced`] with this node's view of who is dead and who is up.
+    fn misplaced(&self, map: &ClusterMap, piece: &ErasureData, dead: &HashSet<NodeId>) -> bool {
+        targets::misplaced(
             map,
-            &piece.version.0,
-            piece.layout.n_chunks(),
-            usize::from(piece.layout.m),
-            |id| !dead.contains(&id),
+            piece,
+            |n| !dead.contains(&n),
+            |n| self.detector.state(n) == NodeState::Up,
         )
     }
 
-    /// Whether a chunk of the version sits on a node rendezvous placement no longer picks
-    /// while a picked node that is Up holds none: the map changed (a node was added) or a
-    /// node came back, and the chunk should move (rebalance, DESIGN 12).
-    fn misplaced(&self, map: &ClusterMap, piece: &ErasureData, dead: &HashSet<NodeId>) -> bool {
-        let desired = self.desired(map, piece, dead);
-        let missing = desired.iter().any(|d| {
-            !piece.placement.contains(&Some(*d)) && self.detector.state(*d) == NodeState::Up
-        });
-        missing
-            && piece
-                .placement
-                .iter()
-                .flatten()
-                .any(|n| !desired.contains(n) && !dead.contains(n))
-    }
-
     fn first_up(&self, placement: &[Option<NodeId>]) -> Option<NodeId> {
-        placement
-            .iter()
-            .flatten()
-            .copied()
-            .find(|&n| self.detector.state(n) == NodeState::Up)
+        targets::owner(placement, |n| self.detector.state(n) == NodeState::Up)
     }
 
     async fn send_to_owner(
@@ -1045,43 +1018,19 @@ impl Repair {
         {
             return Err(RepairError::Waiting(node));
         }
-        // Where each slot's chunks go: a new node for empty slots and dead nodes.
-        let mut target: Vec<Option<NodeId>> = piece.placement.clone();
-        let mut taken: HashSet<NodeId> = piece.placement.iter().flatten().copied().collect();
-        let map = self.client.map();
-        let mut candidates = rank(&map, &piece.version.0)
-            .into_iter()
-            .map(|n| n.id)
-            // Never onto a node being drained (it is in `dead` while Up).
-            .filter(|id| self.detector.state(*id) == NodeState::Up && !dead.contains(id));
-        let mut moved = false;
-        for slot in target.iter_mut() {
-            if slot.is_none_or(|node| dead.contains(&node)) {
-                let next = candidates.by_ref().find(|id| !taken.contains(id));
-                if let Some(id) = next {
-                    taken.insert(id);
-                    moved = true;
-                }
-                *slot = next.or(*slot);
-            }
-        }
-        // Rebalance: a chunk on a node rendezvous placement no longer picks moves to a picked
+        // Where each slot's chunks go: a new node for empty slots and dead nodes, and
+        // rebalance: a chunk on a node rendezvous placement no longer picks moves to a picked
         // Up node that holds none (a node was added, or came back).
-        let desired = self.desired(&map, piece, dead);
-        let arriving: Vec<NodeId> = desired
-            .iter()
-            .copied()
-            .filter(|d| !target.contains(&Some(*d)) && self.detector.state(*d) == NodeState::Up)
-            .collect();
-        let mut arriving = arriving.into_iter();
-        for slot in target.iter_mut() {
-            if slot.is_some_and(|node| !desired.contains(&node) && !dead.contains(&node)) {
-                if let Some(id) = arriving.next() {
-                    *slot = Some(id);
-                    moved = true;
-                }
-            }
-        }
+        let map = self.client.map();
+        let targets::Targets {
+            placement: target,
+            moved,
+        } = targets::targets(
+            &map,
+            piece,
+            |n| !dead.contains(&n),
+            |n| self.detector.state(n) == NodeState::Up,
+        );
         let mut written = 0u64;
         for s in 0..layout.n_stripes(size_bytes) {
             let stripe_idx = StripeIdx(s);
@@ -1177,11 +1126,7 @@ impl Repair {
         }
         let mut vacated = Vec::new();
         if moved {
-            for (i, (old, new)) in piece.placement.iter().zip(&target).enumerate() {
-                if let Some(old) = old.filter(|o| Some(*o) != *new) {
-                    vacated.push((i as u8, old));
-                }
-            }
+            vacated = targets::vacated(&piece.placement, &target);
             piece.placement = target;
         }
         Ok((moved, written, vacated))
