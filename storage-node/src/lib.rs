@@ -20,7 +20,7 @@ pub mod logging;
 pub mod meta_client;
 pub mod metrics;
 pub mod peers;
-pub mod repair;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod workers;
