@@ -9,7 +9,12 @@
 //!   offset estimates), used by nodes and gateways.
 //! - [`meta_client`]: the one metadata quorum client (write order, read write-back, scans),
 //!   used by nodes and gateways.
+//! - [`detector`]: the failure detector's state and judgement (Up, Suspect, Down; T_FD).
+//! - [`workers`]: the background work, one worker per concern over a shared context:
+//!   heartbeats, repair scanner, repair worker (rebuild and heal), scrub, garbage collection,
+//!   anti-entropy, orphan scan, drain sweep.
 //! - [`supervisor`]: runs the background workers and restarts one that panics.
+//! - [`metrics`]: the node's Prometheus registry.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].

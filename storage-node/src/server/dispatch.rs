@@ -2,17 +2,19 @@
 //! store call or a call into the node's cluster role (failure detector, background work). It
 //! runs on the blocking pool (but for heartbeats and reports, see [`super::execute`]).
 
-use super::{wall_ms, Node};
+use super::{wall_ms, ClusterRole, Node};
 use crate::store::{LeaseRefusal, MetaPutOutcome, StoreError};
 use crate::workers::RepairError;
 use bytes::Bytes;
-use dmpstore_common::ids::{ChunkKey, Hlc};
+use dmpstore_common::cluster::ClusterMap;
+use dmpstore_common::ids::{ChunkKey, Hlc, NodeId, VersionId};
 use dmpstore_common::limits::{
     MAX_GATEWAY_REPORTS, MAX_RECORD_BYTES, MAX_SCAN_ENTRIES, MAX_SCAN_PAGE_BYTES,
 };
 use dmpstore_common::record::Versioned;
 use dmpstore_common::rpc::{
-    ErrorKind, GatewayAvailability, HealthReport, LeaseCheck, NodeStatus, Request, Response,
+    ChunkHome, ErrorKind, GatewayAvailability, HealthReport, LeaseCheck, NodeStatus, Request,
+    Response,
 };
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,22 +33,14 @@ fn refused(kind: ErrorKind, message: String) -> Answer {
 /// The one dispatch point of node RPCs.
 pub(super) fn dispatch(node: &Node, request: Request, payload: Bytes) -> Answer {
     let store = &node.store;
-    let cluster = node.cluster.as_ref();
     match request {
         Request::PutChunk {
             key,
             checksum,
             home,
-        } => {
-            let home = home.map(|h| h.encode());
-            store.put_chunk(&key, &checksum, &payload, home.as_deref())?;
-            done(Response::Done)
-        }
+        } => put_chunk(node, &key, &checksum, home, &payload),
         Request::GetChunk { key } => get_chunk(node, &key),
-        Request::DeleteChunks { version } => {
-            store.delete_chunks(&version)?;
-            done(Response::Done)
-        }
+        Request::DeleteChunks { version } => done_after(store.delete_chunks(&version)),
         Request::MetaPut {
             partition,
             key,
@@ -76,98 +70,124 @@ pub(super) fn dispatch(node: &Node, request: Request, payload: Bytes) -> Answer 
             key,
             token,
             ttl_ms,
-        } => {
-            let granted =
-                store.meta_lock(&partition, &key, &token, wall_ms(), u64::from(ttl_ms))?;
-            done(Response::Lock { granted })
-        }
+        } => meta_lock(node, &partition, &key, &token, ttl_ms),
         Request::MetaUnlock {
             partition,
             key,
             token,
-        } => {
-            store.meta_unlock(&partition, &key, &token)?;
-            done(Response::Done)
-        }
+        } => done_after(store.meta_unlock(&partition, &key, &token)),
         Request::Heartbeat { .. } | Request::Health => done(Response::Health(health(node))),
         Request::DropMovedChunk {
             version,
             chunk_idx,
             partition,
             key,
-        } => {
-            if let Some(c) = cluster {
-                c.context
-                    .schedule_drop(version, chunk_idx, partition, key)
-                    .map_err(as_store_error)?;
-            }
-            done(Response::Done)
-        }
-        Request::GetClusterMap => match cluster {
+        } => drop_moved_chunk(node, version, chunk_idx, partition, key),
+        Request::GetClusterMap => match &node.cluster {
             Some(c) => done(Response::ClusterMap((*c.client.map()).clone())),
             None => Err(StoreError::NotFound),
         },
-        Request::SetClusterMap { map } => {
-            if let Some(c) = cluster {
-                if map.version > c.client.map().version {
-                    // Persisted first: a restart must not fall back to the older map.
-                    store.set_cluster_map(&map.encode())?;
-                    c.client.install_map(map);
-                }
-            }
-            done(Response::Done)
-        }
+        Request::SetClusterMap { map } => set_cluster_map(node, map),
         Request::Drain {
             node: drained,
             draining,
-        } => {
-            if let Some(c) = cluster {
-                c.context.set_draining(drained, draining)?;
-            }
-            done(Response::Done)
-        }
+        } => drain(node, drained, draining),
         Request::Status => done(Response::Status(Box::new(status(node)))),
-        Request::GatewayReport(report) => {
-            gateway_report(node, report);
-            done(Response::Done)
-        }
+        Request::GatewayReport(report) => gateway_report(node, report),
         Request::RepairScan { node: replaced } => {
-            if let Some(c) = cluster {
-                c.context.request_scan_for(replaced);
-            }
-            done(Response::Done)
+            on_cluster(node, |c| c.context.request_scan_for(replaced))
         }
-        Request::Isolate { millis } => {
-            if let Some(c) = cluster {
-                let until = (millis > 0).then(|| Instant::now() + Duration::from_millis(millis));
-                c.client.isolate_until(until);
-                tracing::warn!(millis, "isolation drill: cut off from the cluster");
-            }
-            done(Response::Done)
-        }
-        Request::Scrub => {
-            if let Some(c) = cluster {
-                c.context.request_scrub();
-            }
-            done(Response::Done)
-        }
-        Request::AntiEntropy => {
-            if let Some(c) = cluster {
-                c.context.request_anti_entropy();
-            }
-            done(Response::Done)
-        }
-        Request::RepairEnqueue { partition, key } => {
-            match cluster {
-                Some(c) => c
-                    .context
-                    .enqueue(&partition, &key)
-                    .map_err(as_store_error)?,
-                None => store.repair_push(&partition, &key)?,
-            }
-            done(Response::Done)
+        Request::Isolate { millis } => isolate(node, millis),
+        Request::Scrub => on_cluster(node, |c| c.context.request_scrub()),
+        Request::AntiEntropy => on_cluster(node, |c| c.context.request_anti_entropy()),
+        Request::RepairEnqueue { partition, key } => repair_enqueue(node, &partition, &key),
+    }
+}
+
+/// `Done` once `result` is known to be a success.
+fn done_after(result: Result<(), StoreError>) -> Answer {
+    result?;
+    done(Response::Done)
+}
+
+/// Calls `f` with the node's cluster role, if it has one; `Done`.
+fn on_cluster(node: &Node, f: impl FnOnce(&ClusterRole)) -> Answer {
+    if let Some(c) = &node.cluster {
+        f(c);
+    }
+    done(Response::Done)
+}
+
+fn put_chunk(
+    node: &Node,
+    key: &ChunkKey,
+    checksum: &[u8; 32],
+    home: Option<ChunkHome>,
+    payload: &[u8],
+) -> Answer {
+    let home = home.map(|h| h.encode());
+    node.store
+        .put_chunk(key, checksum, payload, home.as_deref())?;
+    done(Response::Done)
+}
+
+fn meta_lock(node: &Node, partition: &str, key: &str, token: &[u8; 16], ttl_ms: u32) -> Answer {
+    let now_ms = wall_ms();
+    let granted = node
+        .store
+        .meta_lock(partition, key, token, now_ms, u64::from(ttl_ms))?;
+    done(Response::Lock { granted })
+}
+
+fn drop_moved_chunk(
+    node: &Node,
+    version: VersionId,
+    chunk_idx: u8,
+    partition: String,
+    key: String,
+) -> Answer {
+    if let Some(c) = &node.cluster {
+        c.context
+            .schedule_drop(version, chunk_idx, partition, key)
+            .map_err(as_store_error)?;
+    }
+    done(Response::Done)
+}
+
+fn set_cluster_map(node: &Node, map: ClusterMap) -> Answer {
+    if let Some(c) = &node.cluster {
+        if map.version > c.client.map().version {
+            // Persisted first: a restart must not fall back to the older map.
+            node.store.set_cluster_map(&map.encode())?;
+            c.client.install_map(map);
         }
     }
+    done(Response::Done)
+}
+
+fn drain(node: &Node, drained: NodeId, draining: bool) -> Answer {
+    if let Some(c) = &node.cluster {
+        c.context.set_draining(drained, draining)?;
+    }
+    done(Response::Done)
+}
+
+fn isolate(node: &Node, millis: u64) -> Answer {
+    on_cluster(node, |c| {
+        let until = (millis > 0).then(|| Instant::now() + Duration::from_millis(millis));
+        c.client.isolate_until(until);
+        tracing::warn!(millis, "isolation drill: cut off from the cluster");
+    })
+}
+
+/// Queues a repair with the node's background work (or straight in the store, for a node
+/// without a cluster role).
+fn repair_enqueue(node: &Node, partition: &str, key: &str) -> Answer {
+    match &node.cluster {
+        Some(c) => c.context.enqueue(partition, key).map_err(as_store_error)?,
+        None => node.store.repair_push(partition, key)?,
+    }
+    done(Response::Done)
 }
 
 /// A background-work error as the store error the RPC answers with.
@@ -336,7 +356,7 @@ fn status(node: &Node) -> NodeStatus {
 }
 
 /// Keeps a gateway's availability report, unless an older one or one too many.
-fn gateway_report(node: &Node, report: GatewayAvailability) {
+fn gateway_report(node: &Node, report: GatewayAvailability) -> Answer {
     let mut reports = node.gateways.lock().expect("gateway reports");
     let room = reports.len() < MAX_GATEWAY_REPORTS || reports.contains_key(&report.gateway);
     if room
@@ -346,4 +366,6 @@ fn gateway_report(node: &Node, report: GatewayAvailability) {
     {
         reports.insert(report.gateway.clone(), report);
     }
+    drop(reports);
+    done(Response::Done)
 }

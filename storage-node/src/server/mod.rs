@@ -3,7 +3,7 @@
 //!
 //! [`run`] takes `(listener, config, shutdown)` and never binds or reads the environment itself,
 //! so tests and the dev cluster run many nodes in one process. The one `match` over requests is
-//! in [`dispatch`].
+//! in `dispatch`.
 
 mod dispatch;
 

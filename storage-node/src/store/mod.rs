@@ -19,12 +19,12 @@
 //!
 //! This file holds the [`Store`] itself (open, locks, counts, flush), its error, and every key
 //! and shared value encoding; the operations live by concern:
-//! - [`chunks`]: chunks and their index of homes, scrub.
-//! - [`metadata`]: records, scans, partitions.
-//! - [`leases`]: conditional-write leases and the write that meets them.
-//! - [`queues`]: the repair and heal queues.
-//! - [`drops`]: scheduled drops of moved chunks.
-//! - [`settings`]: the drain set and the installed cluster map.
+//! - `chunks`: chunks and their index of homes, scrub.
+//! - `metadata`: records, scans, partitions.
+//! - `leases`: conditional-write leases and the write that meets them.
+//! - `queues`: the repair and heal queues.
+//! - `drops`: scheduled drops of moved chunks.
+//! - `settings`: the drain set and the installed cluster map.
 //!
 //! Invariant: this module knows nothing of S3, stripes or placement: chunks are opaque bytes with
 //! a checksum, records are opaque bytes with a clock.

@@ -1,21 +1,21 @@
 //! The node's background work (DESIGN 7, 10, 11, 12): one [`Worker`] per concern, each a small
 //! type over the shared [`NodeContext`], all run and restarted by the [`Supervisor`].
 //!
-//! - [`context`]: the state the workers share with each other and with the RPC server
+//! - `context`: the state the workers share with each other and with the RPC server
 //!   (store, RPC client, failure detector, queues' wake-ups, repair statistics) and the calls
 //!   the server makes into it (enqueue, heal, drain, scrub or scan now).
-//! - [`status`]: the node's repair status, assembled from the context.
-//! - [`scanner`]: the repair scanner: walks the owned partitions after failures, map changes
+//! - `status`: the node's repair status, assembled from the context.
+//! - `scanner`: the repair scanner: walks the owned partitions after failures, map changes
 //!   and on schedule, queues what needs repair with its owner, and takes the census.
-//! - [`rebuild`]: the repair worker: works through the heal and repair queues.
-//! - [`reconstruct`]: how one record is repaired: targets, stripes rebuilt, record rewritten.
-//! - [`heal`]: a corrupt chunk rebuilt in place from its siblings.
-//! - [`scrub`]: the scrubber: verifies every local chunk on schedule.
-//! - [`gc`]: all garbage collection: scheduled drops of moved chunks, the orphan scan, and
+//! - `rebuild`: the repair worker: works through the heal and repair queues.
+//! - `reconstruct`: how one record is repaired: targets, stripes rebuilt, record rewritten.
+//! - `heal`: a corrupt chunk rebuilt in place from its siblings.
+//! - `scrub`: the scrubber: verifies every local chunk on schedule.
+//! - `gc`: all garbage collection: scheduled drops of moved chunks, the orphan scan, and
 //!   the tombstone purge that anti-entropy runs.
-//! - [`anti_entropy`]: merges metadata replicas of the owned partitions.
-//! - [`drain`]: the drain sweep of a node being drained.
-//! - [`heartbeat`]: the failure detector's heartbeat rounds.
+//! - `anti_entropy`: merges metadata replicas of the owned partitions.
+//! - `drain`: the drain sweep of a node being drained.
+//! - `heartbeat`: the failure detector's heartbeat rounds.
 //!
 //! The worker names are the supervisor's (logs, `dmpstore_worker_restarts_total`, status, the
 //! test fault point `DMPSTORE_FAULT_PANIC_WORKER=NAME`) and are kept stable.
