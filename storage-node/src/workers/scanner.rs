@@ -280,6 +280,11 @@ impl NodeContext {
         let mut census = DegradedCount::default();
         let mut owned: HashMap<String, bool> = HashMap::new();
         let map = self.client.map();
+        let scanned = Scanned {
+            map: &map,
+            dead,
+            forced,
+        };
         loop {
             if shutdown.is_cancelled() {
                 return Ok((found, census));
@@ -296,11 +301,6 @@ impl NodeContext {
                 if !is_owner {
                     continue;
                 }
-                let scanned = Scanned {
-                    map: &map,
-                    dead,
-                    forced,
-                };
                 if self
                     .scan_record(&scanned, &partition, &key, &record, &mut census)
                     .await?
