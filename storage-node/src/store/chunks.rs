@@ -252,6 +252,7 @@ mod tests {
             Err(StoreError::NotFound)
         ));
     }
+
     #[test]
     fn delete_chunks_drops_one_version_only() {
         let dir = tempfile::tempdir().unwrap();

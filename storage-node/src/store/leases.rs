@@ -49,6 +49,7 @@ impl Store {
         }
         self.meta_put_locked(&mkey, record, expect).map(Ok)
     }
+
     /// Grants a lease on a metadata key to `token` unless another token holds an unexpired one.
     /// Leases are stored (synced) in the queues family, so a restart cannot hand out a lease
     /// that another writer still holds.

@@ -181,6 +181,7 @@ impl Store {
         }
         Ok((out, false))
     }
+
     /// Every record of every partition after the raw meta key `after` (empty: from the
     /// start), at most `limit`, as `(partition, sort key, record)`, with the raw key to resume
     /// from when more follow. For the repair scan.
@@ -228,6 +229,7 @@ impl Store {
         }
         Ok((out, None))
     }
+
     /// The metadata partitions this node holds records of.
     pub fn meta_partitions(&self) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
@@ -315,6 +317,7 @@ mod tests {
         assert_eq!(store.count_partition("a#versions").unwrap(), 1);
         assert_eq!(store.count_partition("").unwrap(), 1);
     }
+
     #[test]
     fn meta_put_keeps_the_newest_and_scans_in_order() {
         let dir = tempfile::tempdir().unwrap();

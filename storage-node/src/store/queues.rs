@@ -61,6 +61,7 @@ impl Store {
             .delete_cf_opt(self.cf(CF_QUEUES), heal_key(key), &synced())?;
         Ok(())
     }
+
     /// Adds a record to the repair queue (idempotent; synced, so the queue survives a crash).
     pub fn repair_push(&self, partition: &str, key: &str) -> Result<(), StoreError> {
         self.db.put_cf_opt(

@@ -120,6 +120,8 @@ impl Pacer {
 /// A version taken out of the repair queue: why, and the nodes that were down then.
 pub(super) type Parked = (String, BTreeSet<NodeId>);
 
+/// The shared state of the node's background work (see the module doc): made once per node,
+/// shared by every worker and by the RPC server.
 pub struct NodeContext {
     pub(super) me: NodeId,
     pub(super) store: Arc<Store>,
@@ -194,9 +196,11 @@ impl NodeContext {
             scrub_config,
         }
     }
+
     pub(super) fn delay(&self) -> Duration {
         Duration::from_secs(self.config.delay_secs)
     }
+
     /// Nodes Down for longer than the repair delay, or being drained: their chunks are
     /// rebuilt elsewhere. (A node no longer in the map at all counts as dead wherever a
     /// placement names it: see `repair_piece`.)
@@ -215,6 +219,7 @@ impl NodeContext {
             })
             .collect()
     }
+
     pub fn draining(&self) -> Vec<NodeId> {
         let mut d: Vec<NodeId> = self
             .draining
@@ -226,6 +231,7 @@ impl NodeContext {
         d.sort();
         d
     }
+
     /// Starts or stops draining `node` (persisted, so a restart keeps draining).
     pub fn set_draining(&self, node: NodeId, on: bool) -> Result<(), crate::store::StoreError> {
         let mut d = self.draining.lock().expect("draining");
@@ -242,6 +248,7 @@ impl NodeContext {
         tracing::info!(%node, on, "drain changed");
         Ok(())
     }
+
     /// Queues a record for repair on this node (the `RepairEnqueue` RPC and local triggers).
     pub fn enqueue(&self, partition: &str, key: &str) -> Result<(), RepairError> {
         {
@@ -262,23 +269,28 @@ impl NodeContext {
         self.wake.notify_one();
         Ok(())
     }
+
     /// Queues a chunk of this node that was found corrupt, to rebuild from its siblings.
     pub fn heal(&self, key: &ChunkKey) -> Result<(), RepairError> {
         self.store.heal_push(key)?;
         self.wake.notify_one();
         Ok(())
     }
+
     pub fn request_scrub(&self) {
         self.scrub_now.notify_one();
     }
+
     pub fn request_anti_entropy(&self) {
         self.anti_entropy_now.notify_one();
     }
+
     /// `node` was replaced by an empty one: scan for what it should hold.
     pub fn request_scan_for(&self, node: NodeId) {
         self.forced.lock().expect("forced").push(node);
         self.stats.lock().expect("repair stats").scan_pending = true;
     }
+
     /// Keeps a version that cannot be repaired now, with why, for status (bounded: beyond
     /// [`MAX_PARKED`] only the count grows).
     pub(super) fn park(&self, partition: &str, key: &str, reason: String) {
@@ -290,6 +302,7 @@ impl NodeContext {
             self.stats.lock().expect("repair stats").parked_overflow += 1;
         }
     }
+
     /// The nodes of the map that this node's detector sees Down.
     pub(super) fn down_nodes(&self) -> BTreeSet<NodeId> {
         self.client
@@ -299,11 +312,13 @@ impl NodeContext {
             .filter(|&n| self.detector.state(n) == NodeState::Down)
             .collect()
     }
+
     /// The replicas of a partition and what makes a quorum of them (both sets during a
     /// metadata membership change).
     pub(super) fn quorum_spec(&self, partition: &str) -> MajorityOf {
         self.meta.replicas(partition)
     }
+
     /// Whether this node is the first Up replica of the partition.
     pub(super) fn owns_partition(&self, partition: &str) -> bool {
         self.quorum_spec(partition)
@@ -312,9 +327,11 @@ impl NodeContext {
             .find(|&n| self.detector.state(n) == NodeState::Up)
             == Some(self.me)
     }
+
     pub(super) fn first_up(&self, placement: &[Option<NodeId>]) -> Option<NodeId> {
         targets::owner(placement, |n| self.detector.state(n) == NodeState::Up)
     }
+
     /// The newest record of `key` (the quorum client's read).
     pub(super) async fn meta_get(
         &self,
