@@ -15,6 +15,7 @@
 //! - [`redundancy`]: how far a piece is below full redundancy, and why (the census).
 //! - [`rpc`]: the typed, versioned messages of the internal node RPC and their framing.
 //! - [`quorum`]: the one quorum primitive used for every replicated call.
+//! - [`targets`]: where a version's chunks should be: repair and rebalance targets.
 
 pub mod availability;
 pub mod cluster;
@@ -29,3 +30,4 @@ pub mod record;
 pub mod redundancy;
 pub mod rpc;
 pub mod stripe;
+pub mod targets;

@@ -323,12 +323,16 @@ pub struct NodeStatus {
     pub disk: DiskReport,
 }
 
-/// One supervised background worker: how often it panicked and was started again.
+/// One supervised background worker: how often it panicked and was started again, and its
+/// status line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerReport {
     pub name: String,
     pub restarts: u64,
     pub last_panic: Option<String>,
+    /// The worker's state after its last step and what it said it did last
+    /// ("idle: last pass verified 120 chunks, 0 corrupt").
+    pub status: String,
 }
 
 /// One peer as the reporting node's failure detector sees it.

@@ -4,6 +4,9 @@
 //!
 //! `T_FD` (detection time) is measured per failure as the time from the peer's last answered
 //! heartbeat to the moment it was declared Down.
+//!
+//! The rounds run in the "detector" worker (`workers/heartbeat.rs`); this file holds the
+//! detector's state and judgement.
 
 use crate::config::DetectorConfig;
 use crate::peers::{NodeClient, NodeState};
@@ -15,7 +18,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy)]
 struct Track {
@@ -76,45 +78,43 @@ impl Detector {
         tracks.keys().copied().collect()
     }
 
-    /// Heartbeats every peer each interval until `shutdown`.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let interval = Duration::from_millis(self.config.heartbeat_interval_ms);
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = shutdown.cancelled() => return,
+    /// Time between two rounds of heartbeats.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.config.heartbeat_interval_ms)
+    }
+
+    /// One round: heartbeats every peer (each within one interval), judges the answers, and
+    /// learns a newer cluster map a peer knows of.
+    pub async fn beat(&self) {
+        let interval = self.heartbeat_interval();
+        // The map may have grown since the last beat (a node was added).
+        let peers = self.watch_map_nodes();
+        let map_version = self.client.map().version;
+        let request = Request::Heartbeat {
+            from: self.me,
+            map_version,
+        };
+        let beats = peers.iter().map(|&peer| {
+            let (me, req) = (&self, &request);
+            async move {
+                let answer = me
+                    .client
+                    .call_with_deadline(peer, req, Bytes::new(), interval)
+                    .await;
+                let newer_map = match &answer {
+                    Ok((Response::Health(h), _)) => h.map_version > map_version,
+                    _ => false,
+                };
+                (peer, answer.is_ok(), newer_map)
             }
-            // The map may have grown since the last beat (a node was added).
-            let peers = self.watch_map_nodes();
-            let map_version = self.client.map().version;
-            let request = Request::Heartbeat {
-                from: self.me,
-                map_version,
-            };
-            let beats = peers.iter().map(|&peer| {
-                let (me, req) = (&self, &request);
-                async move {
-                    let answer = me
-                        .client
-                        .call_with_deadline(peer, req, Bytes::new(), interval)
-                        .await;
-                    let newer_map = match &answer {
-                        Ok((Response::Health(h), _)) => h.map_version > map_version,
-                        _ => false,
-                    };
-                    (peer, answer.is_ok(), newer_map)
-                }
-            });
-            let answers: Vec<(NodeId, bool, bool)> = futures::future::join_all(beats).await;
-            let oks: Vec<(NodeId, bool)> = answers.iter().map(|&(p, ok, _)| (p, ok)).collect();
-            self.evaluate(&oks, Instant::now());
-            // A peer knows a newer cluster map: learn it (the map spreads with the beats).
-            if let Some(&(peer, _, _)) = answers.iter().find(|a| a.2) {
-                if let Err(e) = self.client.fetch_map_from(peer).await {
-                    tracing::warn!(%peer, error = %e, "could not fetch a newer cluster map");
-                }
+        });
+        let answers: Vec<(NodeId, bool, bool)> = futures::future::join_all(beats).await;
+        let oks: Vec<(NodeId, bool)> = answers.iter().map(|&(p, ok, _)| (p, ok)).collect();
+        self.evaluate(&oks, Instant::now());
+        // A peer knows a newer cluster map: learn it (the map spreads with the beats).
+        if let Some(&(peer, _, _)) = answers.iter().find(|a| a.2) {
+            if let Err(e) = self.client.fetch_map_from(peer).await {
+                tracing::warn!(%peer, error = %e, "could not fetch a newer cluster map");
             }
         }
     }

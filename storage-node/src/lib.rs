@@ -9,8 +9,13 @@
 //!   offset estimates), used by nodes and gateways.
 //! - [`meta_client`]: the one metadata quorum client (write order, read write-back, scans),
 //!   used by nodes and gateways.
+//! - [`detector`]: the failure detector's state and judgement (Up, Suspect, Down; T_FD).
+//! - [`workers`]: the background work, one worker per concern over a shared context:
+//!   heartbeats, repair scanner, repair worker (rebuild and heal), scrub, garbage collection,
+//!   anti-entropy, orphan scan, drain sweep.
 //! - [`disk`]: free space on the data disk and the read-only state a full disk puts the node in.
 //! - [`supervisor`]: runs the background workers and restarts one that panics.
+//! - [`metrics`]: the node's Prometheus registry.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].
@@ -22,7 +27,7 @@ pub mod logging;
 pub mod meta_client;
 pub mod metrics;
 pub mod peers;
-pub mod repair;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod workers;

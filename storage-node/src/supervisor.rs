@@ -1,15 +1,19 @@
 //! Runs the node's background workers (detector, repair scanner and worker, scrub, garbage
-//! collection, anti-entropy, orphan scan, drain sweep) and keeps them running: a worker that
-//! panics is counted, logged with its message, and started again after a backoff that
-//! doubles up to [`MAX_BACKOFF`] (and starts over once a run lasted [`STABLE_RUN`]). A worker
-//! that returns has stopped for shutdown and is not restarted.
+//! collection, anti-entropy, orphan scan, drain sweep: see [`crate::workers`]) and keeps them
+//! running: a worker that panics is counted, logged with its message, and started again (made
+//! afresh) after a backoff that doubles up to [`MAX_BACKOFF`] (and starts over once a run
+//! lasted [`STABLE_RUN`]). A worker that stops ([`WorkerState::Done`], or shutdown while it
+//! waits for work) has stopped for shutdown and is not restarted.
+//!
+//! Between its steps a worker is driven as its [`WorkerState`] says (work again, wait for
+//! work, stop), and its status line is kept for the node's status.
 //!
 //! Test fault point: `DMPSTORE_FAULT_PANIC_WORKER=NAME` makes worker NAME panic once, at its
 //! first start, so tests can see it restarted.
 
+use crate::workers::{Worker, WorkerState};
 use dmpstore_common::rpc::WorkerReport;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -21,10 +25,12 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// A run this long resets the backoff: the worker was healthy in between.
 const STABLE_RUN: Duration = Duration::from_secs(60);
 
+type Reports = Arc<Mutex<BTreeMap<&'static str, WorkerReport>>>;
+
 #[derive(Clone, Default)]
 pub struct Supervisor {
     tasks: TaskTracker,
-    reports: Arc<Mutex<BTreeMap<&'static str, WorkerReport>>>,
+    reports: Reports,
 }
 
 impl Supervisor {
@@ -35,12 +41,14 @@ impl Supervisor {
         }
     }
 
-    /// Runs the worker `name`, made afresh by `make` on every (re)start, until `shutdown`.
-    pub fn spawn<F, Fut>(&self, name: &'static str, shutdown: CancellationToken, make: F)
+    /// Runs the worker `make` makes, made afresh by `make` on every restart, until `shutdown`.
+    pub fn spawn<W, F>(&self, shutdown: CancellationToken, make: F)
     where
-        F: Fn() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        W: Worker,
+        F: Fn() -> W + Send + 'static,
     {
+        let first = make();
+        let name = first.name();
         self.reports.lock().expect("reports").insert(
             name,
             WorkerReport {
@@ -49,49 +57,12 @@ impl Supervisor {
             },
         );
         let reports = self.reports.clone();
-        let mut fault = std::env::var("DMPSTORE_FAULT_PANIC_WORKER").is_ok_and(|w| w == name);
-        self.tasks.spawn(async move {
-            let mut backoff = FIRST_BACKOFF;
-            loop {
-                let work = make();
-                let inject = std::mem::take(&mut fault);
-                let started = Instant::now();
-                let run = tokio::spawn(async move {
-                    if inject {
-                        panic!("fault point DMPSTORE_FAULT_PANIC_WORKER");
-                    }
-                    work.await
-                });
-                let panic = match run.await {
-                    Ok(()) => return,
-                    Err(e) if e.is_panic() => panic_message(e.into_panic()),
-                    Err(_) => return,
-                };
-                if started.elapsed() >= STABLE_RUN {
-                    backoff = FIRST_BACKOFF;
-                }
-                tracing::error!(
-                    worker = name,
-                    panic = %panic,
-                    restart_in_ms = backoff.as_millis() as u64,
-                    "background worker panicked; restarting it"
-                );
-                {
-                    let mut r = reports.lock().expect("reports");
-                    let report = r.entry(name).or_default();
-                    report.restarts += 1;
-                    report.last_panic = Some(panic);
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        });
+        let fault = std::env::var("DMPSTORE_FAULT_PANIC_WORKER").is_ok_and(|w| w == name);
+        self.tasks
+            .spawn(supervise(name, first, make, fault, shutdown, reports));
     }
 
-    /// Every worker's restarts and last panic.
+    /// Every worker's restarts, last panic and status line.
     pub fn reports(&self) -> Vec<WorkerReport> {
         self.reports
             .lock()
@@ -102,13 +73,94 @@ impl Supervisor {
     }
 }
 
+/// Runs `first`, then a fresh worker from `make` after each panic (with backoff), until one
+/// stops.
+async fn supervise<W, F>(
+    name: &'static str,
+    first: W,
+    make: F,
+    mut fault: bool,
+    shutdown: CancellationToken,
+    reports: Reports,
+) where
+    W: Worker,
+    F: Fn() -> W + Send + 'static,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut next = Some(first);
+    loop {
+        let worker = next.take().unwrap_or_else(&make);
+        let inject = std::mem::take(&mut fault);
+        let started = Instant::now();
+        let (sd, r) = (shutdown.clone(), reports.clone());
+        let own_thread = worker.own_thread();
+        let unit = move || async move {
+            if inject {
+                panic!("fault point DMPSTORE_FAULT_PANIC_WORKER");
+            }
+            drive(worker, &sd, &r).await
+        };
+        let run = if own_thread {
+            tokio::spawn(on_own_thread(name, unit))
+        } else {
+            tokio::spawn(unit())
+        };
+        let panic = match run.await {
+            Ok(()) => return,
+            Err(e) if e.is_panic() => panic_message(e.into_panic()),
+            Err(_) => return,
+        };
+        if started.elapsed() >= STABLE_RUN {
+            backoff = FIRST_BACKOFF;
+        }
+        tracing::error!(
+            worker = name,
+            panic = %panic,
+            restart_in_ms = backoff.as_millis() as u64,
+            "background worker panicked; restarting it"
+        );
+        {
+            let mut r = reports.lock().expect("reports");
+            let report = r.entry(name).or_default();
+            report.restarts += 1;
+            report.last_panic = Some(panic);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Drives one worker as its state says until it stops or `shutdown` ends its wait, keeping its
+/// status line after each step.
+async fn drive<W: Worker>(mut worker: W, shutdown: &CancellationToken, reports: &Reports) {
+    let name = worker.name();
+    loop {
+        let state = worker.work(shutdown).await;
+        let status = format!("{state}: {}", worker.status());
+        if let Some(report) = reports.lock().expect("reports").get_mut(name) {
+            report.status = status;
+        }
+        match state {
+            WorkerState::Busy => {}
+            WorkerState::Idle => tokio::select! {
+                () = worker.wait_for_work() => {}
+                () = shutdown.cancelled() => return,
+            },
+            WorkerState::Done => return,
+        }
+    }
+}
+
 /// Runs `make()` to completion on a thread of its own with a single-threaded runtime, so no
 /// work queued on the node's main runtime or storage pool can delay it (the failure detector's
 /// heartbeats). A panic there is raised again here, so the supervisor restarts the worker.
 pub async fn on_own_thread<F, Fut>(name: &'static str, make: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
 {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
@@ -143,26 +195,73 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    /// Panics at its first two starts; then does one unit and waits forever.
+    struct Flaky {
+        start: u32,
+        done: Arc<Mutex<Option<tokio::sync::oneshot::Sender<()>>>>,
+    }
+
+    impl Worker for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+
+        async fn work(&mut self, _shutdown: &CancellationToken) -> WorkerState {
+            if self.start < 2 {
+                panic!("boom {}", self.start);
+            }
+            if let Some(tx) = self.done.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            WorkerState::Idle
+        }
+
+        async fn wait_for_work(&mut self) {
+            std::future::pending::<()>().await
+        }
+
+        fn status(&self) -> String {
+            format!("start {}", self.start)
+        }
+    }
+
+    /// Busy for three units, then done.
+    struct Counter(u32);
+
+    impl Worker for Counter {
+        fn name(&self) -> &'static str {
+            "counter"
+        }
+
+        async fn work(&mut self, _shutdown: &CancellationToken) -> WorkerState {
+            self.0 += 1;
+            if self.0 < 3 {
+                WorkerState::Busy
+            } else {
+                WorkerState::Done
+            }
+        }
+
+        async fn wait_for_work(&mut self) {
+            unreachable!("a busy worker is not asked to wait")
+        }
+
+        fn status(&self) -> String {
+            format!("{} units", self.0)
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_worker_is_restarted_and_counted() {
         let supervisor = Supervisor::new(TaskTracker::new());
         let shutdown = CancellationToken::new();
         let starts = Arc::new(AtomicU32::new(0));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let done_tx = Arc::new(Mutex::new(Some(done_tx)));
+        let done = Arc::new(Mutex::new(Some(done_tx)));
         let s = starts.clone();
-        supervisor.spawn("flaky", shutdown.clone(), move || {
-            let n = s.fetch_add(1, Ordering::SeqCst);
-            let done = done_tx.clone();
-            async move {
-                if n < 2 {
-                    panic!("boom {n}");
-                }
-                if let Some(tx) = done.lock().unwrap().take() {
-                    let _ = tx.send(());
-                }
-                std::future::pending::<()>().await
-            }
+        supervisor.spawn(shutdown.clone(), move || Flaky {
+            start: s.fetch_add(1, Ordering::SeqCst),
+            done: done.clone(),
         });
         done_rx.await.unwrap();
         assert_eq!(starts.load(Ordering::SeqCst), 3);
@@ -186,5 +285,18 @@ mod tests {
         let panicked = tokio::spawn(on_own_thread("own", || async { panic!("boom") })).await;
         let message = panic_message(panicked.unwrap_err().into_panic());
         assert_eq!(message, "boom");
+    }
+
+    #[tokio::test]
+    async fn a_worker_runs_while_busy_stops_when_done_and_reports_its_status() {
+        let tasks = TaskTracker::new();
+        let supervisor = Supervisor::new(tasks.clone());
+        supervisor.spawn(CancellationToken::new(), || Counter(0));
+        tasks.close();
+        tasks.wait().await;
+        let reports = supervisor.reports();
+        assert_eq!(reports[0].name, "counter");
+        assert_eq!(reports[0].status, "done: 3 units");
+        assert_eq!(reports[0].restarts, 0);
     }
 }

@@ -1,28 +1,31 @@
-//! Anti-entropy between metadata replicas (DESIGN 5): the owner of a partition (its first Up
-//! replica) walks the partition on every Up replica at once, page by page in key order, and
-//! writes the newest record of each key to the replicas that miss it or hold an older one.
-//! Tombstones travel like any record, so a replica that was away cannot bring a deleted key
-//! back. Read repair fixes what clients read; this pass fixes what nobody reads.
+//! Anti-entropy between metadata replicas ("anti-entropy" worker, DESIGN 5): the owner of a
+//! partition (its first Up replica) walks the partition on every Up replica at once, page by
+//! page in key order, and writes the newest record of each key to the replicas that miss it or
+//! hold an older one. Tombstones travel like any record, so a replica that was away cannot
+//! bring a deleted key back. Read repair fixes what clients read; this pass fixes what nobody
+//! reads. A pass runs every `anti_entropy_interval_secs` and when `gateway admin anti-entropy`
+//! asks.
 //!
 //! The pass also collects tombstones: one older than `tombstone_grace_secs` that every
 //! replica of the partition holds identically (all of them answered the page) is purged from
-//! all of them. While any replica is away the tombstone stays, so a returning replica's
-//! stale record always meets it.
+//! all of them ([`super::gc`]).
 //!
 //! The partitions are the buckets partition and, for each bucket listed there, the bucket's
 //! own partitions (objects, versions, tags, uploads, parts).
 
-use super::{Repair, RepairError};
-use crate::peers::RpcError;
+use super::context::{NodeContext, RepairError};
+use super::{Cadence, Worker, WorkerState};
+use crate::peers::{NodeState, RpcError};
 use bytes::Bytes;
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::quorum::MajorityOf;
 use dmpstore_common::record::{
-    parts_partition, tags_partition, uploads_partition, versions_partition, MetaValue, Versioned,
+    parts_partition, tags_partition, uploads_partition, versions_partition, Versioned,
     BUCKETS_PARTITION,
 };
 use dmpstore_common::rpc::{ErrorKind, LeaseCheck, Request, Response};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +34,9 @@ const PAGE: u32 = 256;
 
 /// One replica's page of a partition: its entries, and whether it holds more after them.
 type Page = (NodeId, (Vec<(String, Versioned)>, bool));
+
+/// The records each Up replica holds of each key of a page.
+type ByKey = BTreeMap<String, Vec<(NodeId, Versioned)>>;
 
 /// The last key up to which a set of pages is complete on every replica: the smallest last
 /// key of a replica that has more (`None`: every replica's page reached its end).
@@ -55,46 +61,77 @@ pub struct PassOutcome {
     pub tombstones_purged: u64,
 }
 
-impl Repair {
-    /// Runs a pass every `anti_entropy_interval_secs` and when asked, until `shutdown`.
-    pub async fn run_anti_entropy(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
-        let interval = Duration::from_secs(self.config.anti_entropy_interval_secs.max(1));
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                () = self.anti_entropy_now.notified() => {}
-                () = shutdown.cancelled() => return,
-            }
-            match self.anti_entropy_pass(&shutdown).await {
-                Ok(o) => {
-                    tracing::info!(
-                        partitions = o.partitions,
-                        compared = o.records_compared,
-                        repaired = o.records_repaired,
-                        failed = o.failed_partitions,
-                        tombstones_purged = o.tombstones_purged,
-                        epoch = o.epoch,
-                        "anti-entropy pass done"
-                    );
-                    let mut s = self.stats.lock().expect("repair stats");
-                    s.anti_entropy_passes += 1;
-                    s.anti_entropy_repaired += o.records_repaired;
-                    s.tombstones_purged += o.tombstones_purged;
-                    if o.failed_partitions == 0 && !shutdown.is_cancelled() {
-                        s.anti_entropy_clean_epoch = s.anti_entropy_clean_epoch.max(o.epoch);
-                    }
+/// Runs a pass every `anti_entropy_interval_secs` and when asked.
+pub struct AntiEntropy {
+    ctx: Arc<NodeContext>,
+    cadence: Cadence,
+    last: Option<PassOutcome>,
+}
+
+impl Worker for AntiEntropy {
+    fn name(&self) -> &'static str {
+        "anti-entropy"
+    }
+
+    async fn work(&mut self, shutdown: &CancellationToken) -> WorkerState {
+        if !self.cadence.take_due() {
+            return WorkerState::Idle;
+        }
+        match self.ctx.anti_entropy_pass(shutdown).await {
+            Ok(o) => {
+                tracing::info!(
+                    partitions = o.partitions,
+                    compared = o.records_compared,
+                    repaired = o.records_repaired,
+                    failed = o.failed_partitions,
+                    tombstones_purged = o.tombstones_purged,
+                    epoch = o.epoch,
+                    "anti-entropy pass done"
+                );
+                self.last = Some(o);
+                let mut s = self.ctx.stats.lock().expect("repair stats");
+                s.anti_entropy_passes += 1;
+                s.anti_entropy_repaired += o.records_repaired;
+                s.tombstones_purged += o.tombstones_purged;
+                if o.failed_partitions == 0 && !shutdown.is_cancelled() {
+                    s.anti_entropy_clean_epoch = s.anti_entropy_clean_epoch.max(o.epoch);
                 }
-                Err(e) => tracing::warn!(error = %e, "anti-entropy pass failed; next one retries"),
             }
+            Err(e) => tracing::warn!(error = %e, "anti-entropy pass failed; next one retries"),
+        }
+        self.cadence.restart();
+        WorkerState::Idle
+    }
+
+    async fn wait_for_work(&mut self) {
+        self.cadence.wait(Some(&self.ctx.anti_entropy_now)).await;
+    }
+
+    fn status(&self) -> String {
+        match self.last {
+            Some(o) => format!(
+                "last pass (epoch {}): {} partitions, {} records compared, {} repaired, {} tombstones purged, {} partitions failed",
+                o.epoch, o.partitions, o.records_compared, o.records_repaired, o.tombstones_purged, o.failed_partitions
+            ),
+            None => "no pass yet".into(),
         }
     }
+}
 
-    pub fn request_anti_entropy(&self) {
-        self.anti_entropy_now.notify_one();
+impl AntiEntropy {
+    pub fn new(ctx: Arc<NodeContext>) -> AntiEntropy {
+        let interval = Duration::from_secs(ctx.config.anti_entropy_interval_secs.max(1));
+        AntiEntropy {
+            ctx,
+            cadence: Cadence::new(interval),
+            last: None,
+        }
     }
+}
 
+impl NodeContext {
     /// One pass over the partitions this node owns.
-    pub async fn anti_entropy_pass(
+    async fn anti_entropy_pass(
         &self,
         shutdown: &CancellationToken,
     ) -> Result<PassOutcome, RepairError> {
@@ -148,16 +185,9 @@ impl Repair {
         let mut up: Vec<NodeId> = spec
             .nodes()
             .into_iter()
-            .filter(|&n| self.detector.state(n) == super::NodeState::Up)
+            .filter(|&n| self.detector.state(n) == NodeState::Up)
             .collect();
-        // Normally the owner (first Up replica) merges. While a metadata membership change
-        // is in its joint phase every replica merges: the change may only finish once every
-        // partition has been copied to its new replicas, whatever each node's view of who
-        // is up.
-        let owner = up.first().copied();
-        let joint = spec.sets().len() > 1;
-        let mine = owner == Some(self.me) || (joint && up.contains(&self.me));
-        if !mine {
+        if !self.merges(&spec, &up) {
             // Not ours to merge; the bucket list is still needed to find our partitions.
             if let Some(out) = keys_seen {
                 self.list_keys(partition, &spec, &up, out).await?;
@@ -179,64 +209,19 @@ impl Repair {
             let pages = self.scan_all(partition, &spec, &mut up, &cursor).await?;
             let all_replicas_answered = all_replicas_answered && up.len() == spec.nodes().len();
             let frontier = frontier(&pages);
-            let mut by_key: BTreeMap<String, Vec<(NodeId, Versioned)>> = BTreeMap::new();
-            for (node, (entries, _)) in &pages {
-                for (k, v) in entries {
-                    if frontier.as_ref().is_none_or(|f| k <= f) {
-                        by_key
-                            .entry(k.clone())
-                            .or_default()
-                            .push((*node, v.clone()));
-                    }
-                }
-            }
-            for (key, held) in &by_key {
+            for (key, held) in &by_key(&pages, frontier.as_ref()) {
                 outcome.records_compared += 1;
                 if let Some(out) = keys_seen.as_deref_mut() {
                     out.push(key.clone());
                 }
-                let newest = held
-                    .iter()
-                    .map(|(_, v)| v)
-                    .reduce(|a, b| if b.supersedes(a) { b } else { a })
-                    .expect("a key seen is held somewhere");
-                for &node in &up {
-                    let current = held.iter().find(|(n, _)| *n == node).map(|(_, v)| v);
-                    if current == Some(newest) {
-                        continue;
-                    }
-                    let request = Request::MetaPut {
-                        partition: partition.to_string(),
-                        key: key.clone(),
-                        record: newest.clone(),
-                        expect: None,
-                        // A record a majority does not hold yet is made visible by this
-                        // copy, so it waits while a writer holds the key's lease and decides
-                        // (as a read's write-back does, ADR 0005); the next pass copies it.
-                        lease: LeaseCheck::Yield,
-                    };
-                    match self.client.call(node, &request, Bytes::new()).await {
-                        Ok(_) => {
-                            outcome.records_repaired += 1;
-                            tracing::debug!(partition, key, %node, "anti-entropy: stale replica brought up to date");
-                        }
-                        Err(RpcError::Remote {
-                            kind: ErrorKind::Leased,
-                            ..
-                        }) => {
-                            tracing::debug!(partition, key, %node, "anti-entropy: key leased by a writer; left for the next pass");
-                        }
-                        Err(e) => return Err(RepairError::Write { node, error: e }),
-                    }
-                }
-                if all_replicas_answered
-                    && held.len() == up.len()
-                    && held.iter().all(|(_, v)| v == newest)
-                    && self.tombstone_expired(newest)
-                {
-                    self.purge_everywhere(partition, key, newest, &up, outcome)
-                        .await?;
-                }
+                let merge = Merge {
+                    partition,
+                    key,
+                    held,
+                    up: &up,
+                };
+                self.merge_key(&merge, all_replicas_answered, outcome)
+                    .await?;
             }
             match frontier {
                 Some(f) => cursor = f.into_bytes(),
@@ -245,44 +230,86 @@ impl Repair {
         }
     }
 
-    /// Whether `record` is a tombstone older than `tombstone_grace_secs`.
-    fn tombstone_expired(&self, record: &Versioned) -> bool {
-        match MetaValue::decode(&record.value) {
-            Ok(MetaValue::Tombstone { deleted_ms }) => {
-                deleted_ms.saturating_add(self.config.tombstone_grace_secs.saturating_mul(1000))
-                    <= super::now_ms()
-            }
-            _ => false,
-        }
+    /// Whether this node merges a partition whose replicas are `spec`, `up` of them Up.
+    /// Normally the owner (first Up replica) merges. While a metadata membership change is in
+    /// its joint phase every replica merges: the change may only finish once every partition
+    /// has been copied to its new replicas, whatever each node's view of who is up.
+    fn merges(&self, spec: &MajorityOf, up: &[NodeId]) -> bool {
+        let owner = up.first().copied();
+        let joint = spec.sets().len() > 1;
+        owner == Some(self.me) || (joint && up.contains(&self.me))
     }
 
-    /// Purges a tombstone every replica holds identically (garbage collection, DESIGN 5).
-    /// A replica that refuses (it got a newer record meanwhile) keeps what it has.
-    async fn purge_everywhere(
+    /// Writes the newest record of a key to every Up replica that does not hold it, and
+    /// purges it everywhere if it is an expired tombstone that every replica holds.
+    async fn merge_key(
+        &self,
+        merge: &Merge<'_>,
+        all_replicas_answered: bool,
+        outcome: &mut PassOutcome,
+    ) -> Result<(), RepairError> {
+        let Merge {
+            partition,
+            key,
+            held,
+            up,
+        } = *merge;
+        let newest = held
+            .iter()
+            .map(|(_, v)| v)
+            .reduce(|a, b| if b.supersedes(a) { b } else { a })
+            .expect("a key seen is held somewhere");
+        for &node in up {
+            let current = held.iter().find(|(n, _)| *n == node).map(|(_, v)| v);
+            if current == Some(newest) {
+                continue;
+            }
+            self.bring_up_to_date(partition, key, newest, node, outcome)
+                .await?;
+        }
+        if all_replicas_answered
+            && held.len() == up.len()
+            && held.iter().all(|(_, v)| v == newest)
+            && self.tombstone_expired(newest)
+        {
+            self.purge_tombstone(partition, key, newest, up).await?;
+            outcome.tombstones_purged += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies `newest` to a replica that misses it or holds an older record.
+    async fn bring_up_to_date(
         &self,
         partition: &str,
         key: &str,
-        tombstone: &Versioned,
-        replicas: &[NodeId],
+        newest: &Versioned,
+        node: NodeId,
         outcome: &mut PassOutcome,
     ) -> Result<(), RepairError> {
-        let request = Request::MetaPurge {
+        let request = Request::MetaPut {
             partition: partition.to_string(),
             key: key.to_string(),
-            record: tombstone.clone(),
+            record: newest.clone(),
+            expect: None,
+            // A record a majority does not hold yet is made visible by this copy, so it waits
+            // while a writer holds the key's lease and decides (as a read's write-back does,
+            // ADR 0005); the next pass copies it.
+            lease: LeaseCheck::Yield,
         };
-        for &node in replicas {
-            self.client
-                .call(node, &request, Bytes::new())
-                .await
-                .map_err(|error| RepairError::Write { node, error })?;
+        match self.client.call(node, &request, Bytes::new()).await {
+            Ok(_) => {
+                outcome.records_repaired += 1;
+                tracing::debug!(partition, key, %node, "anti-entropy: stale replica brought up to date");
+            }
+            Err(RpcError::Remote {
+                kind: ErrorKind::Leased,
+                ..
+            }) => {
+                tracing::debug!(partition, key, %node, "anti-entropy: key leased by a writer; left for the next pass");
+            }
+            Err(e) => return Err(RepairError::Write { node, error: e }),
         }
-        outcome.tombstones_purged += 1;
-        tracing::debug!(
-            partition,
-            key,
-            "tombstone past its grace purged from every replica"
-        );
         Ok(())
     }
 
@@ -356,4 +383,29 @@ impl Repair {
             }
         }
     }
+}
+
+/// The records of each key of `pages` up to `frontier`, with the replica holding each.
+fn by_key(pages: &[Page], frontier: Option<&String>) -> ByKey {
+    let mut by_key = ByKey::new();
+    for (node, (entries, _)) in pages {
+        for (k, v) in entries {
+            if frontier.is_none_or(|f| k <= f) {
+                by_key
+                    .entry(k.clone())
+                    .or_default()
+                    .push((*node, v.clone()));
+            }
+        }
+    }
+    by_key
+}
+
+/// One key being merged: its partition, the records each Up replica holds, the Up replicas.
+#[derive(Clone, Copy)]
+struct Merge<'a> {
+    partition: &'a str,
+    key: &'a str,
+    held: &'a [(NodeId, Versioned)],
+    up: &'a [NodeId],
 }
