@@ -781,7 +781,7 @@ pub fn render(s: &ClusterSummary) -> String {
     ));
     if s.undecodable_records > 0 {
         out.push_str(&format!(
-            "undecodable: metadata records skipped {} times by scans (the other replicas serve them; restore the node's disk or replace it):\n",
+            "undecodable: records and unreadable SST ranges skipped {} times by scans (the other replicas serve them; restore the node's disk or replace it):\n",
             s.undecodable_records
         ));
         for (node, key, why) in &s.undecodable_first {

@@ -731,3 +731,33 @@ pub fn plant_undecodable_record(data_dir: &Path, partition: &str, key: &str) -> 
     db.flush_cf(&meta)?;
     Ok(())
 }
+
+/// Damages the first data block of every SST file of column family `cf` on a stopped node's
+/// RocksDB (a fault planted on purpose): 16 bytes near the start of each file are inverted, so
+/// reading that block fails its checksum. Returns the damaged files' names.
+pub fn corrupt_sst_blocks(data_dir: &Path, cf: &str) -> anyhow::Result<Vec<String>> {
+    let files: Vec<String> = {
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), data_dir)?;
+        let db = rocksdb::DB::open_cf_for_read_only(
+            &rocksdb::Options::default(),
+            data_dir,
+            &cfs,
+            false,
+        )?;
+        db.live_files()?
+            .into_iter()
+            .filter(|f| f.column_family_name == cf)
+            .map(|f| f.name.trim_start_matches('/').to_string())
+            .collect()
+    };
+    for name in &files {
+        let path = data_dir.join(name);
+        let mut bytes = std::fs::read(&path)?;
+        anyhow::ensure!(bytes.len() > 64, "{name} is too small to hold a data block");
+        for b in &mut bytes[32..48] {
+            *b = !*b;
+        }
+        std::fs::write(&path, bytes)?;
+    }
+    Ok(files)
+}

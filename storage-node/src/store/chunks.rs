@@ -144,11 +144,19 @@ impl Store {
         for item in iter {
             let (k, v) = match item {
                 Ok(kv) => kv,
-                Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                Err(e)
+                    if e.kind() == rocksdb::ErrorKind::Corruption
+                        && !e.to_string().contains(".sst") =>
+                {
                     tracing::warn!(error = %e, "scrub: unreadable chunk data");
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                // A corrupt SST block: the next page starts past it.
+                Err(e) => {
+                    let at = last.clone().unwrap_or_else(|| start.clone());
+                    let resume = self.skip_unreadable(CF_CHUNKS, &at, &e).ok_or(e)?;
+                    return Ok((corrupt, bytes, Some(resume), seen));
+                }
             };
             if &k[..] == after {
                 continue;

@@ -153,33 +153,46 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let iter = self.db.iterator_cf(
-            self.cf(CF_META),
-            IteratorMode::From(&seek, Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(&range_prefix) {
-                break;
+        let mut seek = seek;
+        'unreadable: loop {
+            let iter = self.db.iterator_cf(
+                self.cf(CF_META),
+                IteratorMode::From(&seek, Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = match item {
+                    Ok(kv) => kv,
+                    // A corrupt SST block: go on past it (the other replicas have its records).
+                    Err(e) => {
+                        let at = out.last().map_or(seek, |(key, _): &(String, Versioned)| {
+                            meta_key(partition, key.as_bytes())
+                        });
+                        seek = self.skip_unreadable(CF_META, &at, &e).ok_or(e)?;
+                        continue 'unreadable;
+                    }
+                };
+                if !k.starts_with(&range_prefix) {
+                    return Ok((out, false));
+                }
+                if k[..] == after[..] {
+                    continue;
+                }
+                if out.len() == limit || bytes >= max_bytes {
+                    return Ok((out, true));
+                }
+                bytes += k.len() + v.len();
+                let sort_key = &k[range_prefix.len() - prefix.len()..];
+                let sort_key = String::from_utf8(sort_key.to_vec())
+                    .map_err(|_| StoreError::Corrupt("metadata key is not UTF-8".into()))?;
+                // A record that does not decode is skipped (the other replicas have it), so it
+                // never stops the scans of its whole partition.
+                match decode_meta_value(&v) {
+                    Ok(record) => out.push((sort_key, record)),
+                    Err(e) => self.skip_undecodable(partition, &sort_key, &e),
+                }
             }
-            if k[..] == after[..] {
-                continue;
-            }
-            if out.len() == limit || bytes >= max_bytes {
-                return Ok((out, true));
-            }
-            bytes += k.len() + v.len();
-            let sort_key = &k[range_prefix.len() - prefix.len()..];
-            let sort_key = String::from_utf8(sort_key.to_vec())
-                .map_err(|_| StoreError::Corrupt("metadata key is not UTF-8".into()))?;
-            // A record that does not decode is skipped (the other replicas have it), so it
-            // never stops the scans of its whole partition.
-            match decode_meta_value(&v) {
-                Ok(record) => out.push((sort_key, record)),
-                Err(e) => self.skip_undecodable(partition, &sort_key, &e),
-            }
+            return Ok((out, false));
         }
-        Ok((out, false))
     }
 
     /// Every record of every partition after the raw meta key `after` (empty: from the
@@ -202,7 +215,19 @@ impl Store {
         );
         let mut out = Vec::new();
         for item in iter {
-            let (k, v) = item?;
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                // A corrupt SST block: the next page starts past it.
+                Err(e) => {
+                    let at = out
+                        .last()
+                        .map_or(start, |(p, key, _): &(String, String, Versioned)| {
+                            meta_key(p, key.as_bytes())
+                        });
+                    let resume = self.skip_unreadable(CF_META, &at, &e).ok_or(e)?;
+                    return Ok((out, Some(resume)));
+                }
+            };
             if &k[..] == after {
                 continue;
             }
@@ -290,6 +315,67 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A corrupt SST block does not stop scans: they go on past the damaged file, and the
+    /// skipped range is counted and named with the file.
+    #[test]
+    fn scans_skip_a_corrupt_sst_block_and_name_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = Versioned {
+            hlc: dmpstore_common::ids::Hlc(1),
+            value: vec![7; 100],
+        };
+        let damaged = {
+            let store = Store::open(dir.path()).unwrap();
+            for i in 0..50 {
+                store
+                    .meta_put("a", &format!("k{i:02}"), &rec, None)
+                    .unwrap();
+            }
+            store.flush().unwrap();
+            let first: Vec<String> = store
+                .db
+                .live_files()
+                .unwrap()
+                .into_iter()
+                .filter(|f| f.column_family_name == CF_META)
+                .map(|f| f.name.trim_start_matches('/').to_string())
+                .collect();
+            for i in 0..50 {
+                store
+                    .meta_put("b", &format!("k{i:02}"), &rec, None)
+                    .unwrap();
+            }
+            store.flush().unwrap();
+            assert_eq!(first.len(), 1, "one SST file holds partition a");
+            first[0].clone()
+        };
+        let path = dir.path().join(&damaged);
+        let mut bytes = std::fs::read(&path).unwrap();
+        for b in &mut bytes[32..48] {
+            *b = !*b;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (mut seen, mut after) = (Vec::new(), Vec::new());
+        loop {
+            let (page, resume) = store.meta_all(&after, 7).unwrap();
+            seen.extend(page.into_iter().map(|(p, k, _)| format!("{p}/{k}")));
+            match resume {
+                Some(r) => after = r,
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..50).map(|i| format!("b/k{i:02}")).collect();
+        assert_eq!(seen, expected, "every record past the damaged file, once");
+        let (page, more) = store.meta_scan("b", "", b"", 100, usize::MAX).unwrap();
+        assert_eq!((page.len(), more), (50, false));
+        let (page, more) = store.meta_scan("a", "", b"", 100, usize::MAX).unwrap();
+        assert_eq!((page.len(), more), (0, false));
+        let skipped = store.undecodable();
+        assert_eq!(skipped.count, 2, "{skipped:?}");
+        assert!(skipped.first[0].0.contains(&damaged), "{skipped:?}");
+    }
 
     #[test]
     fn partitions_are_listed_and_dropped_whole() {

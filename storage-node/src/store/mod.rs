@@ -244,11 +244,64 @@ impl Store {
     pub fn skip_undecodable(&self, partition: &str, key: &str, e: &dyn std::fmt::Display) {
         let name = format!("{partition}/{key}");
         tracing::warn!(record = %name, error = %e, "undecodable metadata record skipped");
+        self.note_skipped(name, e.to_string());
+    }
+
+    fn note_skipped(&self, name: String, why: String) {
         let mut u = self.undecodable.lock().expect("undecodable");
         u.count += 1;
         if u.first.len() < UNDECODABLE_KEPT && !u.first.iter().any(|(k, _)| *k == name) {
-            u.first.push((name, e.to_string()));
+            u.first.push((name, why));
         }
+    }
+
+    /// Where a scan of column family `cf` goes on after its iterator failed at or after key
+    /// `at` (a corrupt SST block): just past the largest key of the damaged file, the one the
+    /// error names, else the file of `cf` whose key range holds `at` (or the first after it).
+    /// The skipped range is counted, logged and named in status beside undecodable records.
+    /// `None`: not a corruption, or no file explains it, and the error stands.
+    pub(crate) fn skip_unreadable(
+        &self,
+        cf: &str,
+        at: &[u8],
+        e: &rocksdb::Error,
+    ) -> Option<Vec<u8>> {
+        if e.kind() != rocksdb::ErrorKind::Corruption {
+            return None;
+        }
+        let message = e.to_string();
+        let mut files: Vec<rocksdb::LiveFile> = self
+            .db
+            .live_files()
+            .ok()?
+            .into_iter()
+            .filter(|f| f.column_family_name == cf)
+            .filter(|f| f.end_key.as_deref().is_some_and(|end| end >= at))
+            .collect();
+        files.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+        let named = files
+            .iter()
+            .position(|f| message.contains(f.name.trim_start_matches('/')));
+        let holding = || {
+            files
+                .iter()
+                .position(|f| f.start_key.as_deref().is_some_and(|s| s <= at))
+        };
+        let file = &files[named
+            .or_else(holding)
+            .or((!files.is_empty()).then_some(0))?];
+        let end = file.end_key.clone()?;
+        let name = format!(
+            "{cf} keys {} to {} in {}",
+            file.start_key.as_deref().unwrap_or_default().escape_ascii(),
+            end.escape_ascii(),
+            file.name.trim_start_matches('/')
+        );
+        tracing::warn!(range = %name, error = %message, "unreadable SST range skipped by a scan");
+        self.note_skipped(name, message);
+        let mut resume = end;
+        resume.push(0);
+        Some(resume)
     }
 
     /// What scans skipped as undecodable since the node started.
