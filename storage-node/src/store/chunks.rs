@@ -65,24 +65,35 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(VersionId, u64, Vec<u8>)>, StoreError> {
         let start = after.map_or_else(|| vec![FORMAT_V1], index_key);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_INDEX),
-            IteratorMode::From(&start, Direction::Forward),
-        );
+        let mut seek = start.clone();
         let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            if k[..] == start[..] && after.is_some() {
-                continue;
+        'unreadable: loop {
+            let iter = self.db.iterator_cf(
+                self.cf(CF_INDEX),
+                IteratorMode::From(&seek, Direction::Forward),
+            );
+            for item in iter {
+                let (k, v) = match item {
+                    Ok(kv) => kv,
+                    // A corrupt SST block: go on past it.
+                    Err(e) => {
+                        let at = out.last().map_or(seek, |(v, _, _)| index_key(v));
+                        seek = self.skip_unreadable(CF_INDEX, &at, &e).ok_or(e)?;
+                        continue 'unreadable;
+                    }
+                };
+                if k[..] == start[..] && after.is_some() {
+                    continue;
+                }
+                if out.len() == limit || k.len() != 17 || k[0] != FORMAT_V1 {
+                    break;
+                }
+                let version = VersionId(k[1..17].try_into().expect("16 bytes"));
+                let (written_ms, home) = decode_index_value(&v)?;
+                out.push((version, written_ms, home.to_vec()));
             }
-            if out.len() == limit || k.len() != 17 || k[0] != FORMAT_V1 {
-                break;
-            }
-            let version = VersionId(k[1..17].try_into().expect("16 bytes"));
-            let (written_ms, home) = decode_index_value(&v)?;
-            out.push((version, written_ms, home.to_vec()));
+            return Ok(out);
         }
-        Ok(out)
     }
 
     /// The chunk slots (chunk indexes) of `version` this node holds.
