@@ -341,3 +341,26 @@ async fn a_minority_record_stays_hidden_while_another_writer_holds_the_lease() {
     assert_eq!(read, ahead);
     assert_eq!(raw_get(&nodes, 2).await, Some(ahead));
 }
+
+/// A newer stamp on one replica of three is a write still in flight (no read returned it, no
+/// writer was told it landed). A write applied by the other two is done at its own stamp:
+/// going above the newer one would make it appear twice if a read saw it in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_applied_by_a_majority_is_done_below_a_newer_stamp_in_flight() {
+    let nodes = three_nodes().await;
+    let in_flight = from_a_faster_clock(b"in flight, from the fast gateway");
+    raw_put(&nodes, 1, &in_flight).await;
+    let client = meta(&nodes);
+    let out = client
+        .put("b", "k", b"from this one".to_vec())
+        .await
+        .unwrap();
+    assert!(out.hlc < in_flight.hlc, "the write kept its stamp");
+    for n in [2, 3] {
+        let held = raw_get(&nodes, n).await.unwrap();
+        assert_eq!(
+            (held.hlc, held.value.as_slice()),
+            (out.hlc, &b"from this one"[..])
+        );
+    }
+}

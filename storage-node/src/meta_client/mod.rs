@@ -5,11 +5,16 @@
 //! Contract:
 //! - **Write** ([`MetaClient::put`]): the record takes effect only above every version the
 //!   replicas hold for its key. A replica that holds a newer (or equal) version refuses and
-//!   says which; the writer then goes above the newest version it learned and tries again, or
-//!   fails with 503. A write is acknowledged only once a majority of every replica set
-//!   *applied* the same record, and no replica that answered held a newer one, so two writes
-//!   to one key that do not overlap in time take effect in the order they were made, whatever
-//!   the writers' clocks say.
+//!   says which. A write is acknowledged once a majority of every replica set *applied* the
+//!   same record. A majority that applied it holds nothing newer, so every write that
+//!   completed before it (on a majority, which intersects this one) is below it: two writes to
+//!   one key that do not overlap in time take effect in the order they were made, whatever
+//!   the writers' clocks say. A newer version left on a minority is a write still in flight or
+//!   of unknown outcome, and takes effect after this one. A write that did not reach a majority
+//!   goes above the newest version it learned and tries again, unless a replica applied it
+//!   where a read may have seen it (a majority without the newer version exists): then it keeps
+//!   its stamp, so it can never appear a second time above a later write, and it fails with
+//!   503 (outcome unknown) if no majority applies it.
 //! - **Clock offset**: a process whose clock is off from the nodes' by more than the maximum
 //!   offset refuses writes ([`MetaError::ClockOffset`]); a stamp further ahead of this clock
 //!   than the maximum offset is never observed into it (nodes refuse to store one as well).

@@ -39,6 +39,9 @@ enum Next {
     WaitForLease,
     /// A replica holds a newer version: the clock went above it; try again.
     Again,
+    /// A replica holds a newer version, but the write applied where a read may have seen it:
+    /// send the same record again (it takes effect if a majority applies it, else it fails).
+    Pin,
 }
 
 /// The state of a client write across its rounds.
@@ -55,6 +58,8 @@ struct ClientWrite<'a> {
     /// other replicas may already have been read, so it must never reappear above a newer
     /// version later (it fails instead, its outcome unknown).
     pinned: Option<Versioned>,
+    /// The replicas that applied the record of the current stamp, over its rounds.
+    landed: Vec<NodeId>,
     replaced: Vec<Versioned>,
 }
 
@@ -217,6 +222,7 @@ impl MetaClient {
             wait_for_lease_until: Instant::now() + CONDITIONAL_LEASE_TTL,
             lease_waits: 0,
             pinned: None,
+            landed: Vec::new(),
             replaced: Vec::new(),
         };
         let mut attempt = 0;
@@ -228,16 +234,20 @@ impl MetaClient {
             }
             let record = match &w.pinned {
                 Some(r) => r.clone(),
-                None => Versioned {
-                    hlc: self.now(),
-                    value: w.value.clone(),
-                },
+                None => {
+                    w.landed.clear();
+                    Versioned {
+                        hlc: self.now(),
+                        value: w.value.clone(),
+                    }
+                }
             };
             let (spec, round) = self
                 .write_round(partition, key, &record, None, lease, false)
                 .await;
             w.note_replaced(&round);
-            match self.judge(&w, &spec, &round)? {
+            w.landed.extend(round.appliers());
+            match self.judge(&w, &spec, &round, record.hlc)? {
                 Next::Done => {
                     return Ok(PutOutcome {
                         hlc: record.hlc,
@@ -253,6 +263,7 @@ impl MetaClient {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 Next::Again => {}
+                Next::Pin => w.pinned = Some(record.clone()),
             }
         }
         Err(w.contended())
@@ -265,6 +276,7 @@ impl MetaClient {
         w: &ClientWrite<'_>,
         spec: &MajorityOf,
         round: &WriteRound,
+        stamp: Hlc,
     ) -> Result<Next, MetaError> {
         if let Some(e) = round.clock_error() {
             return Err(e);
@@ -272,13 +284,16 @@ impl MetaClient {
         if !round.met && round.lease_lost() {
             return Err(w.lease_lost());
         }
-        let newer = round.newest_held();
-        if (round.met && newer.is_none())
-            || (self.unsafe_ignore_refusals && spec.met_by(&round.answered()))
-        {
+        let newer = round.newest_held().filter(|h| *h > stamp);
+        // Applied by a majority: done, even if a replica holds a newer version. That version
+        // is on a minority, so no read returned it and no writer was told it was written: it
+        // is a write still in flight (or of unknown outcome) and takes effect after this one.
+        // Going above it instead would make this write appear twice if a read saw it here.
+        let met = round.met || spec.met_by(&w.landed);
+        if met || (self.unsafe_ignore_refusals && spec.met_by(&round.answered())) {
             return Ok(Next::Done);
         }
-        if !round.met && round.leased() {
+        if round.leased() {
             // Another writer holds the key's lease (a conditional write deciding): wait for
             // it, then try the same record again.
             if Instant::now() >= w.wait_for_lease_until {
@@ -291,6 +306,10 @@ impl MetaClient {
             // it never saw (a value that raced in), it fails (ADR 0005). Nor does a write
             // pinned to its stamp by a lease.
             Some(_) if w.fence.is_some() || w.pinned.is_some() => Err(w.contended()),
+            // Applied where a read may have seen it (some majority holds nothing newer): the
+            // write keeps its stamp, so it can never appear again above a later write; the
+            // replicas that have not answered yet may still make a majority.
+            Some(_) if round.readable_somewhere(spec, stamp) => Ok(Next::Pin),
             // Go above the newest version a replica holds, and try again.
             Some(h) => {
                 if !self.observe(h) {
@@ -366,6 +385,25 @@ impl WriteRound {
                 WriteFailure::Rpc(_) => None,
             })
             .max()
+    }
+
+    /// Whether a read could have returned the write: a replica said it applied it, and a
+    /// majority exists that holds nothing newer than `stamp` as far as the answers tell. (A
+    /// replica whose answer came after the round was decided is not known to have applied it:
+    /// that case is not caught here.)
+    fn readable_somewhere(&self, spec: &MajorityOf, stamp: Hlc) -> bool {
+        let holding_newer: Vec<NodeId> = self
+            .failures
+            .iter()
+            .filter(|(_, f)| matches!(f, WriteFailure::Holds(Some(h)) if *h > stamp))
+            .map(|(n, _)| *n)
+            .collect();
+        !self.applied.is_empty() && spec.possible_without(&holding_newer)
+    }
+
+    /// The replicas that applied the write in this round.
+    fn appliers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.applied.iter().map(|(n, _)| *n)
     }
 
     /// The replicas that applied the write or refused it (the planted bug counts both).
