@@ -285,7 +285,9 @@ fn render_degraded(d: &DegradedSummary) -> String {
     let census = d.oldest_census_ms_ago.map_or("no census yet".into(), |a| {
         format!("oldest census {:.1} s ago", a as f64 / 1000.0)
     });
-    let mut out = if d.versions == 0 {
+    let mut out = if d.versions == 0 && d.oldest_census_ms_ago.is_none() {
+        format!("redundancy: unknown, no node has counted it yet ({census})\n")
+    } else if d.versions == 0 {
         format!("redundancy: full, no object version below full redundancy ({census})\n")
     } else {
         let missing: Vec<String> = d

@@ -313,13 +313,18 @@ fn up_node_ids(nodes: &[NodeSummary]) -> Vec<u32> {
         .collect()
 }
 
-/// Every Up node that answered has scanned for the current failures and emptied its queue.
-/// Nodes the others consider down (an isolated one still answers) do not count.
+/// Every Up node that answered has scanned for the current failures and emptied its queue,
+/// and at least one did (no answer is not an idle cluster). Nodes the others consider down (an
+/// isolated one still answers) do not count.
 fn repair_idle(answered: &[&NodeStatus], up_ids: &[u32]) -> bool {
-    answered
+    let judged: Vec<_> = answered
         .iter()
         .filter(|s| up_ids.contains(&s.node_id.0))
-        .all(|s| s.repair.queued == 0 && !s.repair.scan_pending)
+        .collect();
+    !judged.is_empty()
+        && judged
+            .iter()
+            .all(|s| s.repair.queued == 0 && !s.repair.scan_pending)
 }
 
 /// The nodes of `map` that every other Up node that answered holds dead.
@@ -357,7 +362,9 @@ impl DegradedSummary {
     fn of<'a>(reports: impl Iterator<Item = &'a NodeStatus>) -> DegradedSummary {
         let mut total = DegradedCount::default();
         let mut without = Vec::new();
+        let mut counted = 0usize;
         for r in reports {
+            counted += 1;
             if r.repair.degraded.taken_ms.is_none() {
                 without.push(r.node_id.0);
             }
@@ -375,7 +382,7 @@ impl DegradedSummary {
                 .iter()
                 .map(|(r, n)| (r.as_str(), *n))
                 .collect(),
-            fully_redundant: total.versions == 0 && without.is_empty(),
+            fully_redundant: total.versions == 0 && without.is_empty() && counted > 0,
             nodes_without_census: without,
             oldest_census_ms_ago: total.taken_ms.map(|t| now.saturating_sub(t)),
         }
@@ -416,4 +423,24 @@ fn failure_history(answered: &[&NodeStatus], repair_delay_ms: u64) -> Vec<Failur
             t_rt_ms: m.t_fr_ms.map(|fr| m.t_fd_ms + repair_delay_ms + fr),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No answer is not a healthy cluster: with every node silent, status claims neither an
+    /// idle repair nor full redundancy (`admin remove` waits on both).
+    #[test]
+    fn with_no_node_answering_nothing_is_idle_or_fully_redundant() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gateway.example.toml");
+        let config = GatewayConfig::load(&path).unwrap();
+        let map = dmpstore_storage_node::config::cluster_map(&config.nodes).unwrap();
+        let silent: Vec<(NodeId, Option<NodeStatus>)> = map.nodes().map(|n| (n.id, None)).collect();
+        let s = summarize(&config, 0.05, &map, &silent);
+        assert!(!s.repair_idle);
+        assert!(!s.degraded.fully_redundant);
+        assert!(super::super::render(&s).contains("redundancy: unknown"));
+    }
 }
