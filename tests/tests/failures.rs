@@ -552,21 +552,20 @@ async fn a_node_whose_storage_pool_is_saturated_is_not_declared_down() {
     let slowest = "dmpstore_node_rpc_duration_seconds_bucket{le=\"2.5\",rpc=\"put_chunk\"}";
     let n3_metrics = format!("http://{}/metrics", cluster.node(2).addr);
     let mut declared_down = std::collections::BTreeSet::new();
-    let (mut saturated, mut text) = (false, String::new());
-    let start = std::time::Instant::now();
-    while !saturated && start.elapsed() < std::time::Duration::from_secs(60) {
+    let mut text = String::new();
+    let count = "dmpstore_node_rpc_duration_seconds_count{rpc=\"put_chunk\"}";
+    let saturated = dmpstore_tests::workload::wait_for(std::time::Duration::from_secs(60), || {
         for url in &peers_metrics {
             if dmpstore_tests::http_get_text(url).is_ok_and(|t| t.contains(n3_down)) {
                 declared_down.insert(url.clone());
             }
         }
         text = dmpstore_tests::http_get_text(&n3_metrics).unwrap_or_default();
-        let count = "dmpstore_node_rpc_duration_seconds_count{rpc=\"put_chunk\"}";
         // Some chunk writes took longer than 2.5 s: the pool was saturated.
-        saturated = dmpstore_tests::metric_sum(&text, count)
-            > dmpstore_tests::metric_sum(&text, slowest) + 2.0;
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        dmpstore_tests::metric_sum(&text, count) > dmpstore_tests::metric_sum(&text, slowest) + 2.0
+    })
+    .await
+    .is_ok();
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
