@@ -44,6 +44,11 @@ pub const FAILURE_HISTORY: usize = 16;
 /// below the RPC deadline a hung node would otherwise cost.
 pub const READ_HEDGE_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a client's metadata write that cannot reach a quorum still waits for the answers
+/// of the other replicas before it decides whether it may go above a newer version (ADR
+/// 0004): the refusals that settle it usually come at once; a hung replica is not waited for.
+pub const WRITE_SETTLE_GRACE: Duration = Duration::from_millis(500);
+
 /// Object tags (S3's limits).
 pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_KEY_CHARS: usize = 128;

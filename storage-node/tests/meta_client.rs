@@ -9,7 +9,7 @@ use dmpstore_common::ids::{Hlc, NodeId};
 use dmpstore_common::record::Versioned;
 use dmpstore_common::rpc::{LeaseCheck, Request, Response};
 use dmpstore_storage_node::config::NodeConfig;
-use dmpstore_storage_node::meta_client::MetaClient;
+use dmpstore_storage_node::meta_client::{MetaClient, MetaError};
 use dmpstore_storage_node::peers::{wall_ms, Marking, NodeClient};
 use std::sync::Arc;
 use std::time::Duration;
@@ -363,4 +363,25 @@ async fn a_write_applied_by_a_majority_is_done_below_a_newer_stamp_in_flight() {
             (out.hlc, &b"from this one"[..])
         );
     }
+}
+
+/// A write that applied on one replica of three while another holds a newer stamp and the
+/// third does not answer may have been read (a majority without the newer stamp exists): it
+/// keeps its stamp rather than go above the newer one, and fails (outcome unknown) when no
+/// majority applies it, so it can never appear again above a write made after that read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_a_read_may_have_seen_never_goes_above_a_newer_stamp() {
+    let mut nodes = three_nodes().await;
+    let newer = from_a_faster_clock(b"in flight, from the fast gateway");
+    raw_put(&nodes, 1, &newer).await;
+    nodes.stop(2).await;
+    let client = meta(&nodes);
+    let err = client
+        .put("b", "k", b"from this one".to_vec())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MetaError::Contended { .. }), "{err}");
+    let held = raw_get(&nodes, 2).await.unwrap();
+    assert!(held.hlc < newer.hlc, "node 2 holds the write at its first stamp");
+    assert_eq!(raw_get(&nodes, 1).await.unwrap(), newer, "nothing went above it");
 }

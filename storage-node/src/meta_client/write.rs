@@ -6,10 +6,11 @@ use super::{no_quorum, stale_map, MetaClient, MetaError, PutOutcome};
 use crate::peers::{wall_ms, RpcError};
 use bytes::Bytes;
 use dmpstore_common::ids::{Hlc, NodeId};
-use dmpstore_common::limits::{CONDITIONAL_LEASE_TTL, META_WRITE_ATTEMPTS};
-use dmpstore_common::quorum::{quorum_of, MajorityOf};
+use dmpstore_common::limits::{CONDITIONAL_LEASE_TTL, META_WRITE_ATTEMPTS, WRITE_SETTLE_GRACE};
+use dmpstore_common::quorum::MajorityOf;
 use dmpstore_common::record::Versioned;
 use dmpstore_common::rpc::{ErrorKind, LeaseCheck, Request, Response};
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -121,24 +122,19 @@ impl MetaClient {
                     (node, call)
                 })
                 .collect();
-            let outcome = quorum_of(calls, &spec).await;
-            let stale = stale_map(outcome.failures.iter().filter_map(|(_, f)| match f {
+            // A client's write that fails waits a little for the refusals that say whether
+            // it may go above a newer version; others decide as soon as the quorum is lost.
+            let settle = (expect.is_none() && !holding_counts).then_some(record.hlc);
+            let round = collect_round(calls, &spec, settle).await;
+            let stale = stale_map(round.failures.iter().filter_map(|(_, f)| match f {
                 WriteFailure::Rpc(e) => Some(e),
                 WriteFailure::Holds(_) => None,
             }));
-            if !outcome.met() && !retried && stale {
+            if !round.met && !retried && stale {
                 retried = true;
                 continue;
             }
-            let met = outcome.met();
-            return (
-                spec,
-                WriteRound {
-                    met,
-                    applied: outcome.successes,
-                    failures: outcome.failures,
-                },
-            );
+            return (spec, round);
         }
     }
 
@@ -368,6 +364,59 @@ impl MetaClient {
     }
 }
 
+/// Runs the calls of a write round until a majority applied the record, or until it cannot.
+/// With `settle` (a client write of that stamp), a round that cannot goes on collecting answers
+/// until they settle whether a read may have seen the record (the replicas known to hold a
+/// newer version leave no majority without one), all have answered, or
+/// [`WRITE_SETTLE_GRACE`] passed. Calls still running at return are owned tasks: they land.
+async fn collect_round<F>(
+    calls: Vec<(NodeId, F)>,
+    spec: &MajorityOf,
+    settle: Option<Hlc>,
+) -> WriteRound
+where
+    F: Future<Output = Result<Option<Versioned>, WriteFailure>>,
+{
+    let mut running: FuturesUnordered<_> = calls
+        .into_iter()
+        .map(|(node, call)| async move { (node, call.await) })
+        .collect();
+    let mut round = WriteRound {
+        met: false,
+        applied: Vec::new(),
+        failures: Vec::new(),
+    };
+    let mut give_up_at: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match give_up_at {
+            Some(at) => match tokio::time::timeout_at(at, running.next()).await {
+                Ok(next) => next,
+                Err(_) => return round,
+            },
+            None => running.next().await,
+        };
+        let Some((node, verdict)) = next else {
+            return round;
+        };
+        match verdict {
+            Ok(replaced) => round.applied.push((node, replaced)),
+            Err(e) => round.failures.push((node, e)),
+        }
+        let appliers: Vec<NodeId> = round.appliers().collect();
+        round.met = spec.met_by(&appliers);
+        let failed: Vec<NodeId> = round.failures.iter().map(|(n, _)| *n).collect();
+        let lost = !spec.possible_without(&failed);
+        match settle {
+            _ if round.met => return round,
+            Some(stamp) if lost && !round.settled(spec, stamp) => {
+                give_up_at.get_or_insert(tokio::time::Instant::now() + WRITE_SETTLE_GRACE);
+            }
+            _ if lost => return round,
+            _ => {}
+        }
+    }
+}
+
 /// The verdicts of one write round.
 pub(super) struct WriteRound {
     pub(super) met: bool,
@@ -387,18 +436,33 @@ impl WriteRound {
             .max()
     }
 
-    /// Whether a read could have returned the write: a replica said it applied it, and a
-    /// majority exists that holds nothing newer than `stamp` as far as the answers tell. (A
-    /// replica whose answer came after the round was decided is not known to have applied it:
-    /// that case is not caught here.)
-    fn readable_somewhere(&self, spec: &MajorityOf, stamp: Hlc) -> bool {
-        let holding_newer: Vec<NodeId> = self
-            .failures
+    /// The replicas that answered holding a version newer than `stamp`.
+    fn holding_newer(&self, stamp: Hlc) -> Vec<NodeId> {
+        self.failures
             .iter()
             .filter(|(_, f)| matches!(f, WriteFailure::Holds(Some(h)) if *h > stamp))
             .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// Whether the answers already tell that no read could have returned the write: the
+    /// replicas holding a newer version leave no majority without one.
+    fn settled(&self, spec: &MajorityOf, stamp: Hlc) -> bool {
+        !spec.possible_without(&self.holding_newer(stamp))
+    }
+
+    /// Whether a read could have returned the write: a replica may have applied it (it said
+    /// so, it has not answered, or its call failed after it may have landed), and a majority
+    /// exists that holds nothing newer than `stamp` as far as the answers tell.
+    fn readable_somewhere(&self, spec: &MajorityOf, stamp: Hlc) -> bool {
+        let refused: Vec<NodeId> = self
+            .failures
+            .iter()
+            .filter(|(_, f)| matches!(f, WriteFailure::Holds(_)))
+            .map(|(n, _)| *n)
             .collect();
-        !self.applied.is_empty() && spec.possible_without(&holding_newer)
+        let maybe_applied = spec.nodes().iter().any(|n| !refused.contains(n));
+        maybe_applied && !self.settled(spec, stamp)
     }
 
     /// The replicas that applied the write in this round.
