@@ -382,6 +382,13 @@ async fn a_write_a_read_may_have_seen_never_goes_above_a_newer_stamp() {
         .unwrap_err();
     assert!(matches!(err, MetaError::Contended { .. }), "{err}");
     let held = raw_get(&nodes, 2).await.unwrap();
-    assert!(held.hlc < newer.hlc, "node 2 holds the write at its first stamp");
-    assert_eq!(raw_get(&nodes, 1).await.unwrap(), newer, "nothing went above it");
+    assert!(
+        held.hlc < newer.hlc,
+        "node 2 holds the write at its first stamp"
+    );
+    assert_eq!(
+        raw_get(&nodes, 1).await.unwrap(),
+        newer,
+        "nothing went above it"
+    );
 }
