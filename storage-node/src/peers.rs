@@ -246,6 +246,10 @@ impl NodeClient {
 
     /// Records whether `node`'s disk is full; logs the changes.
     pub fn set_read_only(&self, node: NodeId, read_only: bool) {
+        // Every health answer lands here: the write lock only for a change.
+        if self.is_read_only(node) == read_only {
+            return;
+        }
         let mut set = self.read_only.write().expect("read-only lock");
         let changed = if read_only {
             set.insert(node)

@@ -239,15 +239,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmpstore_common::ids::{ChunkIdx, StripeIdx};
 
-    fn key(v: u8, s: u32, c: u8) -> ChunkKey {
-        ChunkKey {
-            version: VersionId([v; 16]),
-            stripe_idx: StripeIdx(s),
-            chunk_idx: ChunkIdx(c),
-        }
-    }
+    use crate::store::test_chunk_key as key;
 
     #[test]
     fn chunks_round_trip_survive_reopen_and_refuse_bad_checksums() {

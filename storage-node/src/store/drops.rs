@@ -174,15 +174,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmpstore_common::ids::{ChunkIdx, ChunkKey, StripeIdx};
 
-    fn key(v: u8, s: u32, c: u8) -> ChunkKey {
-        ChunkKey {
-            version: VersionId([v; 16]),
-            stripe_idx: StripeIdx(s),
-            chunk_idx: ChunkIdx(c),
-        }
-    }
+    use crate::store::test_chunk_key as key;
 
     fn pending(v: u8, idx: u8) -> PendingDrop {
         PendingDrop {

@@ -390,3 +390,14 @@ impl Store {
         Ok(())
     }
 }
+
+/// Chunk `c` of stripe `s` of the version whose id is 16 bytes `v` (the stores' unit tests).
+#[cfg(test)]
+pub(crate) fn test_chunk_key(v: u8, s: u32, c: u8) -> ChunkKey {
+    use dmpstore_common::ids::{ChunkIdx, StripeIdx};
+    ChunkKey {
+        version: VersionId([v; 16]),
+        stripe_idx: StripeIdx(s),
+        chunk_idx: ChunkIdx(c),
+    }
+}

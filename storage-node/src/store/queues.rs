@@ -112,15 +112,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmpstore_common::ids::{ChunkIdx, StripeIdx, VersionId};
 
-    fn key(v: u8, s: u32, c: u8) -> ChunkKey {
-        ChunkKey {
-            version: VersionId([v; 16]),
-            stripe_idx: StripeIdx(s),
-            chunk_idx: ChunkIdx(c),
-        }
-    }
+    use crate::store::test_chunk_key as key;
 
     #[test]
     fn the_repair_queue_survives_reopen_in_key_order_without_duplicates() {
