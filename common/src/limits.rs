@@ -54,6 +54,16 @@ pub const MAX_TAGS: usize = 10;
 pub const MAX_TAG_KEY_CHARS: usize = 128;
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 
+/// How long a gateway trusts what it read about an access key: a key disabled, deleted or
+/// expired stops working everywhere within this time.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Access keys a gateway keeps in its cache.
+pub const KEY_CACHE_ENTRIES: usize = 10_000;
+/// Largest bucket policy (AWS: 20 KiB).
+pub const MAX_BUCKET_POLICY_BYTES: usize = 20 * 1024;
+/// Grants in one ACL (AWS: 100).
+pub const MAX_ACL_GRANTS: usize = 100;
+
 /// Stripes a single PUT encodes and writes concurrently; bounds gateway memory per PUT to
 /// roughly `(PUT_STRIPES_IN_FLIGHT + 1) * stripe * (k + m) / k`.
 pub const PUT_STRIPES_IN_FLIGHT: usize = 3;

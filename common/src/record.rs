@@ -7,12 +7,27 @@ use crate::stripe::StripeLayout;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-/// Format version of an encoded [`MetaValue`]; the first byte of every record.
-pub const RECORD_FORMAT_VERSION: u8 = 2;
+/// Format version of an encoded [`MetaValue`]; the first byte of every record. Version 3 added
+/// [`BucketAccess`] to bucket records; records of version 2 still decode ([`v2`]).
+pub const RECORD_FORMAT_VERSION: u8 = 3;
 
 /// Partition holding one record per bucket (keyed by bucket name). Bucket names cannot be
 /// empty, so this never collides with a bucket's own partition.
 pub const BUCKETS_PARTITION: &str = "";
+
+/// Partition of users and access keys ([`user_key`], [`access_key_key`]). Bucket names cannot
+/// hold `#`, so this never collides with a bucket's partitions.
+pub const IAM_PARTITION: &str = "#iam";
+
+/// Key of a user's record in the [`IAM_PARTITION`].
+pub fn user_key(name: &str) -> String {
+    format!("user/{name}")
+}
+
+/// Key of an access key's record in the [`IAM_PARTITION`].
+pub fn access_key_key(access_key: &str) -> String {
+    format!("key/{access_key}")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -62,6 +77,40 @@ pub enum MetaValue {
     /// for readers, writers wait until it is either live again or gone (ADR 0005). Appended
     /// last, so records written before it decode unchanged.
     DeletingBucket(DeletingBucket),
+    /// A user (in the [`IAM_PARTITION`]).
+    User(UserRecord),
+    /// An access key of a user (in the [`IAM_PARTITION`]).
+    AccessKey(AccessKeyRecord),
+}
+
+/// A user of the store: owns the buckets it creates and signs with its access keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    pub created_ms: u64,
+}
+
+/// An access key and what it may do. The secret is stored as is: SigV4 verification needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKeyRecord {
+    pub user: String,
+    pub secret_key: String,
+    pub created_ms: u64,
+    /// A disabled key authenticates nothing until enabled again.
+    pub disabled: bool,
+    /// Wall-clock ms after which the key authenticates nothing.
+    pub expires_ms: Option<u64>,
+    pub scope: KeyScope,
+}
+
+/// Limits of one access key, on top of what its user may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// Only reads (GET, HEAD, listings).
+    pub read_only: bool,
+    /// `bucket` or `bucket/prefix` entries: the key reaches only objects under one of them (and
+    /// lists only within them). Empty: no limit.
+    pub prefixes: Vec<String>,
 }
 
 /// A bucket while DeleteBucket checks that it is empty and aborts its uploads.
@@ -194,6 +243,92 @@ pub struct PartData {
 pub struct BucketRecord {
     pub created_ms: u64,
     pub versioning: Versioning,
+    /// Who may do what with the bucket.
+    pub access: BucketAccess,
+}
+
+/// A bucket's owner and its S3 access settings (policy, ACL, Object Ownership, Block Public
+/// Access), evaluated on every request by the gateway's authorization (ADR 0007).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketAccess {
+    /// The user who created the bucket. Empty for buckets created before buckets had owners
+    /// (format 2): only administrators reach them.
+    pub owner: String,
+    /// The bucket policy as put (JSON, validated by PutBucketPolicy).
+    pub policy: Option<String>,
+    /// The bucket ACL's grants besides the owner's own full control.
+    pub acl: Vec<AclGrant>,
+    pub ownership: ObjectOwnership,
+    /// `None`: no Block Public Access configuration (GetPublicAccessBlock answers 404).
+    pub public_access_block: Option<PublicAccessBlock>,
+}
+
+impl BucketAccess {
+    /// The settings of a bucket `owner` creates now: ACLs disabled and public access blocked,
+    /// as AWS sets up new buckets since April 2023.
+    pub fn new_bucket(owner: &str) -> BucketAccess {
+        BucketAccess {
+            owner: owner.to_string(),
+            policy: None,
+            acl: Vec::new(),
+            ownership: ObjectOwnership::BucketOwnerEnforced,
+            public_access_block: Some(PublicAccessBlock::all()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclGrant {
+    pub grantee: Grantee,
+    pub permission: Permission,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grantee {
+    /// A user, by name (its S3 canonical id).
+    User(String),
+    /// Everyone, anonymous requests included.
+    AllUsers,
+    /// Every request signed by a valid key.
+    AuthenticatedUsers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Permission {
+    FullControl,
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+}
+
+/// S3 Object Ownership. Only `BucketOwnerEnforced` (the default) disables ACLs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectOwnership {
+    #[default]
+    BucketOwnerEnforced,
+    BucketOwnerPreferred,
+    ObjectWriter,
+}
+
+/// S3 Block Public Access settings of a bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    pub fn all() -> PublicAccessBlock {
+        PublicAccessBlock {
+            block_public_acls: true,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        }
+    }
 }
 
 /// A bucket's versioning state. A bucket never returns to `Unversioned` once versioning was
@@ -289,6 +424,7 @@ impl MetaValue {
         match bytes.split_first() {
             None => Err(RecordError::Empty),
             Some((&RECORD_FORMAT_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&2, rest)) => Ok(postcard::from_bytes::<v2::MetaValue>(rest)?.into()),
             Some((&v, _)) => Err(RecordError::UnsupportedVersion(v)),
         }
     }
@@ -332,10 +468,97 @@ pub fn without_inline_body(encoded: &[u8]) -> Vec<u8> {
     stripped.map_or_else(|| encoded.to_vec(), |v| v.encode())
 }
 
+/// Records of format version 2, before buckets had owners: decoded into today's types, their
+/// buckets owned by no user (administrators only).
+mod v2 {
+    use super::{
+        DeleteMarker, PartRecord, UploadRecord, Versioning, {BucketAccess, ObjectRecord},
+    };
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) enum MetaValue {
+        Bucket(BucketRecord),
+        Object(ObjectRecord),
+        Tombstone { deleted_ms: u64 },
+        Upload(UploadRecord),
+        Part(PartRecord),
+        Tags(Vec<(String, String)>),
+        DeleteMarker(DeleteMarker),
+        DeletingBucket(DeletingBucket),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct BucketRecord {
+        created_ms: u64,
+        versioning: Versioning,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct DeletingBucket {
+        bucket: BucketRecord,
+        since_ms: u64,
+    }
+
+    impl From<BucketRecord> for super::BucketRecord {
+        fn from(b: BucketRecord) -> Self {
+            super::BucketRecord {
+                created_ms: b.created_ms,
+                versioning: b.versioning,
+                access: BucketAccess::default(),
+            }
+        }
+    }
+
+    impl From<MetaValue> for super::MetaValue {
+        fn from(v: MetaValue) -> Self {
+            use super::MetaValue as Now;
+            match v {
+                MetaValue::Bucket(b) => Now::Bucket(b.into()),
+                MetaValue::Object(r) => Now::Object(r),
+                MetaValue::Tombstone { deleted_ms } => Now::Tombstone { deleted_ms },
+                MetaValue::Upload(u) => Now::Upload(u),
+                MetaValue::Part(p) => Now::Part(p),
+                MetaValue::Tags(t) => Now::Tags(t),
+                MetaValue::DeleteMarker(m) => Now::DeleteMarker(m),
+                MetaValue::DeletingBucket(d) => Now::DeletingBucket(super::DeletingBucket {
+                    bucket: d.bucket.into(),
+                    since_ms: d.since_ms,
+                }),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn format_2_buckets_decode_owned_by_no_user() {
+        // Versioning::Suspended bucket created at ms 9, then a deleting one, as format 2 wrote them.
+        let bucket = [2u8, 0, 9, 2];
+        assert_eq!(
+            MetaValue::decode(&bucket).unwrap(),
+            MetaValue::Bucket(BucketRecord {
+                created_ms: 9,
+                versioning: Versioning::Suspended,
+                access: BucketAccess::default(),
+            })
+        );
+        let deleting = [2u8, 7, 9, 1, 5];
+        let Ok(MetaValue::DeletingBucket(d)) = MetaValue::decode(&deleting) else {
+            panic!("format 2 deleting bucket did not decode");
+        };
+        assert_eq!((d.bucket.created_ms, d.since_ms), (9, 5));
+        assert_eq!(d.bucket.access.owner, "");
+        let tombstone = [2u8, 2, 77];
+        assert_eq!(
+            MetaValue::decode(&tombstone).unwrap(),
+            MetaValue::Tombstone { deleted_ms: 77 }
+        );
+    }
 
     fn object() -> impl Strategy<Value = MetaValue> {
         (
@@ -407,10 +630,18 @@ mod tests {
         fn records_round_trip(value in prop_oneof![
             object(),
             any::<u64>().prop_map(|t| MetaValue::Tombstone { deleted_ms: t }),
-            any::<u64>().prop_map(|t| MetaValue::Bucket(BucketRecord {
-                created_ms: t,
-                versioning: Versioning::Enabled
-            })),
+            (any::<u64>(), "[a-z]{0,8}", proptest::option::of("[ -~]{0,40}")).prop_map(|(t, owner, policy)| {
+                let mut access = BucketAccess::new_bucket(&owner);
+                access.policy = policy;
+                access.acl.push(AclGrant { grantee: Grantee::User(owner), permission: Permission::Read });
+                MetaValue::Bucket(BucketRecord { created_ms: t, versioning: Versioning::Enabled, access })
+            }),
+            ("[a-z]{1,8}", "[A-Za-z0-9]{20}", any::<bool>(), proptest::option::of(any::<u64>())).prop_map(|(user, secret, disabled, expires_ms)| {
+                MetaValue::AccessKey(AccessKeyRecord {
+                    user, secret_key: secret, created_ms: 1, disabled, expires_ms,
+                    scope: KeyScope { read_only: disabled, prefixes: vec!["b/p".into()] },
+                })
+            }),
             (any::<u64>(), proptest::option::of("[0-9a-f]{24}")).prop_map(|(t, v)| {
                 MetaValue::DeleteMarker(DeleteMarker {
                     version_id: v,
@@ -419,7 +650,7 @@ mod tests {
             }),
             (any::<u64>(), any::<u64>()).prop_map(|(c, t)| {
                 MetaValue::DeletingBucket(DeletingBucket {
-                    bucket: BucketRecord { created_ms: c, versioning: Versioning::Suspended },
+                    bucket: BucketRecord { created_ms: c, versioning: Versioning::Suspended, access: BucketAccess::default() },
                     since_ms: t,
                 })
             }),

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use dmpstore_common::cluster::{ClusterMap, NodeInfo};
 use dmpstore_common::ids::{ChunkIdx, ChunkKey, Hlc, NodeId, StripeIdx, VersionId};
 use dmpstore_common::record::{
-    BucketRecord, ErasureData, MetaValue, ObjectData, ObjectRecord, PartData, PartRecord,
-    Versioned, Versioning,
+    BucketAccess, BucketRecord, ErasureData, MetaValue, ObjectData, ObjectRecord, PartData,
+    PartRecord, Versioned, Versioning,
 };
 use dmpstore_common::rpc::{
     decode_frame, encode_frame, ChunkHome, ErrorKind, LeaseCheck, RecordRef, Request, Response,
@@ -126,6 +126,7 @@ fn records() -> Vec<MetaValue> {
         MetaValue::Bucket(BucketRecord {
             created_ms: 9,
             versioning: Versioning::Suspended,
+            access: BucketAccess::new_bucket("alice"),
         }),
         MetaValue::Tombstone { deleted_ms: 77 },
     ]

@@ -20,7 +20,8 @@ use dmpstore_common::limits::{
 };
 use dmpstore_common::record::{
     key_of_version_sort_key, parts_partition, tags_partition, uploads_partition,
-    versions_partition, BucketRecord, DeletingBucket, MetaValue, Versioning, BUCKETS_PARTITION,
+    versions_partition, BucketAccess, BucketRecord, DeletingBucket, MetaValue, Versioning,
+    BUCKETS_PARTITION,
 };
 use futures::StreamExt;
 use std::sync::Arc;
@@ -56,6 +57,18 @@ pub async fn ensure_exists(
         Found::Live(b) => Ok(b),
         Found::Deleting(d) => Ok(d.bucket),
         Found::Gone => Err(GatewayError::NoSuchBucket),
+    }
+}
+
+/// The bucket's record if it exists (a bucket being deleted still does), for authorization.
+pub async fn find(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+) -> Result<Option<BucketRecord>, GatewayError> {
+    match read(state, bucket).await? {
+        Found::Live(b) => Ok(Some(b)),
+        Found::Deleting(d) => Ok(Some(d.bucket)),
+        Found::Gone => Ok(None),
     }
 }
 
@@ -137,11 +150,20 @@ async fn roll_back_stale(
     .await
 }
 
-pub async fn create(state: &Arc<GatewayState>, bucket: &str) -> Result<(), GatewayError> {
+/// CreateBucket by `owner`, who then controls the bucket (ADR 0007).
+pub async fn create(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    owner: &str,
+) -> Result<(), GatewayError> {
     meta::with_lease(state, BUCKETS_PARTITION, bucket, |lease| async move {
         match read(state, bucket).await? {
-            Found::Live(_) | Found::Deleting(_) => {
-                return Err(GatewayError::BucketAlreadyOwnedByYou)
+            Found::Live(b) | Found::Deleting(DeletingBucket { bucket: b, .. }) => {
+                return Err(if b.access.owner == owner {
+                    GatewayError::BucketAlreadyOwnedByYou
+                } else {
+                    GatewayError::BucketAlreadyExists
+                });
             }
             Found::Gone => {}
         }
@@ -156,6 +178,7 @@ pub async fn create(state: &Arc<GatewayState>, bucket: &str) -> Result<(), Gatew
         let record = MetaValue::Bucket(BucketRecord {
             created_ms: GatewayState::now_ms(),
             versioning: Versioning::Unversioned,
+            access: BucketAccess::new_bucket(owner),
         });
         meta::put_fenced(state, &lease, &record).await?;
         Ok(())

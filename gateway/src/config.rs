@@ -4,11 +4,11 @@
 use dmpstore_common::cluster::ClusterMap;
 use dmpstore_common::limits;
 use dmpstore_common::stripe::StripeLayout;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Address the S3 endpoint binds to (`host:port`).
@@ -50,7 +50,7 @@ pub struct GatewayConfig {
     pub nodes: Vec<NodeEntry>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErasureConfig {
     /// Data chunks per stripe (`k`).
@@ -71,14 +71,21 @@ impl Default for ErasureConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     pub access_key: String,
     pub secret_key: String,
+    /// The administrator's name: owner of the buckets it creates. No user may take it.
+    #[serde(default = "default_admin_name")]
+    pub user: String,
 }
 
 pub use dmpstore_storage_node::config::NodeEntry;
+
+fn default_admin_name() -> String {
+    "admin".into()
+}
 
 fn default_region() -> String {
     "us-east-1".into()

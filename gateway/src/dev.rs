@@ -78,6 +78,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),
             secret_key: opts.secret_key.clone(),
+            user: "admin".into(),
         }],
         nodes: entries,
     };
@@ -85,6 +86,10 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         .await
         .with_context(|| format!("bind {}", opts.s3_addr))?;
     let endpoint = format!("http://{}", listener.local_addr()?);
+    // For `gateway admin ... --config`: the node addresses change with every start.
+    let config_path = opts.data_dir.join("gateway.toml");
+    std::fs::write(&config_path, toml::to_string(&config)?)
+        .with_context(|| format!("write {}", config_path.display()))?;
     println!(
         "dmpstore dev cluster: 1 gateway, {} storage nodes, RS({},{})",
         opts.n_nodes, config.erasure.data_chunks, config.erasure.parity_chunks
@@ -94,6 +99,10 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     println!("  secret key: {}", opts.secret_key);
     println!("  region:     {}", opts.region);
     println!("  data:       {}", opts.data_dir.display());
+    println!(
+        "  config:     {} (for gateway admin)",
+        config_path.display()
+    );
     println!(
         "try: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls",
         opts.access_key, opts.secret_key

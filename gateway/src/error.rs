@@ -14,6 +14,10 @@ pub enum GatewayError {
     MethodNotAllowed(String),
     #[error("you already own this bucket")]
     BucketAlreadyOwnedByYou,
+    #[error("the bucket name is taken by another user; choose another name")]
+    BucketAlreadyExists,
+    #[error("access denied")]
+    AccessDenied,
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("a conflicting operation is in progress on this bucket; retry")]
@@ -68,6 +72,8 @@ impl From<GatewayError> for S3Error {
             G::NoSuchVersion => S3ErrorCode::NoSuchVersion,
             G::MethodNotAllowed(_) => S3ErrorCode::MethodNotAllowed,
             G::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
+            G::BucketAlreadyExists => S3ErrorCode::BucketAlreadyExists,
+            G::AccessDenied => S3ErrorCode::AccessDenied,
             G::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
             G::OperationAborted => S3ErrorCode::OperationAborted,
             G::InvalidRange { .. } => S3ErrorCode::InvalidRange,

@@ -23,11 +23,14 @@
 //! - [`state`]: what all requests share.
 //! - [`error`]: the gateway's errors and the one place they become S3 errors.
 //! - [`auth`]: access keys for SigV4 verification.
+//! - [`iam`]: users and access keys stored in the cluster, and the config's administrators.
+//! - [`authz`]: authorization of every request (owners, key scopes, policies, ACLs).
 //! - [`host`]: virtual-hosted-style addressing.
 //! - [`config`]: the typed configuration.
 
 pub mod admin;
 pub mod auth;
+pub mod authz;
 pub mod buckets;
 pub mod checksum;
 pub mod config;
@@ -36,6 +39,7 @@ pub mod dev;
 pub mod error;
 pub mod get;
 pub mod host;
+pub mod iam;
 pub mod list;
 pub mod meta;
 pub mod metrics;

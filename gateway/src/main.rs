@@ -131,6 +131,98 @@ enum AdminCommand {
         #[arg(long)]
         node: u32,
     },
+    /// Users: each owns the buckets it creates and signs with its access keys.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// A user's access keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user with one access key; prints `access_key` and `secret_key` (the only time
+    /// the secret is shown).
+    Create {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user and its keys (refused while it owns buckets).
+    Delete {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create another access key for a user, optionally limited.
+    Create {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// The key may only read (GET, HEAD, listings).
+        #[arg(long)]
+        read_only: bool,
+        /// BUCKET or BUCKET/PREFIX the key is limited to (repeat for several).
+        #[arg(long = "prefix")]
+        prefixes: Vec<String>,
+        /// The key stops working this many seconds from now.
+        #[arg(long)]
+        expires_in_secs: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a key from authenticating anything (until `key enable`).
+    Disable {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        access_key: String,
+    },
+    Enable {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        access_key: String,
+    },
+    Delete {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        access_key: String,
+    },
 }
 
 fn report_broadcast(what: &str, missed: &[(NodeId, String)]) -> anyhow::Result<()> {
@@ -278,6 +370,12 @@ async fn main() -> anyhow::Result<()> {
             println!("n{node} isolated for {secs} s");
             Ok(())
         }
+        Command::Admin {
+            command: AdminCommand::User { command },
+        } => user_command(command).await,
+        Command::Admin {
+            command: AdminCommand::Key { command },
+        } => key_command(command).await,
         Command::Serve { config } => {
             let config = GatewayConfig::load(&config)?;
             let listener =
@@ -285,6 +383,113 @@ async fn main() -> anyhow::Result<()> {
             dmpstore_gateway::server::run(listener, config, shutdown).await
         }
     }
+}
+
+async fn user_command(command: UserCommand) -> anyhow::Result<()> {
+    use dmpstore_gateway::admin::iam;
+    match command {
+        UserCommand::Create { config, name, json } => {
+            let config = GatewayConfig::load(&config)?;
+            print_new_key(&iam::create_user(&config, &name).await?, json)
+        }
+        UserCommand::List { config, json } => {
+            let users = iam::list_users(&GatewayConfig::load(&config)?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    println!("{}\t{} key(s)", u.name, u.keys);
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Delete { config, name } => {
+            let n = iam::delete_user(&GatewayConfig::load(&config)?, &name).await?;
+            println!("user {name} deleted with {n} key(s)");
+            Ok(())
+        }
+    }
+}
+
+async fn key_command(command: KeyCommand) -> anyhow::Result<()> {
+    use dmpstore_gateway::admin::iam;
+    match command {
+        KeyCommand::Create {
+            config,
+            user,
+            read_only,
+            prefixes,
+            expires_in_secs,
+            json,
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            let scope = dmpstore_common::record::KeyScope {
+                read_only,
+                prefixes,
+            };
+            let expires = expires_in_secs.map(std::time::Duration::from_secs);
+            print_new_key(
+                &iam::create_key(&config, &user, scope, expires).await?,
+                json,
+            )
+        }
+        KeyCommand::List { config, user, json } => {
+            let keys = iam::list_keys(&GatewayConfig::load(&config)?, &user).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                for k in keys {
+                    let state = if k.disabled { "disabled" } else { "enabled" };
+                    let limits = match (k.read_only, k.prefixes.is_empty()) {
+                        (false, true) => String::new(),
+                        (ro, _) => format!(" read-only={ro} prefixes={}", k.prefixes.join(",")),
+                    };
+                    println!("{}\t{state}{limits}", k.access_key);
+                }
+            }
+            Ok(())
+        }
+        KeyCommand::Disable {
+            config,
+            user,
+            access_key,
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            iam::set_key_disabled(&config, &user, &access_key, true).await?;
+            println!("key {access_key} of {user} disabled");
+            Ok(())
+        }
+        KeyCommand::Enable {
+            config,
+            user,
+            access_key,
+        } => {
+            let config = GatewayConfig::load(&config)?;
+            iam::set_key_disabled(&config, &user, &access_key, false).await?;
+            println!("key {access_key} of {user} enabled");
+            Ok(())
+        }
+        KeyCommand::Delete {
+            config,
+            user,
+            access_key,
+        } => {
+            iam::delete_key(&GatewayConfig::load(&config)?, &user, &access_key).await?;
+            println!("key {access_key} of {user} deleted");
+            Ok(())
+        }
+    }
+}
+
+fn print_new_key(key: &dmpstore_gateway::admin::iam::NewKey, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(key)?);
+    } else {
+        println!("user:       {}", key.user);
+        println!("access_key: {}", key.access_key);
+        println!("secret_key: {}", key.secret_key);
+    }
+    Ok(())
 }
 
 /// A share of nodes failing per year: above 0, at most 1.

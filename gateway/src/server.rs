@@ -2,6 +2,7 @@
 //! it on a listener until shutdown, then waits for in-flight requests and background tasks.
 
 use crate::auth::KeyRing;
+use crate::authz::{Authorizer, Peer};
 use crate::config::GatewayConfig;
 use crate::host::VirtualHosts;
 use crate::s3::DmpS3;
@@ -34,7 +35,8 @@ pub async fn run(
     ));
 
     let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
-    builder.set_auth(KeyRing::new(&state.config.credentials));
+    builder.set_auth(KeyRing::new(state.clone()));
+    builder.set_access(Authorizer::new(state.clone()));
     if !state.config.virtual_host_domains.is_empty() {
         builder.set_host(VirtualHosts::new(&state.config.virtual_host_domains));
     }
@@ -67,7 +69,7 @@ pub async fn run(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let conns = TaskTracker::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -80,7 +82,10 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let conn = hyper::server::conn::http1::Builder::new()
             .max_buf_size(MAX_S3_HEADER_BYTES)
-            .serve_connection(TokioIo::new(stream), service.clone());
+            .serve_connection(
+                TokioIo::new(stream),
+                with_peer(service.clone(), peer, false),
+            );
         let conn = graceful.watch(conn);
         conns.spawn(async move {
             if let Err(e) = conn.await {
@@ -114,6 +119,47 @@ pub async fn run(
     background.wait().await;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// `service`, with each request marked with where it came from (for authorization's
+/// `aws:SourceIp` and `aws:SecureTransport`).
+fn with_peer<S>(
+    service: S,
+    addr: std::net::SocketAddr,
+    tls: bool,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = S::Response,
+    Error = S::Error,
+    Future = S::Future,
+> + Clone
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>> + Clone,
+{
+    WithPeer {
+        inner: service,
+        peer: Peer { addr, tls },
+    }
+}
+
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Peer,
+}
+
+impl<S> hyper::service::Service<http::Request<hyper::body::Incoming>> for WithPeer<S>
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.peer);
+        self.inner.call(req)
+    }
 }
 
 /// Sends this gateway's P_HA counts to every node now and then, so that `gateway admin

@@ -27,6 +27,8 @@ pub struct GatewayState {
     /// Cancelled when the gateway starts shutting down; deferred work gives up on it.
     pub shutdown: CancellationToken,
     pub metrics: crate::metrics::GatewayMetrics,
+    /// Access keys: the config's administrators and the cluster's users.
+    pub identities: crate::iam::Identities,
 }
 
 impl GatewayState {
@@ -51,6 +53,7 @@ impl GatewayState {
             tracing::warn!("planted_bug_ignore_write_refusals is set: this gateway loses acknowledged writes (history checker self-test only)");
         }
         Ok(GatewayState {
+            identities: crate::iam::Identities::new(&config.credentials),
             codec: Codec::new(layout)?,
             nodes,
             meta,

@@ -411,8 +411,8 @@ pub async fn set_versioning(
         return Ok(());
     }
     let to = BucketRecord {
-        created_ms: b.created_ms,
         versioning,
+        ..b.clone()
     };
     if !buckets::update(state, bucket, &b, to).await? {
         return Err(GatewayError::OperationAborted);

@@ -156,7 +156,7 @@ impl Default for ScrubConfig {
 }
 
 /// One storage node of the cluster map.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeEntry {
     pub id: u32,

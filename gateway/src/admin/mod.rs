@@ -4,12 +4,13 @@
 //! P_FT, the fault-tolerance estimate of DESIGN's Figures, from measured data.
 //!
 //! This file holds the commands (add, remove, and the broadcasts: scrub, anti-entropy,
-//! replace, drain) and the admin RPC client; `status.rs` assembles the summary and holds its
+//! replace, drain) and the admin RPC client; `iam.rs` the users and access keys; `status.rs` assembles the summary and holds its
 //! JSON types, with P_FT in `fault_tolerance.rs` and P_HA in `availability.rs`; `render.rs` is
 //! its human-readable form.
 
 mod availability;
 mod fault_tolerance;
+pub mod iam;
 mod render;
 mod status;
 

@@ -4,9 +4,10 @@
 use super::convert::timestamp;
 use crate::buckets;
 use crate::error::GatewayError;
+use crate::iam::Identity;
 use crate::state::GatewayState;
 use crate::versions;
-use dmpstore_common::record::Versioning;
+use dmpstore_common::record::{BucketRecord, Versioning};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 use std::sync::Arc;
@@ -15,8 +16,9 @@ pub(super) async fn create_bucket(
     state: &Arc<GatewayState>,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
+    let owner = signer(&req)?.name().to_string();
     let bucket = req.input.bucket;
-    buckets::create(state, &bucket).await?;
+    buckets::create(state, &bucket, &owner).await?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{bucket}")),
     }))
@@ -41,13 +43,24 @@ pub(super) async fn delete_bucket(
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 
+/// Who signed the request (authorization put it there); anonymous requests never get here.
+fn signer<T>(req: &S3Request<T>) -> Result<&Identity, GatewayError> {
+    req.extensions
+        .get::<Identity>()
+        .ok_or(GatewayError::AccessDenied)
+}
+
+/// ListBuckets: a user sees the buckets it owns (those its key's scope reaches), an
+/// administrator every bucket.
 pub(super) async fn list_buckets(
     state: &Arc<GatewayState>,
-    _req: S3Request<ListBucketsInput>,
+    req: S3Request<ListBucketsInput>,
 ) -> S3Result<S3Response<ListBucketsOutput>> {
+    let who = signer(&req)?.clone();
     let buckets = buckets::list(state)
         .await?
         .into_iter()
+        .filter(|(name, b)| lists(&who, name, b))
         .map(|(name, b)| Bucket {
             name: Some(name),
             creation_date: Some(timestamp(b.created_ms)),
@@ -57,11 +70,25 @@ pub(super) async fn list_buckets(
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(Owner {
-            display_name: Some("dmpstore".into()),
-            id: Some("dmpstore".into()),
+            display_name: Some(who.name().to_string()),
+            id: Some(who.name().to_string()),
         }),
         ..Default::default()
     }))
+}
+
+fn lists(who: &Identity, name: &str, b: &BucketRecord) -> bool {
+    match who {
+        Identity::Admin { .. } => true,
+        Identity::User { name: user, scope } => {
+            *user == b.access.owner
+                && (scope.prefixes.is_empty()
+                    || scope
+                        .prefixes
+                        .iter()
+                        .any(|p| p.split('/').next() == Some(name)))
+        }
+    }
 }
 
 pub(super) async fn get_bucket_location(

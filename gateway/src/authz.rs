@@ -1,0 +1,303 @@
+//! Authorization of every S3 request, before any of its data is read or written: s3s calls
+//! [`Authorizer::check`] once the signature is verified (or found absent) and before it reads
+//! the body (ADR 0007).
+//!
+//! The decision, in order: the signer's key scope (read-only, buckets and prefixes) limits
+//! everything; administrators may do anything; a bucket policy's explicit Deny wins over every
+//! grant; the bucket's owner may do anything else; otherwise a policy Allow or, where Object
+//! Ownership lets ACLs apply, an ACL grant; otherwise `403 AccessDenied`. A request naming a
+//! bucket that does not exist passes, so that its operation answers `NoSuchBucket`.
+//! CopyObject and UploadPartCopy are checked twice: the destination and the source read.
+//! DeleteObjects is checked per key once its body is parsed.
+
+use crate::buckets;
+use crate::error::GatewayError;
+use crate::iam::Identity;
+use crate::state::GatewayState;
+use dmpstore_common::record::{BucketRecord, KeyScope};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::DeleteObjectsInput;
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Where a request came from, put in its extensions by the server (for `aws:SourceIp` and
+/// `aws:SecureTransport`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// One thing a request does, as authorization sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The s3s operation name ("GetObject", "ListObjectsV2", ...).
+    pub op: String,
+    pub bucket: String,
+    /// The object key, for operations on an object.
+    pub key: Option<String>,
+    pub version_id: Option<String>,
+    /// The `prefix` of a listing.
+    pub prefix: Option<String>,
+}
+
+impl Access {
+    /// Whether the operation only reads.
+    pub fn is_read(&self) -> bool {
+        ["Get", "Head", "List"]
+            .iter()
+            .any(|p| self.op.starts_with(p))
+    }
+
+    fn is_listing(&self) -> bool {
+        self.op.starts_with("List")
+    }
+}
+
+#[derive(Debug)]
+pub struct Authorizer {
+    state: Arc<GatewayState>,
+}
+
+impl Authorizer {
+    pub fn new(state: Arc<GatewayState>) -> Authorizer {
+        Authorizer { state }
+    }
+
+    async fn identity(&self, access_key: Option<&str>) -> Result<Option<Identity>, GatewayError> {
+        let Some(access_key) = access_key else {
+            return Ok(None);
+        };
+        let entry = self
+            .state
+            .identities
+            .resolve(&self.state, access_key)
+            .await?;
+        Ok(entry.map(|e| e.identity))
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for Authorizer {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let access_key = cx.credentials().map(|c| c.access_key.clone());
+        let identity = self.identity(access_key.as_deref()).await?;
+        if let Some(id) = &identity {
+            cx.extensions_mut().insert(id.clone());
+        }
+        let op = cx.s3_op().name();
+        let query = cx.uri().query().unwrap_or("");
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Root => return Ok(root(op, identity.as_ref())?),
+            S3Path::Bucket { bucket } => (bucket.to_string(), None),
+            S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
+        };
+        let access = Access {
+            op: op.to_string(),
+            bucket,
+            key,
+            version_id: query_param(query, "versionId"),
+            prefix: query_param(query, "prefix"),
+        };
+        authorize(&self.state, identity.as_ref(), &access).await?;
+        if let Some(source) = copy_source(cx.headers()) {
+            authorize(&self.state, identity.as_ref(), &source).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        let identity = req.extensions.get::<Identity>().cloned();
+        for object in &req.input.delete.objects {
+            let access = Access {
+                op: "DeleteObject".into(),
+                bucket: req.input.bucket.clone(),
+                key: Some(object.key.clone()),
+                version_id: object.version_id.clone(),
+                prefix: None,
+            };
+            authorize(&self.state, identity.as_ref(), &access).await?;
+        }
+        Ok(())
+    }
+}
+
+/// ListBuckets (the only operation on the root): any signed request; what it lists is
+/// filtered by owner.
+fn root(op: &str, identity: Option<&Identity>) -> Result<(), GatewayError> {
+    match identity {
+        Some(_) if op == "ListBuckets" => Ok(()),
+        Some(_) => Err(GatewayError::AccessDenied),
+        None => Err(GatewayError::AccessDenied),
+    }
+}
+
+/// Whether `identity` may do `access`.
+pub async fn authorize(
+    state: &Arc<GatewayState>,
+    identity: Option<&Identity>,
+    access: &Access,
+) -> Result<(), GatewayError> {
+    if let Some(Identity::User { scope, .. }) = identity {
+        if !within_scope(scope, access) {
+            return Err(GatewayError::AccessDenied);
+        }
+    }
+    if identity.is_some_and(Identity::is_admin) {
+        return Ok(());
+    }
+    if access.op == "CreateBucket" {
+        // Any user may create a bucket; taking a name another owns is refused there.
+        return identity.map(|_| ()).ok_or(GatewayError::AccessDenied);
+    }
+    let Some(bucket) = buckets::find(state, &access.bucket).await? else {
+        return Ok(());
+    };
+    decide(&bucket, identity, access)
+}
+
+/// The decision on an existing bucket.
+fn decide(
+    bucket: &BucketRecord,
+    identity: Option<&Identity>,
+    access: &Access,
+) -> Result<(), GatewayError> {
+    let owner = &bucket.access.owner;
+    match identity {
+        Some(id) if !owner.is_empty() && id.name() == owner => Ok(()),
+        _ => {
+            let _ = access;
+            Err(GatewayError::AccessDenied)
+        }
+    }
+}
+
+/// Whether a key's scope lets it do `access`.
+pub fn within_scope(scope: &KeyScope, access: &Access) -> bool {
+    if scope.read_only && !access.is_read() {
+        return false;
+    }
+    if scope.prefixes.is_empty() {
+        return true;
+    }
+    scope.prefixes.iter().any(|entry| {
+        let (bucket, prefix) = entry.split_once('/').unwrap_or((entry.as_str(), ""));
+        if bucket != access.bucket {
+            return false;
+        }
+        match (&access.key, access.is_listing()) {
+            (Some(key), _) => key.starts_with(prefix),
+            (None, true) => access.prefix.as_deref().unwrap_or("").starts_with(prefix),
+            // Other bucket operations need the whole bucket (or are harmless reads).
+            (None, false) => {
+                prefix.is_empty()
+                    || matches!(access.op.as_str(), "HeadBucket" | "GetBucketLocation")
+            }
+        }
+    })
+}
+
+/// The source of a CopyObject or UploadPartCopy (`x-amz-copy-source`), as a read.
+fn copy_source(headers: &http::HeaderMap) -> Option<Access> {
+    let raw = headers.get("x-amz-copy-source")?.to_str().ok()?;
+    let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+    let path = percent_encoding::percent_decode_str(path.trim_start_matches('/'))
+        .decode_utf8()
+        .ok()?;
+    let (bucket, key) = path.split_once('/')?;
+    Some(Access {
+        op: "GetObject".into(),
+        bucket: bucket.to_string(),
+        key: Some(key.to_string()),
+        version_id: query_param(query, "versionId"),
+        prefix: None,
+    })
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(op: &str, bucket: &str, key: Option<&str>, prefix: Option<&str>) -> Access {
+        Access {
+            op: op.into(),
+            bucket: bucket.into(),
+            key: key.map(Into::into),
+            version_id: None,
+            prefix: prefix.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn scopes_limit_keys_to_their_buckets_and_prefixes() {
+        let scope = KeyScope {
+            read_only: false,
+            prefixes: vec!["events/2026/".into(), "segments".into()],
+        };
+        let check = |a: Access| within_scope(&scope, &a);
+        assert!(check(access(
+            "PutObject",
+            "events",
+            Some("2026/12/x"),
+            None
+        )));
+        assert!(!check(access("PutObject", "events", Some("2025/x"), None)));
+        assert!(check(access(
+            "ListObjectsV2",
+            "events",
+            None,
+            Some("2026/01")
+        )));
+        assert!(!check(access("ListObjectsV2", "events", None, None)));
+        assert!(check(access("HeadBucket", "events", None, None)));
+        assert!(!check(access("PutBucketPolicy", "events", None, None)));
+        assert!(check(access("PutBucketPolicy", "segments", None, None)));
+        assert!(check(access("DeleteObject", "segments", Some("any"), None)));
+        assert!(!check(access("GetObject", "profiles", Some("any"), None)));
+        let read_only = KeyScope {
+            read_only: true,
+            prefixes: vec![],
+        };
+        assert!(within_scope(
+            &read_only,
+            &access("GetObject", "b", Some("k"), None)
+        ));
+        assert!(within_scope(
+            &read_only,
+            &access("ListObjectVersions", "b", None, None)
+        ));
+        assert!(!within_scope(
+            &read_only,
+            &access("PutObject", "b", Some("k"), None)
+        ));
+        assert!(!within_scope(
+            &read_only,
+            &access("CreateMultipartUpload", "b", Some("k"), None)
+        ));
+    }
+
+    #[test]
+    fn copy_sources_are_decoded() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-amz-copy-source",
+            "/src/a%20b/c?versionId=v1".parse().unwrap(),
+        );
+        let a = copy_source(&h).unwrap();
+        assert_eq!(
+            (a.bucket.as_str(), a.key.as_deref()),
+            ("src", Some("a b/c"))
+        );
+        assert_eq!(a.version_id.as_deref(), Some("v1"));
+        h.insert("x-amz-copy-source", "src2/k".parse().unwrap());
+        assert_eq!(copy_source(&h).unwrap().bucket, "src2");
+    }
+}

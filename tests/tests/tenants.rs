@@ -1,0 +1,719 @@
+//! Tenant isolation through real gateways: users and keys created with `gateway admin`, every S3
+//! operation of one user on another's bucket refused with 403 AccessDenied (and allowed once a
+//! policy grants it), scoped and read-only keys kept to their limits, keys that stop working
+//! when disabled, deleted or expired, presigned URLs bounded by their signer's rights and
+//! expiry, and anonymous requests refused.
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use dmpstore_tests::{client, Cluster};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// The S3 error code and HTTP status of a call, or `("ok", 200)`.
+fn outcome<T, E: ProvideErrorMetadata, R>(r: Result<T, SdkError<E, R>>) -> (String, u16)
+where
+    R: std::fmt::Debug,
+{
+    match r {
+        Ok(_) => ("ok".into(), 200),
+        Err(e) => {
+            let status = match &e {
+                SdkError::ServiceError(s) => status_of(s.raw()),
+                _ => 0,
+            };
+            (e.code().unwrap_or("<none>").to_string(), status)
+        }
+    }
+}
+
+fn status_of<R: std::fmt::Debug>(raw: &R) -> u16 {
+    // The raw response's Debug form starts with its status; the SDK's generic R has no accessor.
+    let text = format!("{raw:?}");
+    text.split("StatusCode(")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls `cond` until it holds; panics after `deadline`.
+async fn eventually<F, Fut>(deadline: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < deadline,
+            "condition not met within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Key {
+    access_key: String,
+    secret_key: String,
+}
+
+fn create_user(cluster: &Cluster, name: &str) -> Key {
+    let out = cluster
+        .admin(&["user", "create", "--name", name, "--json"])
+        .unwrap();
+    parse_key(&out)
+}
+
+fn parse_key(json: &str) -> Key {
+    let v: serde_json::Value = serde_json::from_str(json).expect("admin prints JSON");
+    Key {
+        access_key: v["access_key"].as_str().unwrap().to_string(),
+        secret_key: v["secret_key"].as_str().unwrap().to_string(),
+    }
+}
+
+fn client_of(cluster: &Cluster, gateway: usize, key: &Key) -> aws_sdk_s3::Client {
+    client(
+        &cluster.info.s3_endpoints[gateway],
+        &key.access_key,
+        &key.secret_key,
+        &cluster.info.region,
+    )
+}
+
+/// One raw HTTP request (no signature, or a presigned URL); its status and body.
+fn raw(url: &str, method: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let path = if path.is_empty() { "/" } else { path };
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// Everything `c` can try on `bucket` (holding `key`, with multipart upload `upload`),
+/// each as (operation, outcome).
+fn every_operation<'a>(
+    c: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+    key: &'a str,
+    upload: &'a str,
+    own_bucket: &'a str,
+) -> Vec<(&'static str, BoxFuture<'a, (String, u16)>)> {
+    let b = bucket.to_string();
+    let src = format!("{bucket}/{key}");
+    let own_src = format!("{own_bucket}/own");
+    vec![
+        (
+            "GetObject",
+            c.get_object()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "HeadObject",
+            c.head_object()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "PutObject",
+            c.put_object()
+                .bucket(&b)
+                .key("intruder")
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "DeleteObject",
+            c.delete_object()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "DeleteObjects",
+            c.delete_objects()
+                .bucket(&b)
+                .delete(
+                    Delete::builder()
+                        .objects(ObjectIdentifier::builder().key(key).build().unwrap())
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "ListObjectsV2",
+            c.list_objects_v2().bucket(&b).send().map(outcome).boxed(),
+        ),
+        (
+            "ListObjects",
+            c.list_objects().bucket(&b).send().map(outcome).boxed(),
+        ),
+        (
+            "ListObjectVersions",
+            c.list_object_versions()
+                .bucket(&b)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "CopyObject from",
+            c.copy_object()
+                .bucket(own_bucket)
+                .key("stolen")
+                .copy_source(&src)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "CopyObject into",
+            c.copy_object()
+                .bucket(&b)
+                .key("planted")
+                .copy_source(&own_src)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "CreateMultipartUpload",
+            c.create_multipart_upload()
+                .bucket(&b)
+                .key("mpu")
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "UploadPart",
+            c.upload_part()
+                .bucket(&b)
+                .key(key)
+                .upload_id(upload)
+                .part_number(1)
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "UploadPartCopy",
+            c.upload_part_copy()
+                .bucket(&b)
+                .key(key)
+                .upload_id(upload)
+                .part_number(1)
+                .copy_source(&own_src)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "CompleteMultipartUpload",
+            c.complete_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .upload_id(upload)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .parts(CompletedPart::builder().part_number(1).e_tag("x").build())
+                        .build(),
+                )
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "ListParts",
+            c.list_parts()
+                .bucket(&b)
+                .key(key)
+                .upload_id(upload)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "ListMultipartUploads",
+            c.list_multipart_uploads()
+                .bucket(&b)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "AbortMultipartUpload",
+            c.abort_multipart_upload()
+                .bucket(&b)
+                .key(key)
+                .upload_id(upload)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "GetObjectTagging",
+            c.get_object_tagging()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "PutObjectTagging",
+            c.put_object_tagging()
+                .bucket(&b)
+                .key(key)
+                .tagging(
+                    aws_sdk_s3::types::Tagging::builder()
+                        .set_tag_set(Some(vec![]))
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "DeleteObjectTagging",
+            c.delete_object_tagging()
+                .bucket(&b)
+                .key(key)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "GetBucketVersioning",
+            c.get_bucket_versioning()
+                .bucket(&b)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "PutBucketVersioning",
+            c.put_bucket_versioning()
+                .bucket(&b)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "GetBucketLocation",
+            c.get_bucket_location()
+                .bucket(&b)
+                .send()
+                .map(outcome)
+                .boxed(),
+        ),
+        (
+            "HeadBucket",
+            c.head_bucket().bucket(&b).send().map(outcome).boxed(),
+        ),
+        (
+            "DeleteBucket",
+            c.delete_bucket().bucket(&b).send().map(outcome).boxed(),
+        ),
+    ]
+}
+
+async fn bucket_names(c: &aws_sdk_s3::Client) -> Vec<String> {
+    let out = c.list_buckets().send().await.unwrap();
+    out.buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_reach_only_their_own_buckets_within_their_keys_limits() {
+    let cluster = Cluster::start(6, 2).unwrap();
+    let admin = cluster.client(0);
+    let alice_key = create_user(&cluster, "alice");
+    let bob_key = create_user(&cluster, "bob");
+    // Keys are cluster-wide: alice works through gateway 0, bob through gateway 1.
+    let alice = client_of(&cluster, 0, &alice_key);
+    let bob = client_of(&cluster, 1, &bob_key);
+
+    alice
+        .create_bucket()
+        .bucket("alice-data")
+        .send()
+        .await
+        .unwrap();
+    bob.create_bucket().bucket("bob-data").send().await.unwrap();
+    for (c, b, k) in [
+        (&alice, "alice-data", "report.csv"),
+        (&bob, "bob-data", "own"),
+    ] {
+        c.put_object()
+            .bucket(b)
+            .key(k)
+            .body(ByteStream::from_static(b"secret rows"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let upload = alice
+        .create_multipart_upload()
+        .bucket("alice-data")
+        .key("report.csv")
+        .send()
+        .await
+        .unwrap();
+    let upload = upload.upload_id().unwrap().to_string();
+
+    // Every operation of bob on alice's bucket: 403 AccessDenied.
+    let mut wrong = Vec::new();
+    for (op, call) in every_operation(&bob, "alice-data", "report.csv", &upload, "bob-data") {
+        let got = call.await;
+        // A HEAD response has no body to carry the code.
+        let code_ok = got.0 == "AccessDenied" || (op.starts_with("Head") && got.0 == "<none>");
+        if !(code_ok && got.1 == 403) {
+            wrong.push(format!("{op}: {got:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "bob reached alice's bucket: {wrong:#?}");
+    let taken = bob.create_bucket().bucket("alice-data").send().await;
+    assert_eq!(outcome(taken), ("BucketAlreadyExists".to_string(), 409));
+    // Nothing of alice's changed.
+    let body = alice
+        .get_object()
+        .bucket("alice-data")
+        .key("report.csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &body.body.collect().await.unwrap().into_bytes()[..],
+        b"secret rows"
+    );
+    let listed = alice
+        .list_objects_v2()
+        .bucket("alice-data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 1, "bob planted or deleted objects");
+
+    // ListBuckets: each user its own, the administrator every bucket.
+    assert_eq!(bucket_names(&alice).await, ["alice-data"]);
+    assert_eq!(bucket_names(&bob).await, ["bob-data"]);
+    assert_eq!(bucket_names(&admin).await, ["alice-data", "bob-data"]);
+
+    // The owner does all of it on its own bucket (the same list, as alice).
+    let mut refused = Vec::new();
+    for (op, call) in every_operation(&alice, "alice-data", "report.csv", &upload, "alice-data") {
+        let (code, status) = call.await;
+        if code == "AccessDenied" || status == 403 {
+            refused.push(format!("{op}: {code}"));
+        }
+    }
+    assert!(refused.is_empty(), "the owner was refused: {refused:#?}");
+    alice
+        .put_object()
+        .bucket("alice-data")
+        .key("report.csv")
+        .body(ByteStream::from_static(b"secret rows"))
+        .send()
+        .await
+        .unwrap();
+
+    // Anonymous requests and presigned URLs.
+    let endpoint = &cluster.info.s3_endpoints[0];
+    alice
+        .put_object()
+        .bucket("alice-data")
+        .key("p")
+        .body(ByteStream::from_static(b"presigned"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = raw(&format!("{endpoint}/alice-data/p"), "GET");
+    assert_eq!(status, 403, "anonymous GET: {body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    assert_eq!(
+        raw(&format!("{endpoint}/"), "GET").0,
+        403,
+        "anonymous ListBuckets"
+    );
+    let presign = |secs| PresigningConfig::expires_in(Duration::from_secs(secs)).unwrap();
+    let url = alice
+        .get_object()
+        .bucket("alice-data")
+        .key("p")
+        .presigned(presign(60))
+        .await
+        .unwrap();
+    assert_eq!(raw(url.uri(), "GET"), (200, "presigned".to_string()));
+    let by_bob = bob
+        .get_object()
+        .bucket("alice-data")
+        .key("p")
+        .presigned(presign(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        raw(by_bob.uri(), "GET").0,
+        403,
+        "bob's presigned URL reached alice's object"
+    );
+    let short = alice
+        .get_object()
+        .bucket("alice-data")
+        .key("p")
+        .presigned(presign(3))
+        .await
+        .unwrap();
+    assert_eq!(raw(short.uri(), "GET").0, 200, "refused before it expired");
+    eventually(Duration::from_secs(15), || async {
+        raw(short.uri(), "GET").0 == 403
+    })
+    .await;
+
+    // A key scoped to a prefix, and a read-only key.
+    let scoped = parse_key(
+        &cluster
+            .admin(&[
+                "key",
+                "create",
+                "--user",
+                "alice",
+                "--prefix",
+                "alice-data/reports/",
+                "--json",
+            ])
+            .unwrap(),
+    );
+    let scoped = client_of(&cluster, 1, &scoped);
+    let put = |c: &aws_sdk_s3::Client, k: &str| {
+        c.put_object()
+            .bucket("alice-data")
+            .key(k)
+            .body(ByteStream::from_static(b"r"))
+            .send()
+    };
+    assert_eq!(outcome(put(&scoped, "reports/2026.csv").await).0, "ok");
+    assert_eq!(outcome(put(&scoped, "other.csv").await).0, "AccessDenied");
+    assert_eq!(
+        outcome(
+            scoped
+                .get_object()
+                .bucket("alice-data")
+                .key("report.csv")
+                .send()
+                .await
+        )
+        .0,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(
+            scoped
+                .list_objects_v2()
+                .bucket("alice-data")
+                .prefix("reports/")
+                .send()
+                .await
+        )
+        .0,
+        "ok"
+    );
+    assert_eq!(
+        outcome(scoped.list_objects_v2().bucket("alice-data").send().await).0,
+        "AccessDenied"
+    );
+    assert_eq!(bucket_names(&scoped).await, ["alice-data"]);
+    let read_only = parse_key(
+        &cluster
+            .admin(&["key", "create", "--user", "alice", "--read-only", "--json"])
+            .unwrap(),
+    );
+    let ro = client_of(&cluster, 0, &read_only);
+    assert_eq!(
+        outcome(
+            ro.get_object()
+                .bucket("alice-data")
+                .key("report.csv")
+                .send()
+                .await
+        )
+        .0,
+        "ok"
+    );
+    assert_eq!(outcome(put(&ro, "x").await).0, "AccessDenied");
+    assert_eq!(
+        outcome(
+            ro.delete_object()
+                .bucket("alice-data")
+                .key("report.csv")
+                .send()
+                .await
+        )
+        .0,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(ro.create_bucket().bucket("alice-more").send().await).0,
+        "AccessDenied"
+    );
+
+    // Disabled, enabled, deleted and expiring keys, seen by both gateways.
+    let keys = cluster
+        .admin(&["key", "list", "--user", "alice", "--json"])
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&keys).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{keys}");
+    assert!(
+        !keys.contains(&alice_key.secret_key),
+        "key list shows secrets"
+    );
+    cluster
+        .admin(&[
+            "key",
+            "disable",
+            "--user",
+            "alice",
+            "--access-key",
+            &read_only.access_key,
+        ])
+        .unwrap();
+    let ro_on_1 = client_of(&cluster, 1, &read_only);
+    for c in [&ro, &ro_on_1] {
+        eventually(Duration::from_secs(20), || async {
+            outcome(c.get_bucket_location().bucket("alice-data").send().await).0
+                == "InvalidAccessKeyId"
+        })
+        .await;
+    }
+    cluster
+        .admin(&[
+            "key",
+            "enable",
+            "--user",
+            "alice",
+            "--access-key",
+            &read_only.access_key,
+        ])
+        .unwrap();
+    eventually(Duration::from_secs(20), || async {
+        ro.head_bucket().bucket("alice-data").send().await.is_ok()
+    })
+    .await;
+    cluster
+        .admin(&[
+            "key",
+            "delete",
+            "--user",
+            "alice",
+            "--access-key",
+            &read_only.access_key,
+        ])
+        .unwrap();
+    eventually(Duration::from_secs(20), || async {
+        outcome(
+            ro_on_1
+                .get_bucket_location()
+                .bucket("alice-data")
+                .send()
+                .await,
+        )
+        .0 == "InvalidAccessKeyId"
+    })
+    .await;
+    let expiring = parse_key(
+        &cluster
+            .admin(&[
+                "key",
+                "create",
+                "--user",
+                "alice",
+                "--expires-in-secs",
+                "3",
+                "--json",
+            ])
+            .unwrap(),
+    );
+    let exp = client_of(&cluster, 0, &expiring);
+    assert_eq!(
+        outcome(exp.head_bucket().bucket("alice-data").send().await).0,
+        "ok"
+    );
+    eventually(Duration::from_secs(20), || async {
+        outcome(exp.get_bucket_location().bucket("alice-data").send().await).0
+            == "InvalidAccessKeyId"
+    })
+    .await;
+
+    // A user who owns buckets cannot be deleted; one who owns none can, with its keys.
+    assert!(cluster
+        .admin(&["user", "delete", "--name", "alice"])
+        .is_err());
+    let carol = create_user(&cluster, "carol");
+    assert!(
+        cluster
+            .admin(&["user", "create", "--name", "carol"])
+            .is_err(),
+        "a user created twice"
+    );
+    assert!(
+        cluster
+            .admin(&["user", "create", "--name", "admin"])
+            .is_err(),
+        "a user took the administrator's name"
+    );
+    let users = cluster.admin(&["user", "list"]).unwrap();
+    assert!(
+        ["alice", "bob", "carol"].iter().all(|u| users.contains(u)),
+        "{users}"
+    );
+    cluster
+        .admin(&["user", "delete", "--name", "carol"])
+        .unwrap();
+    let carol = client_of(&cluster, 1, &carol);
+    eventually(Duration::from_secs(20), || async {
+        outcome(carol.list_buckets().send().await).0 == "InvalidAccessKeyId"
+    })
+    .await;
+}
