@@ -23,6 +23,7 @@
 //! - [`state`]: what all requests share.
 //! - [`error`]: the gateway's errors and the one place they become S3 errors.
 //! - [`auth`]: access keys for SigV4 verification.
+//! - [`policy`]: bucket policies and ACLs: parsing, validation, evaluation (pure).
 //! - [`host`]: virtual-hosted-style addressing.
 //! - [`config`]: the typed configuration.
 
@@ -41,6 +42,7 @@ pub mod meta;
 pub mod metrics;
 pub mod multipart;
 pub use dmpstore_storage_node::peers as nodes;
+pub mod policy;
 pub mod preconditions;
 pub mod put;
 pub mod reclaim;
