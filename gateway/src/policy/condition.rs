@@ -25,11 +25,13 @@ use std::net::IpAddr;
 /// How a request value is compared with a policy value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
-    /// `StringEquals`, `ArnEquals`, `BinaryEquals`: exact, case-sensitive.
+    /// `StringEquals`, `BinaryEquals`: exact, case-sensitive.
     StringExact,
     /// `StringEqualsIgnoreCase`.
     StringIgnoreCase,
-    /// `StringLike`, `ArnLike`: `*` and `?` wildcards, case-sensitive.
+    /// `StringLike`, and `ArnLike` and `ArnEquals` (which IAM documents as taking wildcards
+    /// too): `*` and `?` wildcards, case-sensitive, over the whole string (a `*` may cross an
+    /// ARN's `:`, where IAM matches component by component).
     StringLike,
     Numeric(Cmp),
     Date(Cmp),
@@ -114,12 +116,12 @@ pub fn parse_operator(name: &str) -> Option<(Family, bool, bool, Qualifier)> {
 fn base_operator(name: &str) -> Option<(Family, bool)> {
     use Family::*;
     Some(match name {
-        "StringEquals" | "ArnEquals" | "BinaryEquals" => (StringExact, false),
-        "StringNotEquals" | "ArnNotEquals" => (StringExact, true),
+        "StringEquals" | "BinaryEquals" => (StringExact, false),
+        "StringNotEquals" => (StringExact, true),
         "StringEqualsIgnoreCase" => (StringIgnoreCase, false),
         "StringNotEqualsIgnoreCase" => (StringIgnoreCase, true),
-        "StringLike" | "ArnLike" => (StringLike, false),
-        "StringNotLike" | "ArnNotLike" => (StringLike, true),
+        "StringLike" | "ArnLike" | "ArnEquals" => (StringLike, false),
+        "StringNotLike" | "ArnNotLike" | "ArnNotEquals" => (StringLike, true),
         "Bool" => (Bool, false),
         "IpAddress" => (Ip, false),
         "NotIpAddress" => (Ip, true),

@@ -4,113 +4,111 @@ use crate::policy::acl::{Acl, Grant, Grantee, Permission};
 use crate::policy::action_for;
 use crate::policy::Principal::{Anonymous, User};
 
+/// (operation, has version id, action, on an object)
+const OPERATIONS: &[(&str, bool, &str, bool)] = &[
+    ("GetObject", false, "s3:GetObject", true),
+    ("GetObject", true, "s3:GetObjectVersion", true),
+    ("HeadObject", false, "s3:GetObject", true),
+    ("HeadObject", true, "s3:GetObjectVersion", true),
+    ("PutObject", false, "s3:PutObject", true),
+    ("CopyObject", false, "s3:PutObject", true),
+    ("CreateMultipartUpload", false, "s3:PutObject", true),
+    ("UploadPart", false, "s3:PutObject", true),
+    ("UploadPartCopy", false, "s3:PutObject", true),
+    ("CompleteMultipartUpload", false, "s3:PutObject", true),
+    (
+        "AbortMultipartUpload",
+        false,
+        "s3:AbortMultipartUpload",
+        true,
+    ),
+    ("ListParts", false, "s3:ListMultipartUploadParts", true),
+    ("DeleteObject", false, "s3:DeleteObject", true),
+    ("DeleteObject", true, "s3:DeleteObjectVersion", true),
+    ("DeleteObjects", false, "s3:DeleteObject", true),
+    ("GetObjectTagging", true, "s3:GetObjectVersionTagging", true),
+    ("PutObjectTagging", false, "s3:PutObjectTagging", true),
+    (
+        "DeleteObjectTagging",
+        true,
+        "s3:DeleteObjectVersionTagging",
+        true,
+    ),
+    ("GetObjectAcl", true, "s3:GetObjectVersionAcl", true),
+    ("PutObjectAcl", false, "s3:PutObjectAcl", true),
+    ("ListObjects", false, "s3:ListBucket", false),
+    ("ListObjectsV2", false, "s3:ListBucket", false),
+    ("HeadBucket", false, "s3:ListBucket", false),
+    ("ListObjectVersions", false, "s3:ListBucketVersions", false),
+    (
+        "ListMultipartUploads",
+        false,
+        "s3:ListBucketMultipartUploads",
+        false,
+    ),
+    ("ListBuckets", false, "s3:ListAllMyBuckets", false),
+    ("CreateBucket", false, "s3:CreateBucket", false),
+    ("DeleteBucket", false, "s3:DeleteBucket", false),
+    ("GetBucketLocation", false, "s3:GetBucketLocation", false),
+    ("PutBucketPolicy", false, "s3:PutBucketPolicy", false),
+    (
+        "GetBucketPolicyStatus",
+        false,
+        "s3:GetBucketPolicyStatus",
+        false,
+    ),
+    ("GetBucketAcl", false, "s3:GetBucketAcl", false),
+    (
+        "PutBucketVersioning",
+        false,
+        "s3:PutBucketVersioning",
+        false,
+    ),
+    (
+        "PutBucketOwnershipControls",
+        false,
+        "s3:PutBucketOwnershipControls",
+        false,
+    ),
+    (
+        "DeleteBucketOwnershipControls",
+        false,
+        "s3:PutBucketOwnershipControls",
+        false,
+    ),
+    (
+        "GetPublicAccessBlock",
+        false,
+        "s3:GetBucketPublicAccessBlock",
+        false,
+    ),
+    (
+        "DeletePublicAccessBlock",
+        false,
+        "s3:PutBucketPublicAccessBlock",
+        false,
+    ),
+    (
+        "GetBucketLifecycleConfiguration",
+        false,
+        "s3:GetLifecycleConfiguration",
+        false,
+    ),
+    (
+        "DeleteBucketLifecycle",
+        false,
+        "s3:PutLifecycleConfiguration",
+        false,
+    ),
+    ("DeleteBucketTagging", false, "s3:PutBucketTagging", false),
+    ("GetBucketCors", false, "s3:GetBucketCORS", false),
+];
+
 #[test]
 fn actions_of_operations() {
-    let cases = [
-        ("GetObject", false, "s3:GetObject", true),
-        ("GetObject", true, "s3:GetObjectVersion", true),
-        ("HeadObject", false, "s3:GetObject", true),
-        ("HeadObject", true, "s3:GetObjectVersion", true),
-        ("PutObject", false, "s3:PutObject", true),
-        ("CopyObject", false, "s3:PutObject", true),
-        ("CreateMultipartUpload", false, "s3:PutObject", true),
-        ("UploadPart", false, "s3:PutObject", true),
-        ("UploadPartCopy", false, "s3:PutObject", true),
-        ("CompleteMultipartUpload", false, "s3:PutObject", true),
-        (
-            "AbortMultipartUpload",
-            false,
-            "s3:AbortMultipartUpload",
-            true,
-        ),
-        ("ListParts", false, "s3:ListMultipartUploadParts", true),
-        ("DeleteObject", false, "s3:DeleteObject", true),
-        ("DeleteObject", true, "s3:DeleteObjectVersion", true),
-        ("DeleteObjects", false, "s3:DeleteObject", true),
-        ("GetObjectTagging", true, "s3:GetObjectVersionTagging", true),
-        ("PutObjectTagging", false, "s3:PutObjectTagging", true),
-        (
-            "DeleteObjectTagging",
-            true,
-            "s3:DeleteObjectVersionTagging",
-            true,
-        ),
-        ("GetObjectAcl", true, "s3:GetObjectVersionAcl", true),
-        ("PutObjectAcl", false, "s3:PutObjectAcl", true),
-        ("ListObjects", false, "s3:ListBucket", false),
-        ("ListObjectsV2", false, "s3:ListBucket", false),
-        ("HeadBucket", false, "s3:ListBucket", false),
-        ("ListObjectVersions", false, "s3:ListBucketVersions", false),
-        (
-            "ListMultipartUploads",
-            false,
-            "s3:ListBucketMultipartUploads",
-            false,
-        ),
-        ("ListBuckets", false, "s3:ListAllMyBuckets", false),
-        ("CreateBucket", false, "s3:CreateBucket", false),
-        ("DeleteBucket", false, "s3:DeleteBucket", false),
-        ("GetBucketLocation", false, "s3:GetBucketLocation", false),
-        ("PutBucketPolicy", false, "s3:PutBucketPolicy", false),
-        (
-            "GetBucketPolicyStatus",
-            false,
-            "s3:GetBucketPolicyStatus",
-            false,
-        ),
-        ("GetBucketAcl", false, "s3:GetBucketAcl", false),
-        (
-            "PutBucketVersioning",
-            false,
-            "s3:PutBucketVersioning",
-            false,
-        ),
-        (
-            "PutBucketOwnershipControls",
-            false,
-            "s3:PutBucketOwnershipControls",
-            false,
-        ),
-        (
-            "DeleteBucketOwnershipControls",
-            false,
-            "s3:PutBucketOwnershipControls",
-            false,
-        ),
-        (
-            "GetPublicAccessBlock",
-            false,
-            "s3:GetBucketPublicAccessBlock",
-            false,
-        ),
-        (
-            "DeletePublicAccessBlock",
-            false,
-            "s3:PutBucketPublicAccessBlock",
-            false,
-        ),
-        (
-            "GetBucketLifecycleConfiguration",
-            false,
-            "s3:GetLifecycleConfiguration",
-            false,
-        ),
-        (
-            "DeleteBucketLifecycle",
-            false,
-            "s3:PutLifecycleConfiguration",
-            false,
-        ),
-        ("DeleteBucketTagging", false, "s3:PutBucketTagging", false),
-        ("GetBucketCors", false, "s3:GetBucketCORS", false),
-    ];
-    for (op, version, name, on_object) in cases {
-        let action = action_for(op, version);
-        assert_eq!(
-            action.map(|a| (a.name, a.on_object)),
-            Some((name, on_object)),
-            "{op}"
-        );
+    for (op, version, name, on_object) in OPERATIONS {
+        let action = action_for(op, *version).map(|a| (a.name, a.on_object));
+        assert_eq!(action, Some((*name, *on_object)), "{op}");
     }
     assert_eq!(action_for("NoSuchOperation", false), None);
 }

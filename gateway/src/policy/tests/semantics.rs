@@ -292,3 +292,31 @@ fn principal_forms() {
         check(&policy, &rows);
     }
 }
+
+#[test]
+fn arn_operators_take_wildcards() {
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
+        "Action":"s3:PutObject","Resource":"arn:aws:s3:::amzn-s3-demo-bucket/*",
+        "Condition":{"ArnEquals":{"aws:SourceArn":"arn:aws:sns:*:111122223333:topic-?"}}}]}"#;
+    let arn = "aws:SourceArn";
+    check(
+        policy,
+        &[
+            (
+                Anonymous,
+                "s3:PutObject",
+                Some("k"),
+                &[(arn, "arn:aws:sns:eu-west-1:111122223333:topic-a")],
+                Allow,
+            ),
+            (
+                Anonymous,
+                "s3:PutObject",
+                Some("k"),
+                &[(arn, "arn:aws:sns:eu-west-1:444455556666:topic-a")],
+                NoOpinion,
+            ),
+            (Anonymous, "s3:PutObject", Some("k"), &[], NoOpinion),
+        ],
+    );
+}
