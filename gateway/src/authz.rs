@@ -13,8 +13,10 @@
 use crate::buckets;
 use crate::error::GatewayError;
 use crate::iam::Identity;
+use crate::policy::acl::{Acl, Grantee};
+use crate::policy::{self, Context, Decision, Policy, Principal};
 use crate::state::GatewayState;
-use dmpstore_common::record::{BucketRecord, KeyScope};
+use dmpstore_common::record::{BucketAccess, KeyScope, ObjectOwnership};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::DeleteObjectsInput;
 use s3s::path::S3Path;
@@ -31,7 +33,7 @@ pub struct Peer {
 }
 
 /// One thing a request does, as authorization sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Access {
     /// The s3s operation name ("GetObject", "ListObjectsV2", ...).
     pub op: String,
@@ -41,6 +43,8 @@ pub struct Access {
     pub version_id: Option<String>,
     /// The `prefix` of a listing.
     pub prefix: Option<String>,
+    /// Condition keys of the request (`aws:SourceIp`, `s3:prefix`, ...) for bucket policies.
+    pub context: Context,
 }
 
 impl Access {
@@ -87,29 +91,35 @@ impl S3Access for Authorizer {
         if let Some(id) = &identity {
             cx.extensions_mut().insert(id.clone());
         }
-        let op = cx.s3_op().name();
-        let query = cx.uri().query().unwrap_or("");
+        let op = cx.s3_op().name().to_string();
+        let query = cx.uri().query().unwrap_or("").to_string();
+        let query = query.as_str();
         let (bucket, key) = match cx.s3_path() {
-            S3Path::Root => return Ok(root(op, identity.as_ref())?),
+            S3Path::Root => return Ok(root(&op, identity.as_ref())?),
             S3Path::Bucket { bucket } => (bucket.to_string(), None),
             S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
         };
+        let context = request_context(cx, identity.as_ref(), query);
         let access = Access {
-            op: op.to_string(),
+            op,
             bucket,
             key,
             version_id: query_param(query, "versionId"),
             prefix: query_param(query, "prefix"),
+            context: context.clone(),
         };
         authorize(&self.state, identity.as_ref(), &access).await?;
-        if let Some(source) = copy_source(cx.headers()) {
+        if let Some(mut source) = copy_source(cx.headers()) {
+            source.context = context;
             authorize(&self.state, identity.as_ref(), &source).await?;
         }
+        cx.extensions_mut().insert(access.context);
         Ok(())
     }
 
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
         let identity = req.extensions.get::<Identity>().cloned();
+        let context = req.extensions.get::<Context>().cloned().unwrap_or_default();
         for object in &req.input.delete.objects {
             let access = Access {
                 op: "DeleteObject".into(),
@@ -117,6 +127,7 @@ impl S3Access for Authorizer {
                 key: Some(object.key.clone()),
                 version_id: object.version_id.clone(),
                 prefix: None,
+                context: context.clone(),
             };
             authorize(&self.state, identity.as_ref(), &access).await?;
         }
@@ -155,23 +166,168 @@ pub async fn authorize(
     let Some(bucket) = buckets::find(state, &access.bucket).await? else {
         return Ok(());
     };
-    decide(&bucket, identity, access)
+    let policy = match &bucket.access.policy {
+        Some(text) => Some(
+            Policy::parse(text, &access.bucket)
+                .map_err(|e| GatewayError::Internal(format!("stored bucket policy: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut access = access.clone();
+    let tests_tags = bucket
+        .access
+        .policy
+        .as_deref()
+        .is_some_and(|text| text.to_ascii_lowercase().contains("s3:existingobjecttag/"));
+    if tests_tags {
+        add_existing_tags(state, &mut access).await?;
+    }
+    if decide(&bucket.access, policy.as_ref(), identity, &access) {
+        Ok(())
+    } else {
+        Err(GatewayError::AccessDenied)
+    }
 }
 
-/// The decision on an existing bucket.
-fn decide(
-    bucket: &BucketRecord,
+/// The decision on an existing bucket: an explicit Deny in its policy wins; then the owner;
+/// then a policy Allow (not a public one if the bucket restricts public buckets); then, where
+/// Object Ownership lets ACLs apply, an ACL grant (not a public one if the bucket ignores
+/// public ACLs).
+pub fn decide(
+    bucket: &BucketAccess,
+    policy: Option<&Policy>,
     identity: Option<&Identity>,
     access: &Access,
+) -> bool {
+    let principal = match identity {
+        Some(id) => Principal::User(id.name()),
+        None => Principal::Anonymous,
+    };
+    let is_owner = identity.is_some_and(|id| !bucket.owner.is_empty() && id.name() == bucket.owner);
+    let Some(action) = policy::action_for(&access.op, access.version_id.is_some()) else {
+        return is_owner;
+    };
+    let key = action.on_object.then_some(access.key.as_deref()).flatten();
+    let resource = policy::resource_arn(&access.bucket, key);
+    let decision = policy.map_or(Decision::NoOpinion, |p| {
+        p.evaluate(&principal, action.name, &resource, &access.context)
+    });
+    let blocks = bucket.public_access_block.unwrap_or_default();
+    match decision {
+        Decision::Deny => false,
+        _ if is_owner => true,
+        Decision::Allow
+            if !(blocks.restrict_public_buckets && policy.is_some_and(Policy::is_public)) =>
+        {
+            true
+        }
+        _ => acl_allows(bucket, blocks.ignore_public_acls, &principal, action.name),
+    }
+}
+
+fn acl_allows(
+    bucket: &BucketAccess,
+    ignore_public: bool,
+    principal: &Principal,
+    action: &str,
+) -> bool {
+    if bucket.ownership == ObjectOwnership::BucketOwnerEnforced || bucket.owner.is_empty() {
+        return false;
+    }
+    let grants = bucket
+        .acl
+        .iter()
+        .filter(|g| !ignore_public || matches!(g.grantee, Grantee::User(_)))
+        .cloned()
+        .collect();
+    let acl = Acl {
+        owner: bucket.owner.clone(),
+        grants,
+    };
+    acl.allows(principal, action, false)
+}
+
+/// `s3:ExistingObjectTag/<key>` for a request on an existing object.
+async fn add_existing_tags(
+    state: &Arc<GatewayState>,
+    access: &mut Access,
 ) -> Result<(), GatewayError> {
-    let owner = &bucket.access.owner;
-    match identity {
-        Some(id) if !owner.is_empty() && id.name() == owner => Ok(()),
-        _ => {
-            let _ = access;
-            Err(GatewayError::AccessDenied)
+    let Some(key) = &access.key else {
+        return Ok(());
+    };
+    let version = access.version_id.as_deref();
+    match crate::tagging::get_tags(state, &access.bucket, key, version).await {
+        Ok(tags) => {
+            for (k, v) in tags {
+                access
+                    .context
+                    .insert(&format!("s3:ExistingObjectTag/{k}"), v);
+            }
+            Ok(())
+        }
+        Err(GatewayError::NoSuchKey | GatewayError::NoSuchVersion) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The condition keys a bucket policy may test, from the request.
+fn request_context(
+    cx: &mut S3AccessContext<'_>,
+    identity: Option<&Identity>,
+    query: &str,
+) -> Context {
+    let mut c = Context::new();
+    if let Some(peer) = cx.extensions_mut().get::<Peer>().copied() {
+        c.insert("aws:SourceIp", peer.addr.ip().to_string());
+        c.insert("aws:SecureTransport", peer.tls.to_string());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    c.insert("aws:EpochTime", now.unix_timestamp().to_string());
+    if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
+        c.insert("aws:CurrentTime", t);
+    }
+    if let Some(id) = identity {
+        c.insert("aws:username", id.name());
+    }
+    for (header, key) in [
+        ("user-agent", "aws:UserAgent"),
+        ("referer", "aws:Referer"),
+        ("x-amz-acl", "s3:x-amz-acl"),
+        ("x-amz-content-sha256", "s3:x-amz-content-sha256"),
+        ("x-amz-copy-source", "s3:x-amz-copy-source"),
+        (
+            "x-amz-server-side-encryption",
+            "s3:x-amz-server-side-encryption",
+        ),
+        ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+    ] {
+        if let Some(v) = cx.headers().get(header).and_then(|v| v.to_str().ok()) {
+            c.insert(key, v);
         }
     }
+    for (param, key) in [
+        ("prefix", "s3:prefix"),
+        ("delimiter", "s3:delimiter"),
+        ("max-keys", "s3:max-keys"),
+        ("versionId", "s3:VersionId"),
+    ] {
+        if let Some(v) = query_param(query, param) {
+            c.insert(key, v);
+        }
+    }
+    let presigned = query_param(query, "X-Amz-Signature").is_some();
+    c.insert(
+        "s3:authType",
+        if presigned {
+            "REST-QUERY-STRING"
+        } else {
+            "REST-HEADER"
+        },
+    );
+    if cx.credentials().is_some() {
+        c.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
+    }
+    c
 }
 
 /// Whether a key's scope lets it do `access`.
@@ -213,6 +369,7 @@ fn copy_source(headers: &http::HeaderMap) -> Option<Access> {
         key: Some(key.to_string()),
         version_id: query_param(query, "versionId"),
         prefix: None,
+        context: Context::new(),
     })
 }
 
@@ -233,6 +390,7 @@ mod tests {
             key: key.map(Into::into),
             version_id: None,
             prefix: prefix.map(Into::into),
+            context: Context::new(),
         }
     }
 

@@ -150,16 +150,17 @@ async fn roll_back_stale(
     .await
 }
 
-/// CreateBucket by `owner`, who then controls the bucket (ADR 0007).
+/// CreateBucket with its access settings; their owner controls the bucket (ADR 0007).
 pub async fn create(
     state: &Arc<GatewayState>,
     bucket: &str,
-    owner: &str,
+    access: BucketAccess,
 ) -> Result<(), GatewayError> {
+    let access = &access;
     meta::with_lease(state, BUCKETS_PARTITION, bucket, |lease| async move {
         match read(state, bucket).await? {
             Found::Live(b) | Found::Deleting(DeletingBucket { bucket: b, .. }) => {
-                return Err(if b.access.owner == owner {
+                return Err(if b.access.owner == access.owner {
                     GatewayError::BucketAlreadyOwnedByYou
                 } else {
                     GatewayError::BucketAlreadyExists
@@ -178,13 +179,35 @@ pub async fn create(
         let record = MetaValue::Bucket(BucketRecord {
             created_ms: GatewayState::now_ms(),
             versioning: Versioning::Unversioned,
-            access: BucketAccess::new_bucket(owner),
+            access: access.clone(),
         });
         meta::put_fenced(state, &lease, &record).await?;
         Ok(())
     })
     .await
     .map_err(conflict_as_aborted)
+}
+
+/// Changes the bucket's access settings with `change` (which may refuse), under its leases.
+pub async fn change_access<F>(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    change: F,
+) -> Result<(), GatewayError>
+where
+    F: FnOnce(&mut BucketAccess) -> Result<(), GatewayError>,
+{
+    let from = writable(state, bucket).await?;
+    let mut to = from.clone();
+    change(&mut to.access)?;
+    if to == from {
+        return Ok(());
+    }
+    if update(state, bucket, &from, to).await? {
+        Ok(())
+    } else {
+        Err(GatewayError::OperationAborted)
+    }
 }
 
 /// Changes the bucket's record from `from` to `to` under its leases (PutBucketVersioning).

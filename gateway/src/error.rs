@@ -18,6 +18,20 @@ pub enum GatewayError {
     BucketAlreadyExists,
     #[error("access denied")]
     AccessDenied,
+    #[error("{0}")]
+    MalformedPolicy(String),
+    #[error("the bucket policy does not exist")]
+    NoSuchBucketPolicy,
+    #[error("the bucket does not allow ACLs (Object Ownership is BucketOwnerEnforced)")]
+    AccessControlListNotSupported,
+    #[error("the ACL is not valid: {0}")]
+    MalformedAcl(String),
+    #[error("the bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting")]
+    InvalidBucketAclWithObjectOwnership,
+    #[error("the public access block configuration was not found")]
+    NoSuchPublicAccessBlockConfiguration,
+    #[error("the XML you provided was not well-formed or did not validate: {0}")]
+    MalformedXml(String),
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("a conflicting operation is in progress on this bucket; retry")]
@@ -74,6 +88,17 @@ impl From<GatewayError> for S3Error {
             G::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
             G::BucketAlreadyExists => S3ErrorCode::BucketAlreadyExists,
             G::AccessDenied => S3ErrorCode::AccessDenied,
+            G::MalformedPolicy(_) => S3ErrorCode::MalformedPolicy,
+            G::NoSuchBucketPolicy => S3ErrorCode::NoSuchBucketPolicy,
+            G::AccessControlListNotSupported => S3ErrorCode::AccessControlListNotSupported,
+            G::MalformedAcl(_) => S3ErrorCode::MalformedACLError,
+            G::InvalidBucketAclWithObjectOwnership => {
+                S3ErrorCode::InvalidBucketAclWithObjectOwnership
+            }
+            G::NoSuchPublicAccessBlockConfiguration => {
+                S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into())
+            }
+            G::MalformedXml(_) => S3ErrorCode::MalformedXML,
             G::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
             G::OperationAborted => S3ErrorCode::OperationAborted,
             G::InvalidRange { .. } => S3ErrorCode::InvalidRange,
@@ -101,6 +126,10 @@ impl From<GatewayError> for S3Error {
             G::Internal(msg) => tracing::error!(%msg, "request failed: internal error"),
             _ => tracing::debug!(error = %e, "request failed"),
         }
-        S3Error::with_message(code, e.to_string())
+        let mut error = S3Error::with_message(code, e.to_string());
+        if matches!(e, G::NoSuchPublicAccessBlockConfiguration) {
+            error.set_status_code(http::StatusCode::NOT_FOUND);
+        }
+        error
     }
 }

@@ -25,6 +25,7 @@
 //! - [`auth`]: access keys for SigV4 verification.
 //! - [`iam`]: users and access keys stored in the cluster, and the config's administrators.
 //! - [`authz`]: authorization of every request (owners, key scopes, policies, ACLs).
+//! - [`policy`]: bucket policies and ACLs: parsing, validation, evaluation (pure).
 //! - [`host`]: virtual-hosted-style addressing.
 //! - [`config`]: the typed configuration.
 
@@ -45,6 +46,7 @@ pub mod meta;
 pub mod metrics;
 pub mod multipart;
 pub use dmpstore_storage_node::peers as nodes;
+pub mod policy;
 pub mod preconditions;
 pub mod put;
 pub mod reclaim;

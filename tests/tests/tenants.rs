@@ -717,3 +717,330 @@ async fn users_reach_only_their_own_buckets_within_their_keys_limits() {
     })
     .await;
 }
+
+async fn get_code(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    outcome(c.get_object().bucket(bucket).key(key).send().await).0
+}
+
+async fn put_policy(c: &aws_sdk_s3::Client, bucket: &str, policy: serde_json::Value) -> String {
+    outcome(
+        c.put_bucket_policy()
+            .bucket(bucket)
+            .policy(policy.to_string())
+            .send()
+            .await,
+    )
+    .0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_and_acls_grant_what_the_owner_allows_and_nothing_more() {
+    let cluster = Cluster::start(6, 1).unwrap();
+    let alice = client_of(&cluster, 0, &create_user(&cluster, "alice"));
+    let bob = client_of(&cluster, 0, &create_user(&cluster, "bob"));
+    let carol = client_of(&cluster, 0, &create_user(&cluster, "carol"));
+    let endpoint = cluster.info.s3_endpoints[0].clone();
+    alice.create_bucket().bucket("shared").send().await.unwrap();
+    for key in ["public/a.csv", "private/b.csv", "tagged/c.csv"] {
+        let put = alice
+            .put_object()
+            .bucket("shared")
+            .key(key)
+            .body(ByteStream::from_static(b"rows"));
+        let put = if key.starts_with("tagged") {
+            put.tagging("classification=public")
+        } else {
+            put
+        };
+        put.send().await.unwrap();
+    }
+    assert_eq!(
+        get_code(&bob, "shared", "public/a.csv").await,
+        "AccessDenied"
+    );
+
+    // A grant to bob of reads under public/ and listings of that prefix only.
+    let grant = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::000000000000:user/bob"]},
+             "Action": "s3:GetObject", "Resource": "arn:aws:s3:::shared/public/*"},
+            {"Effect": "Allow", "Principal": {"AWS": "bob"}, "Action": "s3:ListBucket",
+             "Resource": "arn:aws:s3:::shared", "Condition": {"StringLike": {"s3:prefix": "public/*"}}},
+            {"Effect": "Allow", "Principal": {"AWS": "bob"}, "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::shared/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "public"}}}
+        ]
+    });
+    assert_eq!(put_policy(&alice, "shared", grant.clone()).await, "ok");
+    assert_eq!(
+        outcome(
+            bob.put_bucket_policy()
+                .bucket("shared")
+                .policy(grant.to_string())
+                .send()
+                .await
+        )
+        .0,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(bob.get_bucket_policy().bucket("shared").send().await).0,
+        "AccessDenied"
+    );
+    let stored = alice
+        .get_bucket_policy()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(stored.policy().unwrap()).unwrap(),
+        grant
+    );
+    assert_eq!(get_code(&bob, "shared", "public/a.csv").await, "ok");
+    assert_eq!(
+        get_code(&bob, "shared", "private/b.csv").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        get_code(&bob, "shared", "tagged/c.csv").await,
+        "ok",
+        "s3:ExistingObjectTag"
+    );
+    assert_eq!(
+        outcome(
+            bob.list_objects_v2()
+                .bucket("shared")
+                .prefix("public/")
+                .send()
+                .await
+        )
+        .0,
+        "ok"
+    );
+    assert_eq!(
+        outcome(bob.list_objects_v2().bucket("shared").send().await).0,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(
+            bob.put_object()
+                .bucket("shared")
+                .key("public/x")
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+        )
+        .0,
+        "AccessDenied"
+    );
+    assert_eq!(
+        get_code(&carol, "shared", "public/a.csv").await,
+        "AccessDenied"
+    );
+
+    // A source address outside the allowed range; an explicit Deny that binds even the owner.
+    let by_ip = serde_json::json!({"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "bob"}, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::shared/*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": "arn:aws:s3:::shared/*"}
+    ]});
+    assert_eq!(put_policy(&alice, "shared", by_ip).await, "ok");
+    assert_eq!(
+        get_code(&bob, "shared", "public/a.csv").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(
+            alice
+                .delete_object()
+                .bucket("shared")
+                .key("public/a.csv")
+                .send()
+                .await
+        )
+        .0,
+        "AccessDenied"
+    );
+    let bad = outcome(
+        alice
+            .put_bucket_policy()
+            .bucket("shared")
+            .policy("{\"Statement\": [{\"Effect\": \"Maybe\"}]}")
+            .send()
+            .await,
+    );
+    assert_eq!(bad, ("MalformedPolicy".to_string(), 400));
+    let elsewhere = serde_json::json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::other/*"}]});
+    assert_eq!(
+        put_policy(&alice, "shared", elsewhere).await,
+        "MalformedPolicy"
+    );
+
+    // Anonymous reads: refused while Block Public Access is on (the default), then allowed by
+    // a public policy for public/ only.
+    let public = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::shared/public/*"}]});
+    assert_eq!(
+        put_policy(&alice, "shared", public.clone()).await,
+        "AccessDenied",
+        "BlockPublicPolicy"
+    );
+    assert_eq!(
+        raw(&format!("{endpoint}/shared/public/a.csv"), "GET").0,
+        403
+    );
+    alice
+        .delete_public_access_block()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    let gone = outcome(
+        alice
+            .get_public_access_block()
+            .bucket("shared")
+            .send()
+            .await,
+    );
+    assert_eq!(
+        gone,
+        ("NoSuchPublicAccessBlockConfiguration".to_string(), 404)
+    );
+    assert_eq!(put_policy(&alice, "shared", public).await, "ok");
+    let status = alice
+        .get_bucket_policy_status()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status.policy_status().and_then(|s| s.is_public()),
+        Some(true)
+    );
+    assert_eq!(
+        raw(&format!("{endpoint}/shared/public/a.csv"), "GET"),
+        (200, "rows".to_string())
+    );
+    assert_eq!(
+        raw(&format!("{endpoint}/shared/private/b.csv"), "GET").0,
+        403
+    );
+    assert_eq!(raw(&format!("{endpoint}/shared/public/new"), "PUT").0, 403);
+    assert_eq!(raw(&format!("{endpoint}/shared?list-type=2"), "GET").0, 403);
+    // RestrictPublicBuckets turns the public grant off again.
+    let restrict = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .restrict_public_buckets(true)
+        .build();
+    alice
+        .put_public_access_block()
+        .bucket("shared")
+        .public_access_block_configuration(restrict)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw(&format!("{endpoint}/shared/public/a.csv"), "GET").0,
+        403
+    );
+    alice
+        .delete_bucket_policy()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(alice.get_bucket_policy().bucket("shared").send().await),
+        ("NoSuchBucketPolicy".to_string(), 404)
+    );
+
+    // ACLs: refused while Object Ownership is BucketOwnerEnforced; once ACLs are on, a READ
+    // grant on the bucket lets carol list, not read objects.
+    let read_for_carol = || {
+        alice
+            .put_bucket_acl()
+            .bucket("shared")
+            .grant_read("id=\"carol\"")
+            .send()
+    };
+    assert_eq!(
+        outcome(read_for_carol().await),
+        ("AccessControlListNotSupported".to_string(), 400)
+    );
+    let rule = aws_sdk_s3::types::OwnershipControlsRule::builder()
+        .object_ownership(aws_sdk_s3::types::ObjectOwnership::BucketOwnerPreferred)
+        .build()
+        .unwrap();
+    let controls = aws_sdk_s3::types::OwnershipControls::builder()
+        .rules(rule)
+        .build()
+        .unwrap();
+    alice
+        .put_bucket_ownership_controls()
+        .bucket("shared")
+        .ownership_controls(controls)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(read_for_carol().await).0, "ok");
+    let acl = alice
+        .get_bucket_acl()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    let grantees: Vec<_> = acl
+        .grants()
+        .iter()
+        .map(|g| {
+            (
+                g.grantee().and_then(|e| e.id()).unwrap_or(""),
+                g.permission().map(|p| p.as_str()).unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(grantees, [("alice", "FULL_CONTROL"), ("carol", "READ")]);
+    assert_eq!(
+        outcome(carol.list_objects_v2().bucket("shared").send().await).0,
+        "ok"
+    );
+    assert_eq!(
+        get_code(&carol, "shared", "public/a.csv").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        get_code(&bob, "shared", "public/a.csv").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(carol.get_bucket_acl().bucket("shared").send().await).0,
+        "AccessDenied"
+    );
+    // A canned public-read ACL lets anyone list, and IgnorePublicAcls takes it back.
+    alice
+        .delete_public_access_block()
+        .bucket("shared")
+        .send()
+        .await
+        .unwrap();
+    alice
+        .put_bucket_acl()
+        .bucket("shared")
+        .acl(aws_sdk_s3::types::BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw(&format!("{endpoint}/shared?list-type=2"), "GET").0, 200);
+    let ignore = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .ignore_public_acls(true)
+        .build();
+    alice
+        .put_public_access_block()
+        .bucket("shared")
+        .public_access_block_configuration(ignore)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw(&format!("{endpoint}/shared?list-type=2"), "GET").0, 403);
+}

@@ -7,7 +7,7 @@ use crate::error::GatewayError;
 use crate::iam::Identity;
 use crate::state::GatewayState;
 use crate::versions;
-use dmpstore_common::record::{BucketRecord, Versioning};
+use dmpstore_common::record::{BucketAccess, BucketRecord, ObjectOwnership, Versioning};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 use std::sync::Arc;
@@ -16,9 +16,21 @@ pub(super) async fn create_bucket(
     state: &Arc<GatewayState>,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
-    let owner = signer(&req)?.name().to_string();
-    let bucket = req.input.bucket;
-    buckets::create(state, &bucket, &owner).await?;
+    let mut access = BucketAccess::new_bucket(signer(&req)?.name());
+    let input = req.input;
+    if let Some(o) = &input.object_ownership {
+        access.ownership = match o.as_str() {
+            "BucketOwnerPreferred" => ObjectOwnership::BucketOwnerPreferred,
+            "ObjectWriter" => ObjectOwnership::ObjectWriter,
+            _ => ObjectOwnership::BucketOwnerEnforced,
+        };
+    }
+    let public_acl = input.acl.as_ref().is_some_and(|a| a.as_str() != "private");
+    if public_acl && access.ownership == ObjectOwnership::BucketOwnerEnforced {
+        return Err(GatewayError::InvalidBucketAclWithObjectOwnership.into());
+    }
+    let bucket = input.bucket;
+    buckets::create(state, &bucket, access).await?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{bucket}")),
     }))
