@@ -784,15 +784,10 @@ async fn directory_markers_list_beside_children_and_unsupported_calls_get_501() 
         ["a/b/"]
     );
 
-    let err = c
-        .get_bucket_policy()
-        .bucket("dirs")
-        .send()
-        .await
-        .unwrap_err();
+    let err = c.get_bucket_cors().bucket("dirs").send().await.unwrap_err();
     assert_eq!(code(err), ("NotImplemented".into(), 501));
     let err = c
-        .get_object_acl()
+        .get_object_retention()
         .bucket("dirs")
         .key("a/b")
         .send()
