@@ -2,7 +2,7 @@
 //! process, each node with its own RocksDB under the data directory and its own RPC listener on
 //! 127.0.0.1, talking real HTTP to each other exactly as separate processes do.
 
-use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry};
+use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry, TlsConfig};
 use anyhow::Context;
 use dmpstore_common::limits::{DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_CLOCK_OFFSET};
 use dmpstore_storage_node::config::NodeConfig;
@@ -19,6 +19,8 @@ pub struct DevOptions {
     pub secret_key: String,
     pub region: String,
     pub n_nodes: u32,
+    /// Serve HTTPS with this certificate and key (PEM) instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Runs the embedded cluster until `shutdown`; the gateway stops first, then the nodes.
@@ -75,6 +77,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         replaced_data_grace_secs: dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs(),
         max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
         planted_bug_ignore_write_refusals: false,
+        tls: opts.tls.clone(),
+        limits: Default::default(),
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),
             secret_key: opts.secret_key.clone(),
@@ -84,7 +88,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     let listener = TcpListener::bind(opts.s3_addr)
         .await
         .with_context(|| format!("bind {}", opts.s3_addr))?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{}", listener.local_addr()?);
     println!(
         "dmpstore dev cluster: 1 gateway, {} storage nodes, RS({},{})",
         opts.n_nodes, config.erasure.data_chunks, config.erasure.parity_chunks
@@ -94,6 +99,9 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     println!("  secret key: {}", opts.secret_key);
     println!("  region:     {}", opts.region);
     println!("  data:       {}", opts.data_dir.display());
+    if let Some(tls) = &opts.tls {
+        println!("  tls cert:   {}", tls.cert_path.display());
+    }
     println!(
         "try: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls",
         opts.access_key, opts.secret_key

@@ -24,6 +24,8 @@
 //! - [`error`]: the gateway's errors and the one place they become S3 errors.
 //! - [`auth`]: access keys for SigV4 verification.
 //! - [`host`]: virtual-hosted-style addressing.
+//! - [`server`]: the S3 listener (plain or TLS) and its connection limits;
+//!   [`http_limits`]: the per-request ones (in-flight cap, body idle timeout).
 //! - [`config`]: the typed configuration.
 
 pub mod admin;
@@ -36,6 +38,7 @@ pub mod dev;
 pub mod error;
 pub mod get;
 pub mod host;
+pub mod http_limits;
 pub mod list;
 pub mod meta;
 pub mod metrics;

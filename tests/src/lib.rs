@@ -22,6 +22,10 @@ pub struct ClusterInfo {
     pub secret_key: String,
     pub region: String,
     pub processes: Vec<ProcessInfo>,
+    /// The CA that signed the gateways' certificates, when they serve HTTPS
+    /// (`deploy/local-cluster.sh --tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,13 +128,19 @@ impl Cluster {
         self.nodes()[idx]
     }
 
+    /// An `aws-sdk-s3` client for gateway `gateway_idx`, trusting the cluster's CA if it
+    /// serves HTTPS.
     pub fn client(&self, gateway_idx: usize) -> aws_sdk_s3::Client {
-        client(
+        let mut config = base_config(
             &self.info.s3_endpoints[gateway_idx],
             &self.info.access_key,
             &self.info.secret_key,
             &self.info.region,
-        )
+        );
+        if let Some(ca) = &self.info.ca_bundle {
+            config = config.http_client(https_client(Path::new(ca)));
+        }
+        aws_sdk_s3::Client::from_conf(config.build())
     }
 
     /// `kill -9` of storage node `idx`.
@@ -516,7 +526,33 @@ pub fn client(
     secret_key: &str,
     region: &str,
 ) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Client::from_conf(base_config(endpoint, access_key, secret_key, region).build())
+}
+
+/// The SDK's HTTPS client, trusting only the PEM CA certificate(s) in `ca_bundle`.
+pub fn https_client(ca_bundle: &Path) -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(ca_bundle)
+        .unwrap_or_else(|e| panic!("read CA bundle {}: {e}", ca_bundle.display()));
+    let context = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .expect("a TLS context from a PEM CA");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https()
+}
+
+fn base_config(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_string()))
@@ -528,8 +564,6 @@ pub fn client(
             "dmpstore-tests",
         ))
         .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Like [`client`], but every operation must finish within `timeout` (retries included).
@@ -566,7 +600,12 @@ fn client_config(
     gateway_idx: usize,
     timeout: Duration,
 ) -> aws_sdk_s3::config::Builder {
-    aws_sdk_s3::Config::builder()
+    let config = aws_sdk_s3::Config::builder();
+    let config = match &info.ca_bundle {
+        Some(ca) => config.http_client(https_client(Path::new(ca))),
+        None => config,
+    };
+    config
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&info.s3_endpoints[gateway_idx])
         .region(Region::new(info.region.clone()))
