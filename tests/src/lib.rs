@@ -332,6 +332,24 @@ impl Cluster {
         Ok(self.nodes().len() - 1)
     }
 
+    /// Issues a new certificate for the gateways from the cluster's test CA, in place of the
+    /// old one (`deploy/local-cluster.sh renew-cert`); returns the new certificate's file.
+    pub fn renew_tls_certificate(&self) -> anyhow::Result<PathBuf> {
+        let out = Command::new(repo_root().join("deploy/local-cluster.sh"))
+            .arg("renew-cert")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .context("run deploy/local-cluster.sh renew-cert")?;
+        if !out.status.success() {
+            bail!(
+                "local-cluster.sh renew-cert failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(self.dir.path().join("tls/server.pem"))
+    }
+
     pub fn node_log(&self, idx: usize) -> String {
         let id = self.node(idx).id.trim_start_matches('n').to_string();
         std::fs::read_to_string(self.dir.path().join(format!("logs/node-{id}.log")))
@@ -736,6 +754,40 @@ pub fn http_get_text(url: &str) -> anyhow::Result<String> {
         bail!("GET {url}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// SHA-256 (hex) of the leaf certificate the TLS server at `addr` (`host:port`) presents, by
+/// an unverified handshake with Python's standard library.
+pub fn served_certificate_sha256(addr: &str) -> anyhow::Result<String> {
+    python_sha256(
+        "import hashlib, ssl, sys\n\
+         host, port = sys.argv[1].rsplit(':', 1)\n\
+         pem = ssl.get_server_certificate((host, int(port)), timeout=10)\n\
+         print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest())",
+        addr,
+    )
+}
+
+/// SHA-256 (hex) of the first certificate in a PEM file.
+pub fn pem_certificate_sha256(path: &Path) -> anyhow::Result<String> {
+    python_sha256(
+        "import hashlib, re, ssl, sys\n\
+         pem = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', open(sys.argv[1]).read(), re.S).group(0)\n\
+         print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest())",
+        &path.to_string_lossy(),
+    )
+}
+
+fn python_sha256(script: &str, arg: &str) -> anyhow::Result<String> {
+    let out = Command::new("python3")
+        .args(["-c", script, arg])
+        .stdin(Stdio::null())
+        .output()
+        .context("run python3")?;
+    if !out.status.success() {
+        bail!("{arg}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The sum of every sample of metric `name` in a Prometheus text exposition.
