@@ -25,6 +25,11 @@ pub struct DevOptions {
 
 /// Runs the embedded cluster until `shutdown`; the gateway stops first, then the nodes.
 pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Some(tls) = &opts.tls {
+        // Fail before starting anything; the server loads the pair again for itself.
+        dmpstore_storage_node::tls::ReloadingCert::load(&tls.cert_path, &tls.key_path)
+            .context("load the S3 endpoint's TLS certificate")?;
+    }
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("create {}", opts.data_dir.display()))?;
     let cluster_secret = hex::encode(rand::random::<[u8; 16]>());

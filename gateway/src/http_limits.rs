@@ -132,10 +132,9 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn channel_body() -> (
-        tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
-        IdleTimeoutBody<StreamBody<tokio_stream_shim::Rx>>,
-    ) {
+    type Tx = tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>;
+
+    fn channel_body() -> (Tx, IdleTimeoutBody<StreamBody<tokio_stream_shim::Rx>>) {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let body = IdleTimeoutBody::new(
             StreamBody::new(tokio_stream_shim::Rx(rx)),
@@ -190,6 +189,9 @@ mod tests {
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"late"));
         sender.await.unwrap();
-        assert!(body.frame().await.is_none(), "the sender is gone: the body ends");
+        assert!(
+            body.frame().await.is_none(),
+            "the sender is gone: the body ends"
+        );
     }
 }

@@ -68,7 +68,11 @@ pub async fn run(
         in_flight: Arc::new(Semaphore::new(state.config.limits.max_requests_in_flight)),
         state: state.clone(),
     };
-    let scheme = if listen.tls.is_some() { "https" } else { "http" };
+    let scheme = if listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(addr = %listener.local_addr()?, scheme, nodes = state.nodes.map().len(), "gateway serving S3");
 
     let graceful = GracefulShutdown::new();
@@ -91,7 +95,11 @@ pub async fn run(
             drop(stream);
             continue;
         };
-        conns.spawn(listen.clone().connection(stream, permit, graceful.watcher()));
+        conns.spawn(
+            listen
+                .clone()
+                .connection(stream, permit, graceful.watcher()),
+        );
     }
     drop(listener);
     state.shutdown.cancel();

@@ -3,6 +3,9 @@
 //! files change on disk (no restart). The gateway's S3 endpoint uses it; the internal RPC can
 //! build its own configs (mutual TLS) over the same loader and resolver.
 //!
+//! Error messages carry their cause in the text (no `source` chain), so a WARN line about a
+//! failed reload says why on its own.
+//!
 //! The crypto provider is always passed explicitly (ring): rustls' process-wide default is
 //! ambiguous when features of several crates unify in one build.
 
@@ -19,23 +22,23 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("read certificate chain {}: {source}", path.display())]
+    #[error("read certificate chain {}: {error}", path.display())]
     Cert {
         path: PathBuf,
-        source: rustls::pki_types::pem::Error,
+        error: rustls::pki_types::pem::Error,
     },
     #[error("{} holds no PEM certificate", path.display())]
     NoCert { path: PathBuf },
-    #[error("read private key {}: {source}", path.display())]
+    #[error("read private key {}: {error}", path.display())]
     Key {
         path: PathBuf,
-        source: rustls::pki_types::pem::Error,
+        error: rustls::pki_types::pem::Error,
     },
-    #[error("certificate {} and key {} are not a usable pair: {source}", cert.display(), key.display())]
+    #[error("certificate {} and key {} are not a usable pair: {error}", cert.display(), key.display())]
     Pair {
         cert: PathBuf,
         key: PathBuf,
-        source: rustls::Error,
+        error: rustls::Error,
     },
     #[error("build the TLS configuration: {0}")]
     Config(rustls::Error),
@@ -53,9 +56,9 @@ pub fn load_certified_key(
     key_path: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsError> {
-    let cert_err = |source| TlsError::Cert {
+    let cert_err = |error| TlsError::Cert {
         path: cert_path.to_path_buf(),
-        source,
+        error,
     };
     let chain = CertificateDer::pem_file_iter(cert_path)
         .map_err(cert_err)?
@@ -66,14 +69,14 @@ pub fn load_certified_key(
             path: cert_path.to_path_buf(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsError::Key {
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| TlsError::Key {
         path: key_path.to_path_buf(),
-        source,
+        error,
     })?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
+    CertifiedKey::from_der(chain, key, provider).map_err(|error| TlsError::Pair {
         cert: cert_path.to_path_buf(),
         key: key_path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -145,9 +148,13 @@ impl ReloadingCert {
                 () = shutdown.cancelled() => return,
             }
             match self.reload_if_changed() {
-                Ok(true) => tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded"),
+                Ok(true) => {
+                    tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded")
+                }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "TLS certificate not reloaded; the previous one stays in service"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS certificate not reloaded; the previous one stays in service")
+                }
             }
         }
     }

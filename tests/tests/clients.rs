@@ -56,13 +56,20 @@ async fn certificate_renewed_on_disk_is_served_without_restart(cluster: &Cluster
         assert_eq!(served_certificate_sha256(addr).unwrap(), old);
     }
     let client = cluster.client(0);
-    client.create_bucket().bucket("rotation").send().await.unwrap();
+    client
+        .create_bucket()
+        .bucket("rotation")
+        .send()
+        .await
+        .unwrap();
 
     // A key file that no longer parses: refused, the old pair stays in service.
     let good_key = std::fs::read(&key).unwrap();
     std::fs::write(&key, b"-----BEGIN PRIVATE KEY-----\nbroken\n").unwrap();
     wait_for(Duration::from_secs(30), || {
-        cluster.gateway_log(0).contains("TLS certificate not reloaded")
+        cluster
+            .gateway_log(0)
+            .contains("TLS certificate not reloaded")
     })
     .await
     .expect("the broken key is noticed and refused");

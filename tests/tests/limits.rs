@@ -9,11 +9,11 @@
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
-use futures::StreamExt;
 use dmpstore_tests::{
     client_with_timeout, get_bytes, http_get_text, metric_sum, put_bytes,
     single_attempt_client_for, test_data, Cluster,
 };
+use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +33,12 @@ async fn abusive_clients_are_cut_off_and_normal_clients_still_served() {
     let mut cluster = Cluster::start_with(6, 2, &["--gateway-toml", LIMITS]).unwrap();
     let addr = cluster.info.processes[6].addr.clone();
     let client = client_with_timeout(&cluster, 0, Duration::from_secs(30));
-    client.create_bucket().bucket("limits").send().await.unwrap();
+    client
+        .create_bucket()
+        .bucket("limits")
+        .send()
+        .await
+        .unwrap();
 
     slowloris_is_cut_off_by_the_header_read_timeout(&cluster, &addr, &client).await;
     connection_flood_leaves_the_gateway_serving(&addr, &client).await;
@@ -102,7 +107,11 @@ async fn slowloris_is_cut_off_by_the_header_read_timeout(
     for a in attackers {
         lifetimes.push(a.await.unwrap());
     }
-    assert_eq!(closed.load(Ordering::Relaxed), N, "every slow connection closed");
+    assert_eq!(
+        closed.load(Ordering::Relaxed),
+        N,
+        "every slow connection closed"
+    );
     let longest = lifetimes.iter().max().unwrap();
     let shortest = lifetimes.iter().min().unwrap();
     println!("slowloris: {N} connections closed after {shortest:?} to {longest:?}");
@@ -143,7 +152,10 @@ async fn connection_flood_leaves_the_gateway_serving(addr: &str, client: &aws_sd
     }))
     .await;
     let still_open = closed.iter().filter(|r| r.is_err()).count();
-    let answered = closed.iter().filter(|r| matches!(r, Ok(Ok(n)) if *n > 0)).count();
+    let answered = closed
+        .iter()
+        .filter(|r| matches!(r, Ok(Ok(n)) if *n > 0))
+        .count();
     assert_eq!(
         (still_open, answered),
         (0, 0),
@@ -164,7 +176,12 @@ async fn requests_past_the_in_flight_cap_get_slow_down(cluster: &Cluster) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while slow_down == 0 && Instant::now() < deadline {
         let results = futures::future::join_all((0..32).map(|_| async {
-            let out = client.get_object().bucket("limits").key("hot").send().await?;
+            let out = client
+                .get_object()
+                .bucket("limits")
+                .key("hot")
+                .send()
+                .await?;
             let body = out.body.collect().await.expect("GET body").into_bytes();
             assert_eq!(body.len(), data.len());
             Ok::<_, aws_sdk_s3::error::SdkError<_, _>>(())
@@ -205,7 +222,11 @@ async fn a_stalled_body_gets_request_timeout(cluster: &Cluster) {
         .send()
         .await
         .unwrap_err();
-    println!("stalled body: {:?} after {:?}", e_code(&err), started.elapsed());
+    println!(
+        "stalled body: {:?} after {:?}",
+        e_code(&err),
+        started.elapsed()
+    );
     assert_eq!(err.code(), Some("RequestTimeout"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(15));
     let head = cluster
