@@ -4,7 +4,9 @@
 #   deploy/local-cluster.sh up DIR [--nodes N] [--gateways N] [--repair-delay SECONDS]
 #                                  [--repair-rate MIB_PER_S] [--replaced-data-grace SECONDS]
 #                                  [--orphan-gc SECONDS] [--tombstone-grace SECONDS]
+#                                  [--tls | --tls-gateways N] [--gateway-toml TOML]
 #   deploy/local-cluster.sh add DIR
+#   deploy/local-cluster.sh renew-cert DIR
 #   deploy/local-cluster.sh down DIR
 #
 # `up` writes one config per process under DIR, starts N storage nodes (default 6) and N
@@ -20,13 +22,20 @@
 # before the orphan scan drops them, and how often it runs (default 6 h; it must exceed the
 # longest PUT). --tombstone-grace sets the age at which anti-entropy may purge a tombstone
 # that every replica holds (default 1 day).
+# --tls makes a test CA and a certificate for 127.0.0.1 and localhost under DIR/tls (openssl),
+# serves S3 over HTTPS only on every gateway, and writes https:// endpoints and the CA's path
+# (`ca_bundle`) into cluster.json; --tls-gateways N does so for the first N gateways only,
+# the others stay on plain HTTP. --gateway-toml appends TOML tables (such as
+# '[limits]\nmax_connections = 64') to every gateway config.
 # `add` starts one more storage node (settings as node 1's, next id, zones in turn), adds it
 # to the running cluster with `gateway admin add`, and lists it in DIR/cluster.json; the
 # cluster then moves to it the chunks whose placement moved.
+# `renew-cert` issues a new key and certificate from the cluster's test CA in place of the old
+# ones; the gateways serve it within seconds, without a restart.
 # Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -34,7 +43,8 @@ bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 shift 2
-n_nodes=6; n_gateways=2; gateway_extra=""; detector_toml=""; repair_toml=""
+n_nodes=6; n_gateways=2; gateway_extra=""; detector_toml=""; repair_toml=""; tls_gateways=0
+gateway_tables=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) n_nodes=$2; shift 2 ;;
@@ -52,6 +62,9 @@ while [ $# -gt 0 ]; do
       gateway_extra+="replaced_data_grace_secs = $2"$'\n'
       repair_toml+="replaced_data_grace_secs = $2"$'\n'
       shift 2 ;;
+    --tls) tls_gateways=all; shift ;;
+    --tls-gateways) tls_gateways=$2; shift 2 ;;
+    --gateway-toml) gateway_tables+=$'\n'"$2"$'\n'; shift 2 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
 done
@@ -88,6 +101,29 @@ wait_for_port() { # port pid name
   done
 }
 
+# A CA for 127.0.0.1 and localhost, valid for a year, under $1.
+make_ca() {
+  mkdir -p "$1"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+    -subj "/CN=dmpstore test CA" -keyout "$1/ca.key" -out "$1/ca.pem" 2>/dev/null
+}
+
+# A new key and server certificate (127.0.0.1, localhost, *.localhost for virtual-hosted-style
+# requests) signed by the CA under $1, moved into place as server.key and server.pem (each
+# file replaced at once, so a gateway never reads half of one).
+make_server_cert() {
+  local d=$1 tmp
+  tmp=$(mktemp -d "$d/new.XXXXXX")
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:*.localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tmp/server.ext"
+  openssl x509 -req -in "$tmp/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 365 -extfile "$tmp/server.ext" -out "$tmp/server.pem" 2>/dev/null
+  mv "$tmp/server.key" "$d/server.key"
+  mv "$tmp/server.pem" "$d/server.pem"
+  rm -rf "$tmp"
+}
+
 up() {
   for b in storage-node gateway; do
     [ -x "$bin_dir/$b" ] || { echo "missing $bin_dir/$b: run 'cargo build --release' first" >&2; exit 1; }
@@ -95,7 +131,16 @@ up() {
   mkdir -p "$dir/logs"
   dir=$(cd "$dir" && pwd)
   if [ -f "$dir/cluster.json" ]; then echo "$dir/cluster.json exists: run 'down' first" >&2; exit 1; fi
-  local secret access_key secret_key region=us-east-1
+  local secret access_key secret_key region=us-east-1 ca_bundle=""
+  [ "$tls_gateways" = all ] && tls_gateways=$n_gateways
+  local tls_toml=""
+  if [ "$tls_gateways" -gt 0 ]; then
+    command -v openssl >/dev/null || { echo "--tls needs openssl (scripts/setup.sh installs it)" >&2; exit 1; }
+    make_ca "$dir/tls"
+    make_server_cert "$dir/tls"
+    ca_bundle="$dir/tls/ca.pem"
+    tls_toml=$'\n'"[tls]"$'\n'"cert_path = \"$dir/tls/server.pem\""$'\n'"key_path = \"$dir/tls/server.key\""$'\n'
+  fi
   secret=$(python3 -c "import secrets; print(secrets.token_hex(16))")
   access_key=dmpstore-local
   secret_key=$(python3 -c "import secrets; print(secrets.token_hex(16))")
@@ -136,12 +181,14 @@ $gateway_extra
 access_key = "$access_key"
 secret_key = "$secret_key"
 $nodes_toml
+$gateway_tables
+$( [ "$i" -le "$tls_gateways" ] && printf '%s' "$tls_toml" )
 TOML
     "$bin_dir/gateway" serve --config "$cfg" >>"$dir/logs/gateway-$i.log" 2>&1 9>&- &
     procs+=("gateway g$i $! 127.0.0.1:$port - $cfg")
   done
   # Record the pids before waiting, so 'down' can stop a half-started cluster.
-  write_json "$access_key" "$secret_key" "$region" "${procs[@]}"
+  write_json "$access_key" "$secret_key" "$region" "$ca_bundle" "$tls_gateways" "${procs[@]}"
   local p role id pid addr
   for p in "${procs[@]}"; do
     read -r role id pid addr _ <<<"$p"
@@ -155,15 +202,19 @@ TOML
 write_json() {
   python3 - "$dir/cluster.json" "$@" <<'PY'
 import json, sys
-path, access_key, secret_key, region, *procs = sys.argv[1:]
+path, access_key, secret_key, region, ca_bundle, tls_gateways, *procs = sys.argv[1:]
 processes = []
 for p in procs:
     role, pid_id, pid, addr, data_dir, config = p.split(" ")
     processes.append({"role": role, "id": pid_id, "pid": int(pid), "addr": addr,
                       "data_dir": None if data_dir == "-" else data_dir, "config": config})
-endpoints = ["http://" + p["addr"] for p in processes if p["role"] == "gateway"]
-json.dump({"s3_endpoints": endpoints, "access_key": access_key, "secret_key": secret_key,
-           "region": region, "processes": processes}, open(path, "w"), indent=2)
+gateways = [p for p in processes if p["role"] == "gateway"]
+endpoints = [("https://" if i < int(tls_gateways) else "http://") + p["addr"] for i, p in enumerate(gateways)]
+info = {"s3_endpoints": endpoints, "access_key": access_key, "secret_key": secret_key,
+        "region": region, "processes": processes}
+if ca_bundle:
+    info["ca_bundle"] = ca_bundle
+json.dump(info, open(path, "w"), indent=2)
 PY
 }
 
@@ -231,6 +282,9 @@ down() {
 case "$cmd" in
   up) up ;;
   add) add ;;
+  renew-cert)
+    [ -f "$dir/tls/ca.pem" ] || { echo "no test CA in $dir/tls: start the cluster with --tls" >&2; exit 1; }
+    make_server_cert "$dir/tls"; echo "certificate renewed: $dir/tls/server.pem" ;;
   down) down ;;
   *) usage ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build dmpstore: the system packages RocksDB's bindings
-# need (libclang for bindgen, a C++ compiler) and python3 for the cluster launcher.
+# need (libclang for bindgen, a C++ compiler), python3 and openssl for the cluster launcher.
 # With --test-clients it also installs the real clients the tests drive: aws cli, boto3, rclone,
 # s3cmd, faketime (clock skew in the history checker), pyspark with Java 17, and the s3s-e2e
 # suite.
@@ -16,6 +16,8 @@ dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# deploy/local-cluster.sh --tls makes its test certificates with openssl.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if $test_clients; then
   command -v pip3 >/dev/null 2>&1 || need+=(python3-pip)
   command -v rclone >/dev/null 2>&1 || need+=(rclone)

@@ -126,8 +126,26 @@ pub const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Largest HTTP header section the S3 endpoint accepts.
 pub const MAX_S3_HEADER_BYTES: usize = 64 * 1024;
 
-/// Concurrent S3 requests one gateway serves; beyond it requests wait.
-pub const MAX_S3_CONCURRENT_REQUESTS: usize = 256;
+/// Default time a client has to send a complete request head, counted from the accepted
+/// connection (TLS handshake included) or from the end of the previous response on a
+/// kept-alive one: it cuts off slowloris clients and also closes idle keep-alive connections
+/// (hyper runs one timer for both). Spark's S3A pool re-checks connections idle for over 2 s,
+/// so it reconnects instead of failing on one closed here.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a request body may send nothing while the gateway waits for it; past it the
+/// request fails with 400 RequestTimeout (S3 itself gives about 20 s).
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on open S3 connections per gateway; past it a new connection is accepted and
+/// closed at once. Spark executors keep up to a few hundred each (`fs.s3a.connection.maximum`).
+pub const DEFAULT_MAX_S3_CONNECTIONS: usize = 4096;
+/// Default cap on S3 requests in flight per gateway (from the request head to the end of the
+/// response body); past it a request is answered 503 SlowDown at once.
+pub const DEFAULT_MAX_S3_REQUESTS_IN_FLIGHT: usize = 512;
+/// Pause after a failed `accept` (out of file descriptors, say), so the accept loop does not
+/// spin while the condition lasts.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// How often the gateway checks its TLS certificate and key files for a new version.
+pub const TLS_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 const _: () = assert!(DEFAULT_DATA_CHUNKS + DEFAULT_PARITY_CHUNKS <= u8::MAX as usize);
 const _: () = assert!(MAX_DATA_CHUNKS + MAX_PARITY_CHUNKS <= u8::MAX as usize);
@@ -144,4 +162,18 @@ const _: () = assert!(MAX_LIST_KEYS <= MAX_SCAN_ENTRIES as usize);
 // A scan page (its byte budget, one entry over it, and framing) fits in one RPC header.
 const _: () =
     assert!(MAX_SCAN_PAGE_BYTES + MAX_RECORD_BYTES + MAX_KEY_BYTES + 4096 < MAX_RPC_HEADER_BYTES);
+// One HTTP/1.1 connection carries one request at a time.
+const _: () = assert!(DEFAULT_MAX_S3_REQUESTS_IN_FLIGHT <= DEFAULT_MAX_S3_CONNECTIONS);
+// PUT buffers of every request in flight at the default profile stay under 4 GiB.
+const _: () = assert!(
+    DEFAULT_MAX_S3_REQUESTS_IN_FLIGHT
+        * (PUT_STRIPES_IN_FLIGHT + 1)
+        * DEFAULT_CHUNK_SIZE_BYTES
+        * (DEFAULT_DATA_CHUNKS + DEFAULT_PARITY_CHUNKS)
+        <= 4 << 30
+);
+// A request head must have time to cross a congested link; a body stall that short is no
+// client's normal pause.
+const _: () = assert!(DEFAULT_HEADER_READ_TIMEOUT.as_secs() >= 5);
+const _: () = assert!(DEFAULT_BODY_IDLE_TIMEOUT.as_secs() >= 5);
 const _: () = assert!(READ_HEDGE_AFTER.as_millis() * 5 <= RPC_TIMEOUT.as_millis());

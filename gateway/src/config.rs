@@ -6,7 +6,8 @@ use dmpstore_common::limits;
 use dmpstore_common::stripe::StripeLayout;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +45,12 @@ pub struct GatewayConfig {
     /// 0004). Loses acknowledged writes; never set it in a deployment.
     #[serde(default)]
     pub planted_bug_ignore_write_refusals: bool,
+    /// TLS for the S3 endpoint: with it the endpoint speaks HTTPS only, without it plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Limits of the S3 listener against slow or abusive clients.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// S3 access keys accepted by this gateway.
     pub credentials: Vec<Credential>,
     /// The storage nodes of the cluster (the cluster map).
@@ -69,6 +76,68 @@ impl Default for ErasureConfig {
             chunk_size_bytes: limits::DEFAULT_CHUNK_SIZE_BYTES as u32,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Re-read when it changes on disk.
+    pub cert_path: PathBuf,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Seconds a client has to send a complete request head (TLS handshake included), also
+    /// the longest idle time of a kept-alive connection between requests.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may send nothing while the gateway waits for it; then 400
+    /// RequestTimeout.
+    #[serde(default = "default_body_idle_timeout")]
+    pub body_idle_timeout_secs: u64,
+    /// Open connections at most; a connection past it is accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Requests in flight at most (head received to response body sent); a request past it
+    /// gets 503 SlowDown at once.
+    #[serde(default = "default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_idle_timeout_secs: default_body_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_requests_in_flight: default_max_requests_in_flight(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    pub fn body_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_idle_timeout_secs)
+    }
+}
+
+fn default_header_read_timeout() -> u64 {
+    limits::DEFAULT_HEADER_READ_TIMEOUT.as_secs()
+}
+fn default_body_idle_timeout() -> u64 {
+    limits::DEFAULT_BODY_IDLE_TIMEOUT.as_secs()
+}
+fn default_max_connections() -> usize {
+    limits::DEFAULT_MAX_S3_CONNECTIONS
+}
+fn default_max_requests_in_flight() -> usize {
+    limits::DEFAULT_MAX_S3_REQUESTS_IN_FLIGHT
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -154,6 +223,14 @@ impl GatewayConfig {
         }
         if self.credentials.is_empty() {
             return invalid("at least one entry in credentials is required".into());
+        }
+        let l = &self.limits;
+        if l.header_read_timeout_secs == 0
+            || l.body_idle_timeout_secs == 0
+            || l.max_connections == 0
+            || l.max_requests_in_flight == 0
+        {
+            return invalid("every value under [limits] must be at least 1".into());
         }
         if self.cluster_secret.len() < 16 {
             return invalid("cluster_secret must be at least 16 characters".into());

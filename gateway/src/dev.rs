@@ -2,7 +2,7 @@
 //! process, each node with its own RocksDB under the data directory and its own RPC listener on
 //! 127.0.0.1, talking real HTTP to each other exactly as separate processes do.
 
-use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry};
+use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry, TlsConfig};
 use anyhow::Context;
 use dmpstore_common::limits::{DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_CLOCK_OFFSET};
 use dmpstore_storage_node::config::NodeConfig;
@@ -19,10 +19,17 @@ pub struct DevOptions {
     pub secret_key: String,
     pub region: String,
     pub n_nodes: u32,
+    /// Serve HTTPS with this certificate and key (PEM) instead of plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Runs the embedded cluster until `shutdown`; the gateway stops first, then the nodes.
 pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Some(tls) = &opts.tls {
+        // Fail before starting anything; the server loads the pair again for itself.
+        dmpstore_storage_node::tls::ReloadingCert::load(&tls.cert_path, &tls.key_path)
+            .context("load the S3 endpoint's TLS certificate")?;
+    }
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("create {}", opts.data_dir.display()))?;
     let cluster_secret = hex::encode(rand::random::<[u8; 16]>());
@@ -75,6 +82,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         replaced_data_grace_secs: dmpstore_common::limits::REPLACED_DATA_GRACE.as_secs(),
         max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
         planted_bug_ignore_write_refusals: false,
+        tls: opts.tls.clone(),
+        limits: Default::default(),
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),
             secret_key: opts.secret_key.clone(),
@@ -85,7 +94,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     let listener = TcpListener::bind(opts.s3_addr)
         .await
         .with_context(|| format!("bind {}", opts.s3_addr))?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{}", listener.local_addr()?);
     // For `gateway admin ... --config`: the node addresses change with every start.
     let config_path = opts.data_dir.join("gateway.toml");
     std::fs::write(&config_path, toml::to_string(&config)?)
@@ -99,6 +109,9 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     println!("  secret key: {}", opts.secret_key);
     println!("  region:     {}", opts.region);
     println!("  data:       {}", opts.data_dir.display());
+    if let Some(tls) = &opts.tls {
+        println!("  tls cert:   {}", tls.cert_path.display());
+    }
     println!(
         "  config:     {} (for gateway admin)",
         config_path.display()

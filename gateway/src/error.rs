@@ -1,4 +1,9 @@
-//! The gateway's error type, and the one place where errors become S3 error responses.
+//! The gateway's error type, and the one place where errors become S3 error responses
+//! (including the ones the listener gives before a request reaches s3s: [`slow_down`]).
+//!
+//! Messages S3 clients see never name nodes, partitions, versions or stripes: the failures
+//! that carry such detail (`Unavailable`, `Internal`, `Body`) are logged with it and answered
+//! with a generic message.
 
 use s3s::{S3Error, S3ErrorCode};
 
@@ -70,6 +75,9 @@ pub enum GatewayError {
     EntityTooSmall { part_number: u32 },
     #[error("reading the request body failed: {0}")]
     Body(String),
+    /// The client sent no body bytes for the body idle timeout.
+    #[error("the request body sent nothing for too long")]
+    RequestTimeout,
     /// Not enough nodes answered to meet a quorum or to rebuild data.
     #[error("{0}")]
     Unavailable(String),
@@ -118,18 +126,76 @@ impl From<GatewayError> for S3Error {
             G::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
             G::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
             G::Body(_) => S3ErrorCode::IncompleteBody,
+            G::RequestTimeout => S3ErrorCode::RequestTimeout,
             G::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
             G::Internal(_) => S3ErrorCode::InternalError,
         };
-        match &e {
-            G::Unavailable(msg) => tracing::warn!(%msg, "request failed: cluster unavailable"),
-            G::Internal(msg) => tracing::error!(%msg, "request failed: internal error"),
-            _ => tracing::debug!(error = %e, "request failed"),
-        }
-        let mut error = S3Error::with_message(code, e.to_string());
+        let message = match &e {
+            G::Unavailable(msg) => {
+                tracing::warn!(%msg, "request failed: cluster unavailable");
+                "The service cannot handle this request right now; please retry.".to_string()
+            }
+            G::Internal(msg) => {
+                tracing::error!(%msg, "request failed: internal error");
+                "We encountered an internal error. Please try again.".to_string()
+            }
+            G::Body(msg) => {
+                tracing::debug!(%msg, "request failed: body unreadable");
+                "The request body could not be read completely.".to_string()
+            }
+            G::RequestTimeout => {
+                tracing::debug!("request failed: body idle timeout");
+                REQUEST_TIMEOUT_MESSAGE.to_string()
+            }
+            _ => {
+                tracing::debug!(error = %e, "request failed");
+                e.to_string()
+            }
+        };
+        let mut error = S3Error::with_message(code, message);
         if matches!(e, G::NoSuchPublicAccessBlockConfiguration) {
             error.set_status_code(http::StatusCode::NOT_FOUND);
         }
         error
     }
+}
+
+/// S3's own message for RequestTimeout.
+const REQUEST_TIMEOUT_MESSAGE: &str = "Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.";
+
+impl GatewayError {
+    /// The error for a failed read of a request body: RequestTimeout when the listener cut off
+    /// a body that stalled (its error may arrive wrapped by s3s' aws-chunked decoder, which
+    /// keeps only the message), else the failure itself.
+    pub fn from_body(e: &(dyn std::error::Error + 'static)) -> GatewayError {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if c.is::<crate::http_limits::BodyIdleTimeout>() {
+                return GatewayError::RequestTimeout;
+            }
+            cause = c.source();
+        }
+        if e.to_string()
+            .contains(crate::http_limits::BodyIdleTimeout::MESSAGE)
+        {
+            return GatewayError::RequestTimeout;
+        }
+        GatewayError::Body(e.to_string())
+    }
+}
+
+/// 503 SlowDown with S3's XML error body: the answer to a request refused because the
+/// gateway already has its limit of requests in flight.
+pub fn slow_down() -> http::Response<s3s::Body> {
+    const BODY: &str = concat!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+        "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+    );
+    let mut r = http::Response::new(s3s::Body::from(BODY.to_string()));
+    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
 }

@@ -27,6 +27,8 @@
 //! - [`authz`]: authorization of every request (owners, key scopes, policies, ACLs).
 //! - [`policy`]: bucket policies and ACLs: parsing, validation, evaluation (pure).
 //! - [`host`]: virtual-hosted-style addressing.
+//! - [`server`]: the S3 listener (plain or TLS) and its connection limits;
+//!   [`http_limits`]: the per-request ones (in-flight cap, body idle timeout).
 //! - [`config`]: the typed configuration.
 
 pub mod admin;
@@ -40,6 +42,7 @@ pub mod dev;
 pub mod error;
 pub mod get;
 pub mod host;
+pub mod http_limits;
 pub mod iam;
 pub mod list;
 pub mod meta;

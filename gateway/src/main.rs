@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::Request;
-use dmpstore_gateway::config::GatewayConfig;
+use dmpstore_gateway::config::{GatewayConfig, TlsConfig};
 use dmpstore_gateway::dev::DevOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +37,12 @@ enum Command {
         secret_key: String,
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Run a gateway of a multi-process cluster.
     Serve {
@@ -254,7 +260,15 @@ async fn main() -> anyhow::Result<()> {
             access_key,
             secret_key,
             region,
+            tls_cert,
+            tls_key,
         } => {
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(cert_path, key_path)| TlsConfig {
+                    cert_path,
+                    key_path,
+                });
             let opts = DevOptions {
                 data_dir,
                 s3_addr,
@@ -262,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
                 secret_key,
                 region,
                 n_nodes: 6,
+                tls,
             };
             dmpstore_gateway::dev::run(opts, shutdown).await
         }

@@ -21,6 +21,13 @@ pub struct GatewayMetrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub degraded_reads: IntCounter,
+    pub connections_open: IntGauge,
+    /// Connections accepted and closed at once: `max_connections` were open.
+    pub connections_refused: IntCounter,
+    /// Connections closed because a TLS handshake or a request head took too long.
+    pub connections_timed_out: IntCounter,
+    /// Requests answered 503 SlowDown: `max_requests_in_flight` were in flight.
+    pub requests_refused: IntCounter,
     node_up: IntGaugeVec,
     node_read_only: IntGaugeVec,
     clock_offset_ms: IntGauge,
@@ -95,6 +102,35 @@ impl GatewayMetrics {
                 IntCounter::new(
                     "dmpstore_degraded_reads_total",
                     "Stripes read by reconstruction around missing, corrupt or unreachable chunks",
+                )
+                .expect("valid metric"),
+            ),
+            connections_open: register(
+                &r,
+                IntGauge::new("dmpstore_s3_connections_open", "Open S3 connections")
+                    .expect("valid metric"),
+            ),
+            connections_refused: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_s3_connections_refused_total",
+                    "S3 connections closed at once because max_connections were open",
+                )
+                .expect("valid metric"),
+            ),
+            connections_timed_out: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_s3_connections_timed_out_total",
+                    "S3 connections closed because a TLS handshake or a request head was not complete within the header read timeout",
+                )
+                .expect("valid metric"),
+            ),
+            requests_refused: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_s3_requests_refused_total",
+                    "S3 requests answered 503 SlowDown because max_requests_in_flight were in flight (not counted in dmpstore_s3_requests_total)",
                 )
                 .expect("valid metric"),
             ),

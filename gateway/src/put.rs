@@ -550,7 +550,7 @@ impl BodyReader {
                 }
                 match self.body.next().await {
                     Some(Ok(bytes)) => self.pending = bytes,
-                    Some(Err(e)) => return Err(GatewayError::Body(e.to_string())),
+                    Some(Err(e)) => return Err(GatewayError::from_body(&*e)),
                     None => {
                         self.ended = true;
                         break;

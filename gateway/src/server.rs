@@ -1,19 +1,33 @@
 //! The S3 endpoint: builds the s3s service over [`DmpS3`] with SigV4 authentication and serves
-//! it on a listener until shutdown, then waits for in-flight requests and background tasks.
+//! it on a listener, over TLS when the config has `[tls]`, until shutdown; then waits for
+//! in-flight requests and background tasks.
+//!
+//! Limits against slow or abusive clients (`[limits]`): a connection past `max_connections`
+//! is accepted and closed at once; a TLS handshake and every request head must complete
+//! within the header read timeout (which also closes idle kept-alive connections); a request
+//! past `max_requests_in_flight` gets 503 SlowDown; a stalled body, 400 RequestTimeout
+//! (`http_limits`).
 
 use crate::auth::KeyRing;
 use crate::authz::{Authorizer, Peer};
 use crate::config::GatewayConfig;
 use crate::host::VirtualHosts;
+use crate::http_limits::{IdleTimeoutBody, PermitBody};
 use crate::s3::DmpS3;
 use crate::state::GatewayState;
-use dmpstore_common::limits::MAX_S3_HEADER_BYTES;
+use anyhow::Context;
+use dmpstore_common::limits::{ACCEPT_ERROR_BACKOFF, MAX_S3_HEADER_BYTES, TLS_CERT_CHECK_INTERVAL};
 use dmpstore_common::rpc::Request;
-use hyper_util::rt::TokioIo;
-use s3s::service::S3ServiceBuilder;
+use dmpstore_storage_node::tls::ReloadingCert;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use s3s::service::{S3Service, S3ServiceBuilder};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +39,18 @@ pub async fn run(
     config: GatewayConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Before anything else: a missing or mismatched certificate is a start-up error.
+    let cert = match &config.tls {
+        Some(tls) => Some(
+            ReloadingCert::load(&tls.cert_path, &tls.key_path)
+                .context("load the S3 endpoint's TLS certificate")?,
+        ),
+        None => None,
+    };
+    let tls = match &cert {
+        Some(cert) => Some(TlsAcceptor::from(cert.server_config()?)),
+        None => None,
+    };
     let state = Arc::new(GatewayState::new(config)?);
     let background = TaskTracker::new();
     background.spawn(state.nodes.clone().probe_health_until(shutdown.clone()));
@@ -33,65 +59,48 @@ pub async fn run(
         listener.local_addr()?.to_string(),
         shutdown.clone(),
     ));
-
-    let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
-    builder.set_auth(KeyRing::new(state.clone()));
-    builder.set_access(Authorizer::new(state.clone()));
-    if !state.config.virtual_host_domains.is_empty() {
-        builder.set_host(VirtualHosts::new(&state.config.virtual_host_domains));
+    if let Some(cert) = cert {
+        background.spawn(cert.watch(TLS_CERT_CHECK_INTERVAL, shutdown.clone()));
     }
-    let s3 = builder.build();
-    let metered = state.clone();
-    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (s3, state) = (s3.clone(), metered.clone());
-        async move {
-            if crate::metrics::is_scrape(&req) {
-                let text = state.metrics.render(&state.nodes, &state.meta);
-                let mut r = http::Response::new(s3s::Body::from(text));
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-                return Ok(r);
-            }
-            let method = req.method().as_str().to_string();
-            let started = std::time::Instant::now();
-            let response = hyper::service::Service::call(&s3, req).await;
-            let status = response.as_ref().map_or(500, |r| r.status().as_u16());
-            state
-                .metrics
-                .observe_request(&method, status, started.elapsed().as_secs_f64());
-            response
-        }
-    });
-    tracing::info!(addr = %listener.local_addr()?, nodes = state.nodes.map().len(), "gateway serving S3");
+    let listen = Listen {
+        s3: s3_service(&state),
+        http: http_builder(&state.config),
+        tls,
+        in_flight: Arc::new(Semaphore::new(state.config.limits.max_requests_in_flight)),
+        state: state.clone(),
+    };
+    let scheme = if listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %listener.local_addr()?, scheme, nodes = state.nodes.map().len(), "gateway serving S3");
 
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
     let conns = TaskTracker::new();
+    let open = Arc::new(Semaphore::new(state.config.limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                     continue;
                 }
             },
             () = shutdown.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .max_buf_size(MAX_S3_HEADER_BYTES)
-            .serve_connection(
-                TokioIo::new(stream),
-                with_peer(service.clone(), peer, false),
-            );
-        let conn = graceful.watch(conn);
-        conns.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "S3 connection ended with an error");
-            }
-        });
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            state.metrics.connections_refused.inc();
+            drop(stream);
+            continue;
+        };
+        conns.spawn(
+            listen
+                .clone()
+                .connection(stream, peer, permit, graceful.watcher()),
+        );
     }
     drop(listener);
     state.shutdown.cancel();
@@ -121,44 +130,133 @@ pub async fn run(
     Ok(())
 }
 
-/// `service`, with each request marked with where it came from (for authorization's
-/// `aws:SourceIp` and `aws:SecureTransport`).
-fn with_peer<S>(
-    service: S,
-    addr: std::net::SocketAddr,
-    tls: bool,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = S::Response,
-    Error = S::Error,
-    Future = S::Future,
-> + Clone
-where
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>> + Clone,
-{
-    WithPeer {
-        inner: service,
-        peer: Peer { addr, tls },
+fn s3_service(state: &Arc<GatewayState>) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
+    builder.set_auth(KeyRing::new(state.clone()));
+    builder.set_access(Authorizer::new(state.clone()));
+    if !state.config.virtual_host_domains.is_empty() {
+        builder.set_host(VirtualHosts::new(&state.config.virtual_host_domains));
     }
+    builder.build()
 }
 
+fn http_builder(config: &GatewayConfig) -> hyper::server::conn::http1::Builder {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.max_buf_size(MAX_S3_HEADER_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.limits.header_read_timeout());
+    http
+}
+
+/// What every connection of the listener shares.
 #[derive(Clone)]
-struct WithPeer<S> {
-    inner: S,
-    peer: Peer,
+struct Listen {
+    s3: S3Service,
+    http: hyper::server::conn::http1::Builder,
+    tls: Option<TlsAcceptor>,
+    in_flight: Arc<Semaphore>,
+    state: Arc<GatewayState>,
 }
 
-impl<S> hyper::service::Service<http::Request<hyper::body::Incoming>> for WithPeer<S>
-where
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+impl Listen {
+    /// Serves one accepted connection (after its TLS handshake, if any) until it closes;
+    /// `_open` is its place under the connection cap.
+    async fn connection(
+        self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        _open: OwnedSemaphorePermit,
+        watcher: Watcher,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let metrics = &self.state.metrics;
+        metrics.connections_open.inc();
+        let served = match self.tls.clone() {
+            None => {
+                self.serve(
+                    stream,
+                    Peer {
+                        addr: peer,
+                        tls: false,
+                    },
+                    watcher,
+                )
+                .await
+            }
+            Some(acceptor) => {
+                let deadline = self.state.config.limits.header_read_timeout();
+                match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let peer = Peer {
+                            addr: peer,
+                            tls: true,
+                        };
+                        self.serve(tls, peer, watcher).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        metrics.connections_timed_out.inc();
+                        Ok(())
+                    }
+                }
+            }
+        };
+        if let Err(e) = served {
+            if e.is_timeout() {
+                metrics.connections_timed_out.inc();
+            }
+            tracing::debug!(error = %e, "S3 connection ended with an error");
+        }
+        metrics.connections_open.dec();
+    }
 
-    fn call(&self, mut req: http::Request<hyper::body::Incoming>) -> Self::Future {
-        req.extensions_mut().insert(self.peer);
-        self.inner.call(req)
+    /// Serves `io`, each request marked with where it came from (for authorization's
+    /// `aws:SourceIp` and `aws:SecureTransport`).
+    async fn serve<IO>(&self, io: IO, peer: Peer, watcher: Watcher) -> Result<(), hyper::Error>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let this = self.clone();
+        let service = hyper::service::service_fn(move |mut req: http::Request<_>| {
+            req.extensions_mut().insert(peer);
+            this.clone().request(req)
+        });
+        let conn = self.http.serve_connection(TokioIo::new(io), service);
+        watcher.watch(conn).await
+    }
+
+    /// One request: a metrics scrape, or an S3 request under the in-flight cap.
+    async fn request(
+        self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
+        let state = &self.state;
+        if crate::metrics::is_scrape(&req) {
+            let text = state.metrics.render(&state.nodes, &state.meta);
+            let mut r = http::Response::new(s3s::Body::from(text));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            return Ok(r);
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            state.metrics.requests_refused.inc();
+            return Ok(crate::error::slow_down());
+        };
+        let method = req.method().as_str().to_string();
+        let started = std::time::Instant::now();
+        let idle = state.config.limits.body_idle_timeout();
+        let req = req.map(|body| s3s::Body::http_body(IdleTimeoutBody::new(body, idle)));
+        let response = self.s3.call(req).await;
+        let status = response.as_ref().map_or(500, |r| r.status().as_u16());
+        state
+            .metrics
+            .observe_request(&method, status, started.elapsed().as_secs_f64());
+        response.map(|r| r.map(|body| PermitBody::wrap(body, permit)))
     }
 }
 

@@ -16,6 +16,8 @@
 //! - [`disk`]: free space on the data disk and the read-only state a full disk puts the node in.
 //! - [`supervisor`]: runs the background workers and restarts one that panics.
 //! - [`metrics`]: the node's Prometheus registry.
+//! - [`tls`]: TLS material from PEM files (checked, reloaded when the files change) and the
+//!   rustls configs built over it.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].
@@ -30,4 +32,5 @@ pub mod peers;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod tls;
 pub mod workers;

@@ -5,7 +5,9 @@ Usage: matrix.py CLUSTER_JSON [client ...]   (clients: awscli boto3 rclone s3cmd
 
 Each client uploads (single and multipart), downloads (whole and ranged where the client can),
 lists, copies and deletes, and every byte is compared. Prints one line per client and exits
-non-zero if any client failed. Run by tests/tests/clients.rs.
+non-zero if any client failed. Run by tests/tests/clients.rs, over HTTPS: every client trusts
+only the cluster's test CA (`ca_bundle` in cluster.json); plain HTTP works the same way when
+cluster.json has no `ca_bundle`.
 """
 import hashlib
 import json
@@ -59,21 +61,28 @@ class Cluster:
         self.access_key = info["access_key"]
         self.secret_key = info["secret_key"]
         self.region = info["region"]
+        # The test CA when the gateways serve HTTPS (deploy/local-cluster.sh --tls), else None.
+        self.ca_bundle = info.get("ca_bundle")
+        self.https = self.endpoint.startswith("https://")
 
     def boto3(self, endpoint=None):
         import boto3
         from botocore.config import Config
         return boto3.client(
             "s3", endpoint_url=endpoint or self.endpoint, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
+            aws_secret_access_key=self.secret_key, region_name=self.region, verify=self.verify(),
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+
+    def verify(self):
+        """boto3's `verify`: the test CA's path, or the default."""
+        return self.ca_bundle if self.ca_bundle else None
 
     def boto3_resource(self):
         import boto3
         from botocore.config import Config
         return boto3.resource(
             "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
+            aws_secret_access_key=self.secret_key, region_name=self.region, verify=self.verify(),
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
 
@@ -82,7 +91,7 @@ def check_awscli(c, tmp):
                 f"[default]\nregion = {c.region}\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n  addressing_style = path\n".encode())
     env = dict(os.environ, AWS_ACCESS_KEY_ID=c.access_key, AWS_SECRET_ACCESS_KEY=c.secret_key,
                AWS_CONFIG_FILE=cfg, AWS_SHARED_CREDENTIALS_FILE=os.path.join(tmp, "none"))
-    aws = ["aws", "--endpoint-url", c.endpoint]
+    aws = ["aws", "--endpoint-url", c.endpoint] + (["--ca-bundle", c.ca_bundle] if c.ca_bundle else [])
     small, big = data(1, 1000), data(2, 12 * MIB + 3)
     run(aws + ["s3", "mb", "s3://cli"], env)
     run(aws + ["s3", "cp", write(os.path.join(tmp, "small"), small), "s3://cli/dir/small"], env)
@@ -159,7 +168,8 @@ def check_boto3(c, tmp):
 
 
 def check_rclone(c, tmp):
-    # rclone refuses a custom CA bundle on plain HTTP; drop one inherited from the environment.
+    # rclone refuses a custom CA bundle on plain HTTP; drop one inherited from the environment
+    # and pass the cluster's own (--ca-cert) over HTTPS.
     base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     env = dict(base, RCLONE_CONFIG=os.path.join(tmp, "rclone.conf"),
                RCLONE_CONFIG_DMP_TYPE="s3", RCLONE_CONFIG_DMP_PROVIDER="Other",
@@ -167,6 +177,8 @@ def check_rclone(c, tmp):
                RCLONE_CONFIG_DMP_SECRET_ACCESS_KEY=c.secret_key, RCLONE_CONFIG_DMP_REGION=c.region,
                RCLONE_CONFIG_DMP_FORCE_PATH_STYLE="true")
     rc = ["rclone", "--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M", "--retries", "1"]
+    if c.ca_bundle:
+        rc += ["--ca-cert", c.ca_bundle]
     src = os.path.join(tmp, "rsrc")
     os.makedirs(os.path.join(src, "d"))
     for i in range(4):
@@ -191,10 +203,11 @@ def check_rclone(c, tmp):
 
 
 def check_s3cmd(c, tmp):
-    host = c.endpoint.removeprefix("http://")
+    host = c.endpoint.split("://", 1)[1]
+    tls = f"use_https = True\nca_certs_file = {c.ca_bundle}\ncheck_ssl_certificate = True\n" if c.https else "use_https = False\n"
     cfg = write(os.path.join(tmp, "s3cmd.cfg"), (
         f"[default]\naccess_key = {c.access_key}\nsecret_key = {c.secret_key}\nhost_base = {host}\n"
-        f"host_bucket = {host}\nuse_https = False\nbucket_location = {c.region}\nsignature_v2 = False\n"
+        f"host_bucket = {host}\n{tls}bucket_location = {c.region}\nsignature_v2 = False\n"
         "multipart_chunk_size_mb = 5\n").encode())
     s = ["s3cmd", "-c", cfg]
     small, big = data(60, 2000), data(61, 11 * MIB)
@@ -222,6 +235,7 @@ def check_virtual_host(c, tmp):
     """A SigV4 request signed for vhost.localhost:PORT, sent to 127.0.0.1 with that Host header
     (no DNS needed), must address bucket `vhost`; path-style keeps working beside it."""
     import http.client
+    import ssl
     import urllib.parse
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -233,10 +247,16 @@ def check_virtual_host(c, tmp):
     creds = Credentials(c.access_key, c.secret_key)
 
     def send(method, path, payload=b""):
-        req = AWSRequest(method=method, url=f"http://vhost.localhost:{port}{path}", data=payload,
+        scheme = "https" if c.https else "http"
+        req = AWSRequest(method=method, url=f"{scheme}://vhost.localhost:{port}{path}", data=payload,
                          headers={"x-amz-content-sha256": hashlib.sha256(payload).hexdigest()})
         SigV4Auth(creds, "s3", c.region).add_auth(req)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        if c.https:
+            # Verified against the test CA; the certificate names 127.0.0.1 and *.localhost.
+            ctx = ssl.create_default_context(cafile=c.ca_bundle)
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=ctx)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request(method, path, body=payload, headers={"Host": f"vhost.localhost:{port}", **dict(req.headers.items())})
         r = conn.getresponse()
         return r.status, r.read()

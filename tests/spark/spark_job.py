@@ -8,11 +8,15 @@ reads them back and checks the row count, the id sum and a per-segment aggregate
 values computed here without Spark. Job 2 overwrites a partitioned table: with the classic
 FileOutputCommitter in dynamic partition-overwrite mode (task and job commits rename through
 copy + delete), with the magic committer (multipart uploads completed by the driver) in static
-mode. Prints one JSON line with timings; exits non-zero on any mismatch.
+mode. Prints one JSON line with timings; exits non-zero on any mismatch. An https:// endpoint
+is reached with `fs.s3a.connection.ssl.enabled=true`, trusting only the cluster's test CA
+(`ca_bundle` in cluster.json) through a Java truststore made with keytool.
 """
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 from pyspark.sql import SparkSession
@@ -34,7 +38,7 @@ def session(cluster, committer, endpoint):
         "spark.hadoop.fs.s3a.access.key": cluster["access_key"],
         "spark.hadoop.fs.s3a.secret.key": cluster["secret_key"],
         "spark.hadoop.fs.s3a.path.style.access": "true",
-        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.attempts.maximum": "3",
         "spark.hadoop.fs.s3a.retry.limit": "3",
@@ -42,6 +46,11 @@ def session(cluster, committer, endpoint):
         "spark.ui.enabled": "false",
         "spark.driver.memory": "1g",
     }
+    if endpoint.startswith("https://"):
+        store = truststore(cluster["ca_bundle"])
+        conf["spark.driver.extraJavaOptions"] = (
+            f"-Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStorePassword=dmpstore "
+            "-Djavax.net.ssl.trustStoreType=PKCS12")
     if committer == "magic":
         conf.update({
             "spark.hadoop.fs.s3a.committer.name": "magic",
@@ -57,6 +66,15 @@ def session(cluster, committer, endpoint):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def truststore(ca_pem):
+    """A PKCS#12 truststore holding only the CA in `ca_pem` (the JVM's -Djavax.net.ssl.trustStore)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="dmpstore-truststore-"), "ca.p12")
+    subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "dmpstore-test-ca", "-file", ca_pem,
+                    "-keystore", path, "-storetype", "PKCS12", "-storepass", "dmpstore"],
+                   check=True, capture_output=True)
+    return path
 
 
 def expected_segments():

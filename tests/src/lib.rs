@@ -22,6 +22,10 @@ pub struct ClusterInfo {
     pub secret_key: String,
     pub region: String,
     pub processes: Vec<ProcessInfo>,
+    /// The CA that signed the gateways' certificates, when they serve HTTPS
+    /// (`deploy/local-cluster.sh --tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,13 +128,19 @@ impl Cluster {
         self.nodes()[idx]
     }
 
+    /// An `aws-sdk-s3` client for gateway `gateway_idx`, trusting the cluster's CA if it
+    /// serves HTTPS.
     pub fn client(&self, gateway_idx: usize) -> aws_sdk_s3::Client {
-        client(
+        let mut config = base_config(
             &self.info.s3_endpoints[gateway_idx],
             &self.info.access_key,
             &self.info.secret_key,
             &self.info.region,
-        )
+        );
+        if let Some(ca) = &self.info.ca_bundle {
+            config = config.http_client(https_client(Path::new(ca)));
+        }
+        aws_sdk_s3::Client::from_conf(config.build())
     }
 
     /// `kill -9` of storage node `idx`.
@@ -320,6 +330,24 @@ impl Cluster {
             );
         }
         Ok(self.nodes().len() - 1)
+    }
+
+    /// Issues a new certificate for the gateways from the cluster's test CA, in place of the
+    /// old one (`deploy/local-cluster.sh renew-cert`); returns the new certificate's file.
+    pub fn renew_tls_certificate(&self) -> anyhow::Result<PathBuf> {
+        let out = Command::new(repo_root().join("deploy/local-cluster.sh"))
+            .arg("renew-cert")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .context("run deploy/local-cluster.sh renew-cert")?;
+        if !out.status.success() {
+            bail!(
+                "local-cluster.sh renew-cert failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(self.dir.path().join("tls/server.pem"))
     }
 
     pub fn node_log(&self, idx: usize) -> String {
@@ -516,7 +544,33 @@ pub fn client(
     secret_key: &str,
     region: &str,
 ) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
+    aws_sdk_s3::Client::from_conf(base_config(endpoint, access_key, secret_key, region).build())
+}
+
+/// The SDK's HTTPS client, trusting only the PEM CA certificate(s) in `ca_bundle`.
+pub fn https_client(ca_bundle: &Path) -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    let pem = std::fs::read(ca_bundle)
+        .unwrap_or_else(|e| panic!("read CA bundle {}: {e}", ca_bundle.display()));
+    let context = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty().with_pem_certificate(pem))
+        .build()
+        .expect("a TLS context from a PEM CA");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https()
+}
+
+fn base_config(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    region: &str,
+) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_string()))
@@ -528,8 +582,6 @@ pub fn client(
             "dmpstore-tests",
         ))
         .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// Like [`client`], but every operation must finish within `timeout` (retries included).
@@ -566,7 +618,12 @@ fn client_config(
     gateway_idx: usize,
     timeout: Duration,
 ) -> aws_sdk_s3::config::Builder {
-    aws_sdk_s3::Config::builder()
+    let config = aws_sdk_s3::Config::builder();
+    let config = match &info.ca_bundle {
+        Some(ca) => config.http_client(https_client(Path::new(ca))),
+        None => config,
+    };
+    config
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&info.s3_endpoints[gateway_idx])
         .region(Region::new(info.region.clone()))
@@ -697,6 +754,40 @@ pub fn http_get_text(url: &str) -> anyhow::Result<String> {
         bail!("GET {url}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// SHA-256 (hex) of the leaf certificate the TLS server at `addr` (`host:port`) presents, by
+/// an unverified handshake with Python's standard library.
+pub fn served_certificate_sha256(addr: &str) -> anyhow::Result<String> {
+    python_sha256(
+        "import hashlib, ssl, sys\n\
+         host, port = sys.argv[1].rsplit(':', 1)\n\
+         pem = ssl.get_server_certificate((host, int(port)), timeout=10)\n\
+         print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest())",
+        addr,
+    )
+}
+
+/// SHA-256 (hex) of the first certificate in a PEM file.
+pub fn pem_certificate_sha256(path: &Path) -> anyhow::Result<String> {
+    python_sha256(
+        "import hashlib, re, ssl, sys\n\
+         pem = re.search(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----', open(sys.argv[1]).read(), re.S).group(0)\n\
+         print(hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest())",
+        &path.to_string_lossy(),
+    )
+}
+
+fn python_sha256(script: &str, arg: &str) -> anyhow::Result<String> {
+    let out = Command::new("python3")
+        .args(["-c", script, arg])
+        .stdin(Stdio::null())
+        .output()
+        .context("run python3")?;
+    if !out.status.success() {
+        bail!("{arg}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The sum of every sample of metric `name` in a Prometheus text exposition.

@@ -2,7 +2,8 @@
 //! Maven, cached in ~/.cache/dmpstore/ivy): `tests/spark/spark_job.py` writes and checks 1M rows
 //! of Parquet and overwrites a partitioned table, once with the classic FileOutputCommitter
 //! (renames = copy + delete) and once with the S3A magic committer, each through a different
-//! gateway. Bounded by `timeout`.
+//! gateway: the first serves HTTPS (S3A with `connection.ssl.enabled` and the test CA in a
+//! Java truststore), the second plain HTTP. Bounded by `timeout`.
 
 use dmpstore_tests::{repo_root, Cluster};
 use std::process::Command;
@@ -32,7 +33,9 @@ fn run_job(cluster: &Cluster, committer: &str, gateway: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn spark_writes_reads_and_overwrites_parquet_with_both_committers() {
-    let cluster = Cluster::start(6, 2).unwrap();
+    let cluster = Cluster::start_with(6, 2, &["--tls-gateways", "1"]).unwrap();
+    assert!(cluster.info.s3_endpoints[0].starts_with("https://"));
+    assert!(cluster.info.s3_endpoints[1].starts_with("http://"));
     cluster
         .client(0)
         .create_bucket()
