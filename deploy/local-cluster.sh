@@ -9,10 +9,12 @@
 #   deploy/local-cluster.sh renew-cert DIR
 #   deploy/local-cluster.sh down DIR
 #
-# `up` writes one config per process under DIR, starts N storage nodes (default 6) and N
+# `up` makes a cluster CA and a certificate per process under DIR/rpc-tls (the internal RPC
+# is mutual TLS), writes one config per process under DIR, starts N storage nodes (default 6) and N
 # gateways (default 2) as separate processes on free ports, waits until every one serves, and
 # writes DIR/cluster.json (endpoints, credentials, and every process's pid, address, data dir
-# and config). `down` stops the processes listed there (SIGTERM, then SIGKILL after 20 s).
+# and config, and `rpc_tls`: an operator's certificate for admin calls and the nodes'
+# /metrics). `down` stops the processes listed there (SIGTERM, then SIGKILL after 20 s).
 # --repair-delay sets how long a node must stay Down before its chunks are rebuilt elsewhere
 # (default 300 s) and switches heartbeats to short test timings (200 ms beats, Suspect after
 # 600 ms, Down after 1.5 s), so a failure heals in seconds; --repair-rate caps each node's
@@ -35,7 +37,7 @@
 # Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -124,6 +126,12 @@ make_server_cert() {
   rm -rf "$tmp"
 }
 
+# The [rpc_tls] table of the process whose certificate files are $dir/rpc-tls/$1.{pem,key}.
+rpc_tls_toml() {
+  printf '[rpc_tls]\nca_cert = "%s"\ncert = "%s"\nkey = "%s"\n' \
+    "$dir/rpc-tls/ca.pem" "$dir/rpc-tls/$1.pem" "$dir/rpc-tls/$1.key"
+}
+
 up() {
   for b in storage-node gateway; do
     [ -x "$bin_dir/$b" ] || { echo "missing $bin_dir/$b: run 'cargo build --release' first" >&2; exit 1; }
@@ -141,6 +149,11 @@ up() {
     ca_bundle="$dir/tls/ca.pem"
     tls_toml=$'\n'"[tls]"$'\n'"cert_path = \"$dir/tls/server.pem\""$'\n'"key_path = \"$dir/tls/server.key\""$'\n'
   fi
+  # The internal RPC's mutual TLS: a cluster CA, a certificate per process, and one for the
+  # operator (admin commands, scraping the nodes' /metrics) listed in cluster.json.
+  "$bin_dir/gateway" admin certs init --dir "$dir/rpc-tls" --nodes "$n_nodes" \
+    --gateways "$n_gateways" >/dev/null
+  "$bin_dir/gateway" admin certs issue --dir "$dir/rpc-tls" --gateway operator >/dev/null
   secret=$(python3 -c "import secrets; print(secrets.token_hex(16))")
   access_key=dmpstore-local
   secret_key=$(python3 -c "import secrets; print(secrets.token_hex(16))")
@@ -161,6 +174,7 @@ listen_addr = "127.0.0.1:$port"
 data_dir = "$dir/node-$i"
 cluster_secret = "$secret"
 zone = "zone-$(( (i - 1) % 3 + 1 ))"
+$(rpc_tls_toml "node-$i")
 $detector_toml
 ${repair_toml:+[repair]
 $repair_toml}
@@ -177,6 +191,7 @@ region = "$region"
 virtual_host_domains = ["localhost"]
 cluster_secret = "$secret"
 $gateway_extra
+$(rpc_tls_toml "gateway-$i")
 [[credentials]]
 access_key = "$access_key"
 secret_key = "$secret_key"
@@ -201,7 +216,7 @@ TOML
 
 write_json() {
   python3 - "$dir/cluster.json" "$@" <<'PY'
-import json, sys
+import json, os, sys
 path, access_key, secret_key, region, ca_bundle, tls_gateways, *procs = sys.argv[1:]
 processes = []
 for p in procs:
@@ -210,8 +225,11 @@ for p in procs:
                       "data_dir": None if data_dir == "-" else data_dir, "config": config})
 gateways = [p for p in processes if p["role"] == "gateway"]
 endpoints = [("https://" if i < int(tls_gateways) else "http://") + p["addr"] for i, p in enumerate(gateways)]
+rpc = os.path.join(os.path.dirname(os.path.abspath(path)), "rpc-tls")
 info = {"s3_endpoints": endpoints, "access_key": access_key, "secret_key": secret_key,
-        "region": region, "processes": processes}
+        "region": region, "processes": processes,
+        "rpc_tls": {"ca_cert": f"{rpc}/ca.pem", "cert": f"{rpc}/gateway-operator.pem",
+                    "key": f"{rpc}/gateway-operator.key"}}
 if ca_bundle:
     info["ca_bundle"] = ca_bundle
 json.dump(info, open(path, "w"), indent=2)
@@ -239,12 +257,15 @@ text = re.sub(r"(?m)^node_id = .*$", f"node_id = {new_id}", text)
 text = re.sub(r'(?m)^listen_addr = .*$', f'listen_addr = "127.0.0.1:{port}"', text)
 text = re.sub(r'(?m)^data_dir = .*$', f'data_dir = "{d}/node-{new_id}"', text)
 text = re.sub(r'(?m)^zone = .*$', f'zone = "{zone}"', text, count=1)
+text = re.sub(r'(?m)^cert = .*$', f'cert = "{d}/rpc-tls/node-{new_id}.pem"', text)
+text = re.sub(r'(?m)^key = .*$', f'key = "{d}/rpc-tls/node-{new_id}.key"', text)
 text += f'\n[[nodes]]\nid = {new_id}\naddr = "127.0.0.1:{port}"\nzone = "{zone}"\n'
 cfg = f"{d}/node-{new_id}.toml"
 open(cfg, "w").write(text)
 print(new_id, zone, cfg)
 PY
 )
+  "$bin_dir/gateway" admin certs issue --dir "$dir/rpc-tls" --node "$id" >/dev/null
   "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$id.log" 2>&1 9>&- &
   pid=$!
   python3 - "$dir/cluster.json" "$id" "$pid" "$port" "$dir/node-$id" "$cfg" <<'PY'

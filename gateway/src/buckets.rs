@@ -40,6 +40,28 @@ enum Found {
     Gone,
 }
 
+tokio::task_local! {
+    /// The bucket record authorization read for the current request (ADR 0007): the request's
+    /// readers ([`ensure_exists`]) reuse it instead of a second quorum read. Writers never do:
+    /// they wait out deletions on fresh reads.
+    static AUTHORIZED: std::cell::RefCell<Option<(String, Found)>>;
+}
+
+/// Runs one S3 request, letting its readers reuse the bucket record authorization read.
+pub async fn request_scope<F: std::future::Future>(work: F) -> F::Output {
+    AUTHORIZED.scope(std::cell::RefCell::new(None), work).await
+}
+
+fn authorized(bucket: &str) -> Option<Found> {
+    AUTHORIZED
+        .try_with(|m| match &*m.borrow() {
+            Some((b, found)) if b == bucket => Some(found.clone()),
+            _ => None,
+        })
+        .ok()
+        .flatten()
+}
+
 async fn read(state: &Arc<GatewayState>, bucket: &str) -> Result<Found, GatewayError> {
     Ok(match meta::get(state, BUCKETS_PARTITION, bucket).await? {
         Some(MetaValue::Bucket(b)) => Found::Live(b),
@@ -53,19 +75,26 @@ pub async fn ensure_exists(
     state: &Arc<GatewayState>,
     bucket: &str,
 ) -> Result<BucketRecord, GatewayError> {
-    match read(state, bucket).await? {
+    let found = match authorized(bucket) {
+        Some(found) => found,
+        None => read(state, bucket).await?,
+    };
+    match found {
         Found::Live(b) => Ok(b),
         Found::Deleting(d) => Ok(d.bucket),
         Found::Gone => Err(GatewayError::NoSuchBucket),
     }
 }
 
-/// The bucket's record if it exists (a bucket being deleted still does), for authorization.
+/// The bucket's record if it exists (a bucket being deleted still does), for authorization;
+/// the request's readers reuse it.
 pub async fn find(
     state: &Arc<GatewayState>,
     bucket: &str,
 ) -> Result<Option<BucketRecord>, GatewayError> {
-    match read(state, bucket).await? {
+    let found = read(state, bucket).await?;
+    let _ = AUTHORIZED.try_with(|m| *m.borrow_mut() = Some((bucket.to_string(), found.clone())));
+    match found {
         Found::Live(b) => Ok(Some(b)),
         Found::Deleting(d) => Ok(Some(d.bucket)),
         Found::Gone => Ok(None),

@@ -9,6 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
+pub use dmpstore_storage_node::config::RpcTlsConfig;
+use dmpstore_storage_node::tls::RpcTls;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -19,6 +23,13 @@ pub struct GatewayConfig {
     pub region: String,
     /// Shared secret for the internal RPC; the same on every node and gateway.
     pub cluster_secret: String,
+    /// Mutual TLS for calls to the storage nodes (DESIGN 13): this gateway's certificate
+    /// from the cluster CA. Required unless `insecure_plaintext_rpc` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_tls: Option<RpcTlsConfig>,
+    /// Call the nodes over plain HTTP: the cluster secret and all data travel in clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plaintext_rpc: bool,
     /// Objects at or under this many bytes are stored inline in their metadata record.
     #[serde(default = "default_inline_max")]
     pub inline_max_bytes: usize,
@@ -235,9 +246,23 @@ impl GatewayConfig {
         if self.cluster_secret.len() < 16 {
             return invalid("cluster_secret must be at least 16 characters".into());
         }
+        if self.rpc_tls.is_some() == self.insecure_plaintext_rpc {
+            return invalid(dmpstore_storage_node::config::RPC_TLS_CHOICE.into());
+        }
         self.cluster_map()
             .map(|_| ())
             .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// This gateway's side of the RPC's mutual TLS, if configured.
+    pub fn rpc_tls(&self) -> anyhow::Result<Option<RpcTls>> {
+        self.rpc_tls
+            .as_ref()
+            .map(|t| {
+                RpcTls::load(&t.ca_cert, &t.cert, &t.key)
+                    .context("load the internal RPC's TLS material ([rpc_tls])")
+            })
+            .transpose()
     }
 
     pub fn layout(&self) -> StripeLayout {
@@ -260,6 +285,7 @@ mod tests {
     const BASE: &str = r#"
         s3_listen_addr = "127.0.0.1:9000"
         cluster_secret = "0123456789abcdef"
+        insecure_plaintext_rpc = true
         [[credentials]]
         access_key = "a"
         secret_key = "b"

@@ -1,11 +1,13 @@
 //! `gateway dev`: the embedded single-machine cluster. One gateway and `n` storage nodes in one
 //! process, each node with its own RocksDB under the data directory and its own RPC listener on
-//! 127.0.0.1, talking real HTTP to each other exactly as separate processes do.
+//! 127.0.0.1, talking to each other exactly as separate processes do: HTTP over mutual TLS with
+//! a CA of its own under `DIR/rpc-tls`.
 
 use crate::config::{Credential, ErasureConfig, GatewayConfig, NodeEntry, TlsConfig};
 use anyhow::Context;
 use dmpstore_common::limits::{DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_CLOCK_OFFSET};
 use dmpstore_storage_node::config::NodeConfig;
+use dmpstore_storage_node::pki::{ClusterCa, Role};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::net::TcpListener;
@@ -33,6 +35,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("create {}", opts.data_dir.display()))?;
     let cluster_secret = hex::encode(rand::random::<[u8; 16]>());
+    let certs = opts.data_dir.join("rpc-tls");
+    let ca = dev_ca(&certs)?;
     let nodes_shutdown = CancellationToken::new();
     let mut nodes = Vec::new();
     let mut entries = Vec::new();
@@ -56,6 +60,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             listen_addr: listener.local_addr()?,
             data_dir: opts.data_dir.join(format!("node-{}", entry.id)),
             cluster_secret: cluster_secret.clone(),
+            rpc_tls: Some(ca.issue_into(&certs, &Role::Node(entry.id))?),
+            insecure_plaintext_rpc: false,
             zone: entry.zone.clone(),
             parity_chunks: ErasureConfig::default().parity_chunks,
             max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
@@ -75,6 +81,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         s3_listen_addr: opts.s3_addr,
         region: opts.region.clone(),
         cluster_secret,
+        rpc_tls: Some(ca.issue_into(&certs, &Role::Gateway("dev".into()))?),
+        insecure_plaintext_rpc: false,
         inline_max_bytes: DEFAULT_INLINE_MAX_BYTES,
         virtual_host_domains: vec!["localhost".into()],
         erasure: ErasureConfig::default(),
@@ -126,4 +134,15 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         node.await.context("join storage node")??;
     }
     served
+}
+
+/// The dev cluster's CA for the internal RPC's mutual TLS: the one under `dir` from an earlier
+/// start, else a new one.
+fn dev_ca(dir: &std::path::Path) -> anyhow::Result<ClusterCa> {
+    if dir.join("ca.key").exists() {
+        return ClusterCa::load(dir);
+    }
+    let ca = ClusterCa::generate()?;
+    ca.save(dir)?;
+    Ok(ca)
 }

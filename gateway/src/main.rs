@@ -88,7 +88,8 @@ enum AdminCommand {
     Drain {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long)]
+        /// The node, as status prints it (`n2`) or its number (`2`).
+        #[arg(long, value_parser = parse_node)]
         node: u32,
         #[arg(long)]
         undo: bool,
@@ -98,7 +99,8 @@ enum AdminCommand {
     Isolate {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long)]
+        /// The node, as status prints it (`n2`) or its number (`2`).
+        #[arg(long, value_parser = parse_node)]
         node: u32,
         #[arg(long)]
         secs: u64,
@@ -108,7 +110,8 @@ enum AdminCommand {
     Add {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long)]
+        /// The node, as status prints it (`n2`) or its number (`2`).
+        #[arg(long, value_parser = parse_node)]
         node: u32,
         #[arg(long)]
         addr: String,
@@ -123,7 +126,8 @@ enum AdminCommand {
     Remove {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long)]
+        /// The node, as status prints it (`n2`) or its number (`2`).
+        #[arg(long, value_parser = parse_node)]
         node: u32,
         /// Give up after this many seconds (the steps done stay done).
         #[arg(long, default_value_t = 3600)]
@@ -134,8 +138,15 @@ enum AdminCommand {
     Replace {
         #[arg(long)]
         config: PathBuf,
-        #[arg(long)]
+        /// The node, as status prints it (`n2`) or its number (`2`).
+        #[arg(long, value_parser = parse_node)]
         node: u32,
+    },
+    /// The internal RPC's certificates (mutual TLS): a cluster CA, and a certificate from it
+    /// for every storage node and gateway. Needs no config.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
     },
     /// Users: each owns the buckets it creates and signs with its access keys.
     User {
@@ -147,6 +158,45 @@ enum AdminCommand {
         #[command(subcommand)]
         command: KeyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create a cluster CA in DIR (ca.pem, ca.key) and certificates for nodes 1..=N
+    /// (node-ID.pem/.key) and gateways 1..=G (gateway-ID.pem/.key); prints each process's
+    /// `[rpc_tls]` section.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        nodes: u32,
+        #[arg(long, default_value_t = 0)]
+        gateways: u32,
+    },
+    /// Issue a new certificate from the CA in DIR for one node or one gateway (a new process,
+    /// or a renewal: running processes load the new files within seconds).
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A storage node, as status prints it (`n2`) or its number.
+        #[arg(long, value_parser = parse_node, required_unless_present = "gateway", conflicts_with = "gateway")]
+        node: Option<u32>,
+        /// A gateway's (or an operator's) name: letters, digits, '-' and '_'.
+        #[arg(long)]
+        gateway: Option<String>,
+    },
+}
+
+/// A node id as the product prints it (`n2`) or as a number (`2`).
+fn parse_node(text: &str) -> Result<u32, String> {
+    text.strip_prefix('n')
+        .unwrap_or(text)
+        .parse::<u32>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            format!("{text:?} is not a node: give it as status prints it (n2) or as a number (2)")
+        })
 }
 
 #[derive(Debug, Subcommand)]
@@ -386,6 +436,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
+            command: AdminCommand::Certs { command },
+        } => certs_command(command),
+        Command::Admin {
             command: AdminCommand::User { command },
         } => user_command(command).await,
         Command::Admin {
@@ -396,6 +449,49 @@ async fn main() -> anyhow::Result<()> {
             let listener =
                 dmpstore_storage_node::server::bind_retrying(config.s3_listen_addr).await?;
             dmpstore_gateway::server::run(listener, config, shutdown).await
+        }
+    }
+}
+
+fn certs_command(command: CertsCommand) -> anyhow::Result<()> {
+    use dmpstore_storage_node::pki::{ClusterCa, Role};
+    let print = |role: &Role, tls: &dmpstore_gateway::config::RpcTlsConfig| -> anyhow::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Section<'a> {
+            rpc_tls: &'a dmpstore_gateway::config::RpcTlsConfig,
+        }
+        println!(
+            "# {}\n{}",
+            role.file_stem(),
+            toml::to_string(&Section { rpc_tls: tls })?
+        );
+        Ok(())
+    };
+    match command {
+        CertsCommand::Init {
+            dir,
+            nodes,
+            gateways,
+        } => {
+            let ca = ClusterCa::generate()?;
+            ca.save(&dir)?;
+            println!("cluster CA: {}", dir.join("ca.pem").display());
+            let roles = (1..=nodes)
+                .map(Role::Node)
+                .chain((1..=gateways).map(|g| Role::Gateway(g.to_string())));
+            for role in roles {
+                print(&role, &ca.issue_into(&dir, &role)?)?;
+            }
+            Ok(())
+        }
+        CertsCommand::Issue { dir, node, gateway } => {
+            let ca = ClusterCa::load(&dir)?;
+            let role = match (node, gateway) {
+                (Some(id), _) => Role::Node(id),
+                (None, Some(name)) => Role::Gateway(name),
+                (None, None) => anyhow::bail!("give --node or --gateway"),
+            };
+            print(&role, &ca.issue_into(&dir, &role)?)
         }
     }
 }

@@ -62,6 +62,13 @@ pub async fn run(
     if let Some(cert) = cert {
         background.spawn(cert.watch(TLS_CERT_CHECK_INTERVAL, shutdown.clone()));
     }
+    if let Some(rpc) = &state.rpc_tls {
+        background.spawn(
+            rpc.cert
+                .clone()
+                .watch(TLS_CERT_CHECK_INTERVAL, shutdown.clone()),
+        );
+    }
     let listen = Listen {
         s3: s3_service(&state),
         http: http_builder(&state.config),
@@ -251,7 +258,7 @@ impl Listen {
         let started = std::time::Instant::now();
         let idle = state.config.limits.body_idle_timeout();
         let req = req.map(|body| s3s::Body::http_body(IdleTimeoutBody::new(body, idle)));
-        let response = self.s3.call(req).await;
+        let response = crate::buckets::request_scope(self.s3.call(req)).await;
         let status = response.as_ref().map_or(500, |r| r.status().as_u16());
         state
             .metrics

@@ -29,6 +29,8 @@ pub struct GatewayState {
     pub metrics: crate::metrics::GatewayMetrics,
     /// Access keys: the config's administrators and the cluster's users.
     pub identities: crate::iam::Identities,
+    /// The internal RPC's mutual TLS (its certificate is reloaded when the files change).
+    pub rpc_tls: Option<dmpstore_storage_node::tls::RpcTls>,
 }
 
 impl GatewayState {
@@ -36,11 +38,16 @@ impl GatewayState {
         config.validate()?;
         let map = Arc::new(config.cluster_map()?);
         let layout = config.layout();
+        let rpc_tls = config.rpc_tls()?;
         let nodes = Arc::new(NodeClient::new(
             map.clone(),
             &config.cluster_secret,
             crate::nodes::Marking::OnCallOutcome,
+            rpc_tls.as_ref().map(|t| t.client.clone()),
         )?);
+        if rpc_tls.is_none() {
+            tracing::warn!("insecure_plaintext_rpc: calls to the nodes, the cluster secret and all data travel in clear");
+        }
         let tasks = TaskTracker::new();
         let meta = MetaClient::new(
             nodes.clone(),
@@ -53,6 +60,7 @@ impl GatewayState {
             tracing::warn!("planted_bug_ignore_write_refusals is set: this gateway loses acknowledged writes (history checker self-test only)");
         }
         Ok(GatewayState {
+            rpc_tls,
             identities: crate::iam::Identities::new(&config.credentials),
             codec: Codec::new(layout)?,
             nodes,

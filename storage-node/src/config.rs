@@ -2,7 +2,7 @@
 //! falls back to a default. `deploy/storage-node.example.toml` documents every key.
 
 use dmpstore_common::ids::NodeId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,14 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Shared secret every RPC must carry; the same on every node and gateway.
     pub cluster_secret: String,
+    /// Mutual TLS for the RPC listener and this node's calls to its peers (DESIGN 13):
+    /// required unless `insecure_plaintext_rpc` is set.
+    #[serde(default)]
+    pub rpc_tls: Option<RpcTlsConfig>,
+    /// Serve and call the RPC over plain HTTP: the cluster secret and all data travel in
+    /// clear. Only for a cluster on a network no one else can reach.
+    #[serde(default)]
+    pub insecure_plaintext_rpc: bool,
     /// Failure domain of this node (informational here; placement reads zones from the map).
     #[serde(default = "default_zone")]
     pub zone: String,
@@ -44,6 +52,21 @@ pub struct NodeConfig {
     /// Empty: the node serves RPCs but neither heartbeats nor repairs.
     #[serde(default)]
     pub nodes: Vec<NodeEntry>,
+}
+
+/// The internal RPC's mutual TLS: this process's certificate and key, and the cluster CA that
+/// signed every node's and gateway's certificate (`gateway admin certs` makes them all).
+/// Nodes accept calls only from certificates of this CA, and callers accept only node
+/// certificates of this CA. The pair is re-read when it changes on disk.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RpcTlsConfig {
+    /// PEM certificate of the cluster CA.
+    pub ca_cert: PathBuf,
+    /// PEM certificate of this process, signed by the cluster CA.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
 }
 
 /// The free space a node keeps on its data disk unless configured otherwise.
@@ -265,6 +288,12 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Confi
     })
 }
 
+/// The config error of a process with neither or both of `[rpc_tls]` and
+/// `insecure_plaintext_rpc`.
+pub const RPC_TLS_CHOICE: &str =
+    "configure exactly one of [rpc_tls] (mutual TLS between nodes and gateways; \
+     `gateway admin certs init` makes the certificates) and insecure_plaintext_rpc = true";
+
 impl NodeConfig {
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let config: NodeConfig = read_toml(path)?;
@@ -276,6 +305,9 @@ impl NodeConfig {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
         if self.cluster_secret.len() < 16 {
             return invalid("cluster_secret must be at least 16 characters");
+        }
+        if self.rpc_tls.is_some() == self.insecure_plaintext_rpc {
+            return invalid(RPC_TLS_CHOICE);
         }
         let d = &self.failure_detector;
         if d.heartbeat_interval_ms == 0 || d.suspect_after_ms < d.heartbeat_interval_ms {

@@ -278,7 +278,12 @@ mod tests {
             weight: 1,
         };
         let map = ClusterMap::new(1, (1..=3).map(info).collect()).unwrap();
-        let client = NodeClient::new(Arc::new(map), "secret", crate::peers::Marking::ByDetector);
+        let client = NodeClient::new(
+            Arc::new(map),
+            "secret",
+            crate::peers::Marking::ByDetector,
+            None,
+        );
         Detector::new(
             NodeId(1),
             Arc::new(client.unwrap()),

@@ -17,7 +17,8 @@
 //! - [`supervisor`]: runs the background workers and restarts one that panics.
 //! - [`metrics`]: the node's Prometheus registry.
 //! - [`tls`]: TLS material from PEM files (checked, reloaded when the files change) and the
-//!   rustls configs built over it.
+//!   rustls configs built over it, the S3 endpoint's and the internal RPC's (mutual TLS).
+//! - [`pki`]: the cluster CA that signs every node's and gateway's RPC certificate.
 //! - [`server`]: the RPC listener: authentication, framing, and one `match` over requests.
 //!
 //! Entry point for embedding (the gateway's dev cluster, tests): [`server::run`].
@@ -29,6 +30,7 @@ pub mod logging;
 pub mod meta_client;
 pub mod metrics;
 pub mod peers;
+pub mod pki;
 pub mod server;
 pub mod store;
 pub mod supervisor;

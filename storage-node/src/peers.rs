@@ -1,6 +1,6 @@
 //! The RPC client of the storage nodes, used by gateways and by nodes calling their peers:
-//! pooled HTTP connections, per-call deadlines, the cluster secret, and a view of which nodes
-//! are up.
+//! pooled connections (mutual TLS with the cluster CA, or plain HTTP where the config chooses
+//! it), per-call deadlines, the cluster secret, and a view of which nodes are up.
 //!
 //! In a gateway ([`Marking::OnCallOutcome`]) a node is Down from the moment a call to it cannot
 //! connect or times out, and Up again when a health probe or any call succeeds; placement skips
@@ -19,6 +19,7 @@ use dmpstore_common::rpc::{
     SECRET_HEADER,
 };
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -56,10 +57,14 @@ pub enum Marking {
     ByDetector,
 }
 
+type Connector = HttpsConnector<HttpConnector>;
+
 pub struct NodeClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<Connector, Full<Bytes>>,
     /// Heartbeats' own connection pool: a beat never waits for a connection another call holds.
-    beats: Client<HttpConnector, Full<Bytes>>,
+    beats: Client<Connector, Full<Bytes>>,
+    /// `https` with mutual TLS, `http` without.
+    scheme: &'static str,
     /// The newest cluster map this process knows (replaced whole when a newer one arrives).
     map: RwLock<Arc<ClusterMap>>,
     secret: http::HeaderValue,
@@ -76,6 +81,35 @@ pub struct NodeClient {
     on_new_map: RwLock<Option<MapHook>>,
     /// This process's clock offset from each node, from health and heartbeat answers.
     clock_samples: RwLock<HashMap<NodeId, ClockSample>>,
+}
+
+/// TCP with the RPC's timeouts, then TLS where `tls` is given: the server must show a node
+/// certificate ([`crate::tls::RPC_NODE_NAME`]) whatever address it is called at.
+fn connector(tls: Option<Arc<rustls::ClientConfig>>) -> anyhow::Result<Connector> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(RPC_CONNECT_TIMEOUT));
+    tcp.enforce_http(false);
+    let node_name = rustls::pki_types::ServerName::try_from(crate::tls::RPC_NODE_NAME)?;
+    let builder = match tls {
+        Some(config) => HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_only(),
+        None => {
+            // Never used for a handshake: plain `http` URLs only.
+            let unused = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            HttpsConnectorBuilder::new()
+                .with_tls_config(unused)
+                .https_or_http()
+        }
+    };
+    Ok(builder
+        .with_server_name_resolver(FixedServerNameResolver::new(node_name))
+        .enable_http1()
+        .wrap_connector(tcp))
 }
 
 /// One estimate of this process's clock offset from a node: the node's clock read at the
@@ -106,14 +140,17 @@ impl std::fmt::Debug for NodeClient {
 }
 
 impl NodeClient {
+    /// A client of the nodes in `map`; with `tls` (the process's [`crate::tls::RpcTls`]
+    /// client config) every call goes over mutual TLS to a node certificate of the cluster CA,
+    /// without it over plain HTTP.
     pub fn new(
         map: Arc<ClusterMap>,
         cluster_secret: &str,
         marking: Marking,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> anyhow::Result<NodeClient> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(RPC_CONNECT_TIMEOUT));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let connector = connector(tls)?;
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
@@ -126,6 +163,7 @@ impl NodeClient {
         Ok(NodeClient {
             http,
             beats,
+            scheme,
             map: RwLock::new(map),
             secret: http::HeaderValue::from_str(cluster_secret)?,
             states: RwLock::new(states),
@@ -387,7 +425,7 @@ impl NodeClient {
             .addr
             .clone();
         let body = encode_frame(request, &payload);
-        let req = http::Request::post(format!("http://{addr}{RPC_PATH}"))
+        let req = http::Request::post(format!("{}://{addr}{RPC_PATH}", self.scheme))
             .header(SECRET_HEADER, self.secret.clone())
             .header(META_EPOCH_HEADER, map.metadata_epoch)
             .body(Full::new(body))

@@ -9,12 +9,13 @@
 //! The crypto provider is always passed explicitly (ring): rustls' process-wide default is
 //! ambiguous when features of several crates unify in one build.
 
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
@@ -42,6 +43,8 @@ pub enum TlsError {
     },
     #[error("build the TLS configuration: {0}")]
     Config(rustls::Error),
+    #[error("read the cluster CA {}: {message}", path.display())]
+    Ca { path: PathBuf, message: String },
 }
 
 /// The crypto provider every TLS config of dmpstore is built with.
@@ -175,4 +178,87 @@ impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
     }
+}
+
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The DNS name in every storage node's RPC certificate, which every caller checks: a
+/// gateway's certificate (with [`RPC_GATEWAY_NAME`], and no server usage) cannot pose as a
+/// node.
+pub const RPC_NODE_NAME: &str = "node.dmpstore.internal";
+/// The DNS name in every gateway's (and operator's) RPC certificate.
+pub const RPC_GATEWAY_NAME: &str = "gateway.dmpstore.internal";
+
+/// One process's side of the internal RPC's mutual TLS (DESIGN 13): TLS 1.3 only, its own
+/// certificate (reloaded when the files change) presented to servers and clients alike, and
+/// only certificates of the cluster CA accepted. TLS 1.3 without early data means a recorded
+/// connection cannot be replayed (each handshake has fresh keys) and a changed byte fails
+/// the record's authentication.
+#[derive(Debug, Clone)]
+pub struct RpcTls {
+    pub cert: Arc<ReloadingCert>,
+    /// For a node's RPC listener: a client certificate of the cluster CA is required.
+    pub server: Arc<ServerConfig>,
+    /// For calls to nodes: the server must show a node certificate of the cluster CA.
+    pub client: Arc<ClientConfig>,
+}
+
+impl RpcTls {
+    pub fn load(ca_cert: &Path, cert: &Path, key: &Path) -> Result<RpcTls, TlsError> {
+        let provider = provider();
+        let roots = Arc::new(load_roots(ca_cert)?);
+        let cert = ReloadingCert::load(cert, key)?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Ca {
+                path: ca_cert.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TlsError::Config)?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(cert.clone());
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TlsError::Config)?
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(cert.clone());
+        Ok(RpcTls {
+            cert,
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}
+
+/// The certificates of a PEM file as trust anchors.
+fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let err = |message: String| TlsError::Ca {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no PEM certificate in the file".into()));
+    }
+    Ok(roots)
 }

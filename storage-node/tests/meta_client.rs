@@ -63,6 +63,8 @@ async fn three_nodes() -> Nodes {
             listen_addr: addr,
             data_dir: dir.path().join("db"),
             cluster_secret: SECRET.into(),
+            rpc_tls: None,
+            insecure_plaintext_rpc: true,
             zone: "z".into(),
             parity_chunks: 1,
             max_clock_offset_ms: 500,
@@ -89,7 +91,7 @@ async fn three_nodes() -> Nodes {
         dirs.push(dir);
     }
     let map = Arc::new(ClusterMap::new(1, infos).unwrap());
-    let client = Arc::new(NodeClient::new(map, SECRET, Marking::ByDetector).unwrap());
+    let client = Arc::new(NodeClient::new(map, SECRET, Marking::ByDetector, None).unwrap());
     Nodes {
         client,
         stops,

@@ -31,6 +31,8 @@ async fn start() -> Node {
         listen_addr: addr,
         data_dir: dir.path().join("db"),
         cluster_secret: SECRET.into(),
+        rpc_tls: None,
+        insecure_plaintext_rpc: true,
         zone: "z".into(),
         parity_chunks: 2,
         max_clock_offset_ms: 500,

@@ -26,6 +26,16 @@ pub struct ClusterInfo {
     /// (`deploy/local-cluster.sh --tls`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<String>,
+    /// The operator's certificate for the internal RPC's mutual TLS (admin calls, the nodes'
+    /// `/metrics`).
+    pub rpc_tls: RpcTlsInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RpcTlsInfo {
+    pub ca_cert: String,
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,16 +138,27 @@ impl Cluster {
         self.nodes()[idx]
     }
 
+    /// The Prometheus text of the storage node at `addr` (over the RPC's mutual TLS).
+    pub fn node_metrics_at(&self, addr: &str) -> anyhow::Result<String> {
+        node_metrics_text(&self.info.rpc_tls, addr)
+    }
+
     /// An `aws-sdk-s3` client for gateway `gateway_idx`, trusting the cluster's CA if it
     /// serves HTTPS.
     pub fn client(&self, gateway_idx: usize) -> aws_sdk_s3::Client {
-        let mut config = base_config(
-            &self.info.s3_endpoints[gateway_idx],
-            &self.info.access_key,
-            &self.info.secret_key,
-            &self.info.region,
-        );
-        if let Some(ca) = &self.info.ca_bundle {
+        self.client_as(gateway_idx, &self.info.access_key, &self.info.secret_key)
+    }
+
+    /// Like [`Cluster::client`], signing with another key (a user's).
+    pub fn client_as(
+        &self,
+        gateway_idx: usize,
+        access_key: &str,
+        secret_key: &str,
+    ) -> aws_sdk_s3::Client {
+        let endpoint = &self.info.s3_endpoints[gateway_idx];
+        let mut config = base_config(endpoint, access_key, secret_key, &self.info.region);
+        if let (Some(ca), true) = (&self.info.ca_bundle, endpoint.starts_with("https://")) {
             config = config.http_client(https_client(Path::new(ca)));
         }
         aws_sdk_s3::Client::from_conf(config.build())
@@ -755,6 +776,50 @@ pub fn http_get_text(url: &str) -> anyhow::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The body of `GET /metrics` from the storage node at `addr`, over the internal RPC's mutual
+/// TLS with the operator's certificate in `tls` (Python's standard library).
+pub fn node_metrics_text(tls: &RpcTlsInfo, addr: &str) -> anyhow::Result<String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            NODE_GET_PY,
+            addr,
+            "/metrics",
+            &tls.ca_cert,
+            &tls.cert,
+            &tls.key,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .context("run python3")?;
+    if !out.status.success() {
+        bail!(
+            "GET https://{addr}/metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `GET PATH` from a storage node over mutual TLS: the node must show a certificate for
+/// `node.dmpstore.internal` from the cluster CA; the caller shows its own.
+const NODE_GET_PY: &str = "\
+import http.client, socket, ssl, sys
+addr, path, ca, cert, key = sys.argv[1:]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(ca)
+ctx.load_cert_chain(cert, key)
+host, port = addr.rsplit(':', 1)
+conn = http.client.HTTPConnection(host, int(port), timeout=10)
+conn.sock = ctx.wrap_socket(socket.create_connection((host, int(port)), 10), server_hostname='node.dmpstore.internal')
+conn.request('GET', path)
+resp = conn.getresponse()
+body = resp.read().decode()
+if resp.status != 200:
+    sys.exit(f'status {resp.status}: {body}')
+sys.stdout.write(body)
+";
 
 /// SHA-256 (hex) of the leaf certificate the TLS server at `addr` (`host:port`) presents, by
 /// an unverified handshake with Python's standard library.

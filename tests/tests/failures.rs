@@ -228,10 +228,10 @@ async fn a_panicking_background_worker_is_restarted_and_counted() {
     );
     // The restarted detector works: node 3 sees node 5 go Down.
     cluster.kill_node(4).unwrap();
-    let metrics = format!("http://{}/metrics", cluster.node(2).addr);
+    let metrics = cluster.node(2).addr.clone();
     let mut text = String::new();
     dmpstore_tests::workload::wait_for(std::time::Duration::from_secs(30), || {
-        text = dmpstore_tests::http_get_text(&metrics).unwrap_or_default();
+        text = cluster.node_metrics_at(&metrics).unwrap_or_default();
         text.contains("dmpstore_peer_state{peer=\"n5\",state=\"down\"} 1")
     })
     .await
@@ -393,8 +393,7 @@ async fn a_full_disk_turns_its_node_read_only_until_space_is_freed() {
     let mut written = write_set(&c, "full", "before", 1).await;
     let puts_ok = "dmpstore_node_rpc_requests_total{outcome=\"ok\",rpc=\"put_chunk\"}";
     let n3_puts = || {
-        let text =
-            dmpstore_tests::http_get_text(&format!("http://{}/metrics", cluster.node(2).addr));
+        let text = cluster.node_metrics_at(&cluster.node(2).addr);
         dmpstore_tests::metric_sum(&text.unwrap_or_default(), puts_ok)
     };
     assert!(n3_puts() > 0.0, "node 3 took chunks before its disk filled");
@@ -532,7 +531,7 @@ async fn a_node_whose_storage_pool_is_saturated_is_not_declared_down() {
     let n3_down = "dmpstore_peer_state{peer=\"n3\",state=\"down\"} 1";
     let peers_metrics: Vec<String> = (0..6)
         .filter(|&i| i != 2)
-        .map(|i| format!("http://{}/metrics", cluster.node(i).addr))
+        .map(|i| cluster.node(i).addr.clone())
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..12)
@@ -550,17 +549,20 @@ async fn a_node_whose_storage_pool_is_saturated_is_not_declared_down() {
         .collect();
     // Watch the peers' views until a few of node 3's chunk writes have waited past 2.5 s.
     let slowest = "dmpstore_node_rpc_duration_seconds_bucket{le=\"2.5\",rpc=\"put_chunk\"}";
-    let n3_metrics = format!("http://{}/metrics", cluster.node(2).addr);
+    let n3_metrics = cluster.node(2).addr.clone();
     let mut declared_down = std::collections::BTreeSet::new();
     let mut text = String::new();
     let count = "dmpstore_node_rpc_duration_seconds_count{rpc=\"put_chunk\"}";
     let saturated = dmpstore_tests::workload::wait_for(std::time::Duration::from_secs(60), || {
         for url in &peers_metrics {
-            if dmpstore_tests::http_get_text(url).is_ok_and(|t| t.contains(n3_down)) {
+            if cluster
+                .node_metrics_at(url)
+                .is_ok_and(|t| t.contains(n3_down))
+            {
                 declared_down.insert(url.clone());
             }
         }
-        text = dmpstore_tests::http_get_text(&n3_metrics).unwrap_or_default();
+        text = cluster.node_metrics_at(&n3_metrics).unwrap_or_default();
         // Some chunk writes took longer than 2.5 s: the pool was saturated.
         dmpstore_tests::metric_sum(&text, count) > dmpstore_tests::metric_sum(&text, slowest) + 2.0
     })

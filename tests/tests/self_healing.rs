@@ -173,10 +173,7 @@ async fn a_killed_node_is_detected_and_its_chunks_rebuilt_elsewhere() {
     // down; the gateway reports its traffic.
     let node_metrics: String = (0..7)
         .filter(|&i| i != victim)
-        .map(|i| {
-            dmpstore_tests::http_get_text(&format!("http://{}/metrics", cluster.node(i).addr))
-                .unwrap()
-        })
+        .map(|i| cluster.node_metrics_at(&cluster.node(i).addr).unwrap())
         .collect::<Vec<_>>()
         .join("\n");
     assert!(dmpstore_tests::metric_sum(&node_metrics, "dmpstore_chunks_repaired_total") > 0.0);
@@ -963,7 +960,7 @@ fn chunk_writes(cluster: &Cluster) -> u64 {
     cluster
         .nodes()
         .iter()
-        .filter_map(|p| dmpstore_tests::http_get_text(&format!("http://{}/metrics", p.addr)).ok())
+        .filter_map(|p| cluster.node_metrics_at(&p.addr).ok())
         .flat_map(|text| {
             text.lines()
                 .filter(|l| {
@@ -1053,8 +1050,7 @@ async fn chunks_of_a_put_cut_off_by_a_gateway_crash_are_collected_as_orphans() {
         .nodes()
         .iter()
         .map(|p| {
-            let text =
-                dmpstore_tests::http_get_text(&format!("http://{}/metrics", p.addr)).unwrap();
+            let text = cluster.node_metrics_at(&p.addr).unwrap();
             dmpstore_tests::metric_sum(
                 &text.replace(
                     "dmpstore_housekeeping_total{kind=\"orphan_chunks_dropped\"}",
@@ -1352,8 +1348,7 @@ async fn with_k_plus_m_nodes_and_one_dead_status_counts_every_version_degraded()
         .enumerate()
         .filter(|(i, _)| *i != victim)
         .map(|(_, n)| {
-            let text = dmpstore_tests::http_get_text(&format!("http://{}/metrics", n.addr))
-                .unwrap_or_default();
+            let text = cluster.node_metrics_at(&n.addr).unwrap_or_default();
             text.lines()
                 .filter(|l| l.starts_with("dmpstore_degraded_versions{reason=\"no spare node\"}"))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

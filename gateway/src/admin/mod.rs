@@ -34,7 +34,13 @@ const STATUS_DEADLINE: Duration = Duration::from_secs(3);
 /// is the newest any node has (the config's may predate an added node).
 async fn admin_client(config: &GatewayConfig) -> anyhow::Result<NodeClient> {
     let map = Arc::new(config.cluster_map()?);
-    let client = NodeClient::new(map.clone(), &config.cluster_secret, Marking::ByDetector)?;
+    let tls = config.rpc_tls()?;
+    let client = NodeClient::new(
+        map.clone(),
+        &config.cluster_secret,
+        Marking::ByDetector,
+        tls.map(|t| t.client),
+    )?;
     let asks = map.nodes().map(|n| {
         let client = &client;
         async move {

@@ -1,5 +1,6 @@
-//! The node's RPC listener (DESIGN 13): checks the cluster secret, decodes one frame, runs the
-//! request against the [`Store`] on the blocking pool, and answers with one frame.
+//! The node's RPC listener (DESIGN 13): mutual TLS with the cluster CA (unless the config
+//! chooses plain HTTP), checks the cluster secret, decodes one frame, runs the request against
+//! the [`Store`] on the blocking pool, and answers with one frame.
 //!
 //! [`run`] takes `(listener, config, shutdown)` and never binds or reads the environment itself,
 //! so tests and the dev cluster run many nodes in one process. The one `match` over requests is
@@ -15,6 +16,7 @@ use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
 use crate::store::{Store, StoreError};
 use crate::supervisor::Supervisor;
+use crate::tls::RpcTls;
 use crate::workers::NodeContext;
 use anyhow::Context;
 use bytes::Bytes;
@@ -32,11 +34,16 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long a shutdown waits for in-flight requests before closing anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long a caller has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the RPC certificate's files are checked for a new pair.
+const CERT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 struct Node {
     config: NodeConfig,
@@ -76,6 +83,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let background = TaskTracker::new();
+    let tls = match &config.rpc_tls {
+        Some(t) => {
+            Some(RpcTls::load(&t.ca_cert, &t.cert, &t.key).context("load the RPC's TLS material")?)
+        }
+        None => {
+            tracing::warn!(
+                "insecure_plaintext_rpc: RPCs, the cluster secret and all data travel in clear"
+            );
+            None
+        }
+    };
+    if let Some(tls) = &tls {
+        background.spawn(
+            tls.cert
+                .clone()
+                .watch(CERT_RELOAD_INTERVAL, shutdown.clone()),
+        );
+    }
     let disk = Arc::new(DiskSpace::new(
         config.data_dir.clone(),
         config.min_free_bytes,
@@ -91,7 +116,13 @@ pub async fn run(
         tracing::warn!("no [[nodes]] in the config: no heartbeats, no repair");
         None
     } else {
-        Some(start_cluster_role(&config, &store, &background, &shutdown)?)
+        Some(start_cluster_role(
+            &config,
+            &store,
+            tls.as_ref(),
+            &background,
+            &shutdown,
+        )?)
     };
     let node = Arc::new(Node {
         config,
@@ -108,10 +139,11 @@ pub async fn run(
         last_clock_warn_ms: Default::default(),
         gateways: Default::default(),
     });
-    tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, "storage node serving");
+    tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, tls = tls.is_some(), "storage node serving");
     let graceful = GracefulShutdown::new();
     let conns = TaskTracker::new();
-    serve(&listener, &node, &graceful, &conns, &shutdown).await;
+    let acceptor = tls.map(|t| TlsAcceptor::from(t.server));
+    serve(&listener, &node, acceptor, &graceful, &conns, &shutdown).await;
     drop(listener);
     wind_down(graceful, &background, &conns).await;
     let flushing = node.clone();
@@ -136,6 +168,7 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<Store>> {
 fn start_cluster_role(
     config: &NodeConfig,
     store: &Arc<Store>,
+    tls: Option<&RpcTls>,
     background: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ClusterRole> {
@@ -147,6 +180,7 @@ fn start_cluster_role(
         Arc::new(map),
         &config.cluster_secret,
         Marking::ByDetector,
+        tls.map(|t| t.client.clone()),
     )?);
     {
         // Every newer map, however it arrives (admin, a peer's heartbeat, a stale-map
@@ -210,16 +244,18 @@ fn cluster_map(config: &NodeConfig, store: &Store) -> anyhow::Result<ClusterMap>
     }
 }
 
-/// Accepts connections and serves them (each an owned task) until `shutdown`.
+/// Accepts connections and serves them (each an owned task) until `shutdown`; with `tls`, a
+/// connection is served only once its caller showed a certificate of the cluster CA.
 async fn serve(
     listener: &TcpListener,
     node: &Arc<Node>,
+    tls: Option<TlsAcceptor>,
     graceful: &GracefulShutdown,
     conns: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -231,12 +267,42 @@ async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
-        let service = hyper::service::service_fn(move |req| handle(node.clone(), req));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         conns.spawn(async move {
-            if let Err(e) = conn.await {
+            let service = hyper::service::service_fn(move |req| handle(node.clone(), req));
+            let http = hyper::server::conn::http1::Builder::new();
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(tls) => {
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) if e.kind() != std::io::ErrorKind::InvalidData => {
+                                // Closed or reset before the handshake finished: a port probe,
+                                // or a caller's pool dropping a connection it no longer needs.
+                                tracing::debug!(%peer, error = %e, "RPC connection ended during the TLS handshake");
+                                return;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(%peer, error = %e, "RPC connection refused: TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!(%peer, "RPC connection refused: no TLS handshake within the deadline");
+                                return;
+                            }
+                        };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "rpc connection ended with an error");
             }
         });

@@ -48,6 +48,10 @@ struct Args {
     /// the issue's figure is for 100000).
     #[arg(long, default_value_t = 0)]
     list_keys: usize,
+    /// Only measure the cost of authorization and TLS (multi-process cluster, one HTTPS and
+    /// one HTTP gateway): 4 KiB GETs and `--large-mib` PUT/GET, side by side.
+    #[arg(long)]
+    access_cost: bool,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -62,6 +66,9 @@ fn main() -> anyhow::Result<()> {
         args.large_objects, args.large_mib, args.small_ops, args.concurrency
     );
 
+    if args.access_cost {
+        return rt.block_on(access_cost(&args));
+    }
     let encode = codec_encode_mib_s();
     println!("baseline codec RS(4,2) encode, 1 core:        {encode:>9.1} MiB/s");
     let raw = raw_rocksdb(&args)?;
@@ -397,6 +404,165 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
         small_get,
         list_keys_s,
     })
+}
+
+/// One way of reaching the cluster in the access-cost comparison.
+struct Route {
+    name: &'static str,
+    client: aws_sdk_s3::Client,
+    bucket: &'static str,
+}
+
+/// The cost of authorization and TLS, in one run on one multi-process cluster (gateway 0
+/// HTTPS, gateway 1 HTTP): the baseline is an administrator over HTTP on a bucket without a
+/// policy (authorization allows it without reading the bucket); the others are a user
+/// granted access by a bucket policy (the bucket record read and the policy evaluated on every
+/// request), over HTTP and over HTTPS.
+async fn access_cost(args: &Args) -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(6, 2, &["--tls-gateways", "1"])?;
+    let key: serde_json::Value =
+        serde_json::from_str(&cluster.admin(&["user", "create", "--name", "reader", "--json"])?)?;
+    let (ak, sk) = (
+        key["access_key"].as_str().unwrap_or(""),
+        key["secret_key"].as_str().unwrap_or(""),
+    );
+    let admin = cluster.client(1);
+    admin.create_bucket().bucket("open").send().await?;
+    admin.create_bucket().bucket("governed").send().await?;
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:user/reader"},
+         "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::governed/*",
+         "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}},
+        {"Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": "arn:aws:s3:::governed"}]});
+    admin
+        .put_bucket_policy()
+        .bucket("governed")
+        .policy(policy.to_string())
+        .send()
+        .await?;
+    let routes = [
+        Route {
+            name: "HTTP, administrator, no policy",
+            client: cluster.client(1),
+            bucket: "open",
+        },
+        Route {
+            name: "HTTP, user granted by a policy",
+            client: cluster.client_as(1, ak, sk),
+            bucket: "governed",
+        },
+        Route {
+            name: "HTTPS, user granted by a policy",
+            client: cluster.client_as(0, ak, sk),
+            bucket: "governed",
+        },
+    ];
+    let small = Bytes::from(test_data(6, 4096));
+    for bucket in ["open", "governed"] {
+        run_concurrently(args.small_ops, args.concurrency, |i| {
+            let (c, small) = (admin.clone(), small.clone());
+            async move {
+                c.put_object()
+                    .bucket(bucket)
+                    .key(format!("small/{i}"))
+                    .body(ByteStream::from(small))
+                    .send()
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    // Two rounds, the second in reverse order, so that what grows with time (data on disk,
+    // compaction) weighs on every route alike; each route writes keys of its own.
+    let mut sums = vec![(0.0, 0.0, 0.0); routes.len()];
+    for round in 0..2 {
+        let order: Vec<usize> = match round {
+            0 => (0..routes.len()).collect(),
+            _ => (0..routes.len()).rev().collect(),
+        };
+        for i in order {
+            let (get, put_mib, get_mib) = route_figures(&routes[i], i, args).await?;
+            sums[i].0 += get.ops_s / 2.0;
+            sums[i].1 += put_mib / 2.0;
+            sums[i].2 += get_mib / 2.0;
+        }
+    }
+    println!("cost of authorization and TLS (multi-process cluster, 6 nodes, RS(4,2), mean of 2 rounds):");
+    let base = sums[0];
+    for (route, s) in routes.iter().zip(&sums) {
+        println!(
+            "  {:<34} 4 KiB GET {:>7.0} ops/s ({:.2}x)  {} MiB PUT {:>6.1} MiB/s ({:.2}x)  GET {:>6.1} MiB/s ({:.2}x)",
+            route.name, s.0, s.0 / base.0, args.large_mib, s.1, s.1 / base.1, s.2, s.2 / base.2
+        );
+    }
+    Ok(())
+}
+
+/// 4 KiB GETs at `--concurrency`, then `--large-objects` PUTs and GETs of `--large-mib`
+/// with 4 in flight, through one route.
+async fn route_figures(
+    route: &Route,
+    idx: usize,
+    args: &Args,
+) -> anyhow::Result<(OpStats, f64, f64)> {
+    let (c, bucket) = (&route.client, route.bucket);
+    let start = Instant::now();
+    let lat = run_concurrently(args.small_ops, args.concurrency, |i| async move {
+        let out = c
+            .get_object()
+            .bucket(bucket)
+            .key(format!("small/{i}"))
+            .send()
+            .await?;
+        if out.body.collect().await?.into_bytes().len() != 4096 {
+            bail!("small/{i}: wrong length");
+        }
+        Ok(())
+    })
+    .await?;
+    let small_get = stats(lat, start.elapsed());
+    let large = Bytes::from(test_data(5, args.large_mib * 1024 * 1024));
+    let total_mib = (args.large_objects * args.large_mib) as f64;
+    let start = Instant::now();
+    run_concurrently(args.large_objects, 4, |i| {
+        let large = large.clone();
+        async move {
+            c.put_object()
+                .bucket(bucket)
+                .key(format!("large/{idx}/{i}"))
+                .body(ByteStream::from(large))
+                .send()
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let put_mib_s = total_mib / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    run_concurrently(args.large_objects, 4, |i| async move {
+        let out = c
+            .get_object()
+            .bucket(bucket)
+            .key(format!("large/{idx}/{i}"))
+            .send()
+            .await?;
+        let mut body = out.body;
+        let mut n = 0;
+        while let Some(chunk) = body.try_next().await? {
+            n += chunk.len();
+        }
+        if n != args.large_mib * 1024 * 1024 {
+            bail!("large/{i}: read {n} bytes");
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((
+        small_get,
+        put_mib_s,
+        total_mib / start.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Writes `n` objects of 1 KiB into a bucket of their own, then lists it whole; keys per
