@@ -5,6 +5,7 @@
 #                                  [--repair-rate MIB_PER_S] [--replaced-data-grace SECONDS]
 #                                  [--orphan-gc SECONDS] [--tombstone-grace SECONDS]
 #                                  [--tls | --tls-gateways N] [--gateway-toml TOML]
+#                                  [--plaintext-rpc]
 #   deploy/local-cluster.sh add DIR
 #   deploy/local-cluster.sh renew-cert DIR
 #   deploy/local-cluster.sh down DIR
@@ -29,6 +30,8 @@
 # (`ca_bundle`) into cluster.json; --tls-gateways N does so for the first N gateways only,
 # the others stay on plain HTTP. --gateway-toml appends TOML tables (such as
 # '[limits]\nmax_connections = 64') to every gateway config.
+# --plaintext-rpc runs the internal RPC over plain HTTP (insecure_plaintext_rpc), for
+# measuring what its TLS costs.
 # `add` starts one more storage node (settings as node 1's, next id, zones in turn), adds it
 # to the running cluster with `gateway admin add`, and lists it in DIR/cluster.json; the
 # cluster then moves to it the chunks whose placement moved.
@@ -37,7 +40,7 @@
 # Binaries come from $DMPSTORE_BIN_DIR, else target/release of this repository.
 set -euo pipefail
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
@@ -45,7 +48,7 @@ bin_dir=${DMPSTORE_BIN_DIR:-$repo/target/release}
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 shift 2
-n_nodes=6; n_gateways=2; gateway_extra=""; detector_toml=""; repair_toml=""; tls_gateways=0
+n_nodes=6; n_gateways=2; plaintext_rpc=0; gateway_extra=""; detector_toml=""; repair_toml=""; tls_gateways=0
 gateway_tables=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,6 +69,7 @@ while [ $# -gt 0 ]; do
       shift 2 ;;
     --tls) tls_gateways=all; shift ;;
     --tls-gateways) tls_gateways=$2; shift 2 ;;
+    --plaintext-rpc) plaintext_rpc=1; shift ;;
     --gateway-toml) gateway_tables+=$'\n'"$2"$'\n'; shift 2 ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac
@@ -128,6 +132,7 @@ make_server_cert() {
 
 # The [rpc_tls] table of the process whose certificate files are $dir/rpc-tls/$1.{pem,key}.
 rpc_tls_toml() {
+  if [ "$plaintext_rpc" = 1 ]; then printf 'insecure_plaintext_rpc = true\n'; return; fi
   printf '[rpc_tls]\nca_cert = "%s"\ncert = "%s"\nkey = "%s"\n' \
     "$dir/rpc-tls/ca.pem" "$dir/rpc-tls/$1.pem" "$dir/rpc-tls/$1.key"
 }
@@ -160,17 +165,18 @@ up() {
   # Held until every process listens, so a concurrent 'up' cannot pick the same ports.
   exec 9>"${TMPDIR:-/tmp}/dmpstore-local-cluster.lock"
   flock 9
-  read -r -a ports <<<"$(free_ports $((n_nodes + n_gateways)))"
+  read -r -a ports <<<"$(free_ports $((2 * n_nodes + n_gateways)))"
 
   local nodes_toml="" procs=() i
   for ((i = 1; i <= n_nodes; i++)); do
     nodes_toml+=$'\n'"[[nodes]]"$'\n'"id = $i"$'\n'"addr = \"127.0.0.1:${ports[i-1]}\""$'\n'"zone = \"zone-$(( (i - 1) % 3 + 1 ))\""$'\n'
   done
   for ((i = 1; i <= n_nodes; i++)); do
-    local cfg="$dir/node-$i.toml" port=${ports[i-1]}
+    local cfg="$dir/node-$i.toml" port=${ports[i-1]} health=${ports[n_nodes + n_gateways + i - 1]}
     cat >"$cfg" <<TOML
 node_id = $i
 listen_addr = "127.0.0.1:$port"
+health_listen_addr = "127.0.0.1:$health"
 data_dir = "$dir/node-$i"
 cluster_secret = "$secret"
 zone = "zone-$(( (i - 1) % 3 + 1 ))"
@@ -181,7 +187,7 @@ $repair_toml}
 $nodes_toml
 TOML
     "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$i.log" 2>&1 9>&- &
-    procs+=("storage-node n$i $! 127.0.0.1:$port $dir/node-$i $cfg")
+    procs+=("storage-node n$i $! 127.0.0.1:$port $dir/node-$i $cfg 127.0.0.1:$health")
   done
   for ((i = 1; i <= n_gateways; i++)); do
     local cfg="$dir/gateway-$i.toml" port=${ports[n_nodes + i - 1]}
@@ -200,7 +206,7 @@ $gateway_tables
 $( [ "$i" -le "$tls_gateways" ] && printf '%s' "$tls_toml" )
 TOML
     "$bin_dir/gateway" serve --config "$cfg" >>"$dir/logs/gateway-$i.log" 2>&1 9>&- &
-    procs+=("gateway g$i $! 127.0.0.1:$port - $cfg")
+    procs+=("gateway g$i $! 127.0.0.1:$port - $cfg -")
   done
   # Record the pids before waiting, so 'down' can stop a half-started cluster.
   write_json "$access_key" "$secret_key" "$region" "$ca_bundle" "$tls_gateways" "${procs[@]}"
@@ -220,9 +226,10 @@ import json, os, sys
 path, access_key, secret_key, region, ca_bundle, tls_gateways, *procs = sys.argv[1:]
 processes = []
 for p in procs:
-    role, pid_id, pid, addr, data_dir, config = p.split(" ")
+    role, pid_id, pid, addr, data_dir, config, health = p.split(" ")
     processes.append({"role": role, "id": pid_id, "pid": int(pid), "addr": addr,
-                      "data_dir": None if data_dir == "-" else data_dir, "config": config})
+                      "data_dir": None if data_dir == "-" else data_dir, "config": config,
+                      "health_addr": None if health == "-" else health})
 gateways = [p for p in processes if p["role"] == "gateway"]
 endpoints = [("https://" if i < int(tls_gateways) else "http://") + p["addr"] for i, p in enumerate(gateways)]
 rpc = os.path.join(os.path.dirname(os.path.abspath(path)), "rpc-tls")
@@ -242,12 +249,12 @@ add() {
   exec 9>"${TMPDIR:-/tmp}/dmpstore-local-cluster.lock"
   flock 9
   local port id cfg zone pid
-  port=$(free_ports 1)
+  read -r port health <<<"$(free_ports 2)"
   # The new node's config: node 1's settings, its own id, address, data dir and zone, and
   # itself in the node list (it learns nodes added before it from the cluster map).
-  read -r id zone cfg < <(python3 - "$dir" "$port" <<'PY'
+  read -r id zone cfg < <(python3 - "$dir" "$port" "$health" <<'PY'
 import json, re, sys
-d, port = sys.argv[1], sys.argv[2]
+d, port, health = sys.argv[1], sys.argv[2], sys.argv[3]
 info = json.load(open(f"{d}/cluster.json"))
 nodes = [p for p in info["processes"] if p["role"] == "storage-node"]
 new_id = max(int(p["id"].lstrip("n")) for p in nodes) + 1
@@ -255,6 +262,7 @@ zone = f"zone-{(new_id - 1) % 3 + 1}"
 text = open(f"{d}/node-1.toml").read()
 text = re.sub(r"(?m)^node_id = .*$", f"node_id = {new_id}", text)
 text = re.sub(r'(?m)^listen_addr = .*$', f'listen_addr = "127.0.0.1:{port}"', text)
+text = re.sub(r'(?m)^health_listen_addr = .*$', f'health_listen_addr = "127.0.0.1:{health}"', text)
 text = re.sub(r'(?m)^data_dir = .*$', f'data_dir = "{d}/node-{new_id}"', text)
 text = re.sub(r'(?m)^zone = .*$', f'zone = "{zone}"', text, count=1)
 text = re.sub(r'(?m)^cert = .*$', f'cert = "{d}/rpc-tls/node-{new_id}.pem"', text)
@@ -268,14 +276,15 @@ PY
   "$bin_dir/gateway" admin certs issue --dir "$dir/rpc-tls" --node "$id" >/dev/null
   "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$id.log" 2>&1 9>&- &
   pid=$!
-  python3 - "$dir/cluster.json" "$id" "$pid" "$port" "$dir/node-$id" "$cfg" <<'PY'
+  python3 - "$dir/cluster.json" "$id" "$pid" "$port" "$dir/node-$id" "$cfg" "$health" <<'PY'
 import json, sys
-path, new_id, pid, port, data_dir, cfg = sys.argv[1:]
+path, new_id, pid, port, data_dir, cfg, health = sys.argv[1:]
 info = json.load(open(path))
 procs = info["processes"]
 last = max(i for i, p in enumerate(procs) if p["role"] == "storage-node")
 procs.insert(last + 1, {"role": "storage-node", "id": f"n{new_id}", "pid": int(pid),
-                        "addr": f"127.0.0.1:{port}", "data_dir": data_dir, "config": cfg})
+                        "addr": f"127.0.0.1:{port}", "data_dir": data_dir, "config": cfg,
+                        "health_addr": f"127.0.0.1:{health}"})
 json.dump(info, open(path, "w"), indent=2)
 PY
   wait_for_port "$port" "$pid" "storage-node n$id" || exit 1

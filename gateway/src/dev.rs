@@ -58,6 +58,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         let config = NodeConfig {
             node_id: entry.id,
             listen_addr: listener.local_addr()?,
+            health_listen_addr: None,
             data_dir: opts.data_dir.join(format!("node-{}", entry.id)),
             cluster_secret: cluster_secret.clone(),
             rpc_tls: Some(ca.issue_into(&certs, &Role::Node(entry.id))?),

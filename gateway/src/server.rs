@@ -18,6 +18,7 @@ use crate::state::GatewayState;
 use anyhow::Context;
 use dmpstore_common::limits::{ACCEPT_ERROR_BACKOFF, MAX_S3_HEADER_BYTES, TLS_CERT_CHECK_INTERVAL};
 use dmpstore_common::rpc::Request;
+use dmpstore_storage_node::health;
 use dmpstore_storage_node::tls::ReloadingCert;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -32,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// A node counts toward readiness if it answered a health probe (every 500 ms) this recently.
+const READY_PROBE_FRESHNESS: Duration = Duration::from_secs(3);
 
 /// Serves S3 on `listener` until `shutdown` is cancelled.
 pub async fn run(
@@ -235,12 +238,25 @@ impl Listen {
         watcher.watch(conn).await
     }
 
-    /// One request: a metrics scrape, or an S3 request under the in-flight cap.
+    /// One request: a health probe, a metrics scrape, or an S3 request under the in-flight
+    /// cap.
     async fn request(
         self,
         req: http::Request<hyper::body::Incoming>,
     ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
         let state = &self.state;
+        if let Some(probe) = health::probe(&req) {
+            let (status, text) = health::answer(
+                match probe {
+                    health::Probe::Live => Ok(()),
+                    health::Probe::Ready => readiness(state),
+                },
+                probe,
+            );
+            let mut r = http::Response::new(s3s::Body::from(text));
+            *r.status_mut() = status;
+            return Ok(r);
+        }
         if crate::metrics::is_scrape(&req) {
             let text = state.metrics.render(&state.nodes, &state.meta);
             let mut r = http::Response::new(s3s::Body::from(text));
@@ -265,6 +281,24 @@ impl Listen {
             .observe_request(&method, status, started.elapsed().as_secs_f64());
         response.map(|r| r.map(|body| PermitBody::wrap(body, permit)))
     }
+}
+
+/// Whether this gateway can serve now: at most `m` nodes fail its health probes (every
+/// partition keeps a majority, every stripe `k` chunks), and its clock is within bounds of
+/// theirs (else it refuses writes).
+fn readiness(state: &GatewayState) -> Result<(), String> {
+    let total = state.nodes.map().len();
+    let answering = state.nodes.answering(READY_PROBE_FRESHNESS);
+    health::quorum(answering, total, usize::from(state.layout.m))?;
+    if let Some(offset) = state.nodes.clock_offset_ms() {
+        if offset.unsigned_abs() > state.config.max_clock_offset_ms {
+            return Err(format!(
+                "this gateway's clock is {offset} ms from the nodes' (at most {} ms allowed)",
+                state.config.max_clock_offset_ms
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Sends this gateway's P_HA counts to every node now and then, so that `gateway admin

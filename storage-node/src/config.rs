@@ -13,6 +13,10 @@ pub struct NodeConfig {
     pub node_id: u32,
     /// Address the RPC listener binds to (`host:port`).
     pub listen_addr: SocketAddr,
+    /// Address of a plain-HTTP listener for load balancers and Kubernetes probes: only
+    /// `GET /health/live` and `GET /health/ready`. None: no such listener.
+    #[serde(default)]
+    pub health_listen_addr: Option<SocketAddr>,
     /// Directory holding this node's RocksDB database.
     pub data_dir: PathBuf,
     /// Shared secret every RPC must carry; the same on every node and gateway.

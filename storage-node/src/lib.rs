@@ -13,6 +13,7 @@
 //! - [`workers`]: the background work, one worker per concern over a shared context:
 //!   heartbeats, repair scanner, repair worker (rebuild and heal), scrub, garbage collection,
 //!   anti-entropy, orphan scan, drain sweep.
+//! - [`health`]: the liveness and readiness probes' rules (`/health/live`, `/health/ready`).
 //! - [`disk`]: free space on the data disk and the read-only state a full disk puts the node in.
 //! - [`supervisor`]: runs the background workers and restarts one that panics.
 //! - [`metrics`]: the node's Prometheus registry.
@@ -26,6 +27,7 @@
 pub mod config;
 pub mod detector;
 pub mod disk;
+pub mod health;
 pub mod logging;
 pub mod meta_client;
 pub mod metrics;

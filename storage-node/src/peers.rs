@@ -313,6 +313,19 @@ impl NodeClient {
             .is_some_and(|u| u > std::time::Instant::now())
     }
 
+    /// How many nodes of the map are Up and answered a health probe or heartbeat within
+    /// `within` (a gateway's readiness).
+    pub fn answering(&self, within: Duration) -> usize {
+        let samples = self.clock_samples.read().expect("clock samples lock");
+        self.map()
+            .nodes()
+            .filter(|n| {
+                self.state(n.id) == NodeState::Up
+                    && samples.get(&n.id).is_some_and(|s| s.at.elapsed() < within)
+            })
+            .count()
+    }
+
     pub fn state(&self, node: NodeId) -> NodeState {
         self.states
             .read()

@@ -61,6 +61,7 @@ async fn three_nodes() -> Nodes {
         let config = NodeConfig {
             node_id: id,
             listen_addr: addr,
+            health_listen_addr: None,
             data_dir: dir.path().join("db"),
             cluster_secret: SECRET.into(),
             rpc_tls: None,

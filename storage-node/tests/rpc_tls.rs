@@ -45,6 +45,7 @@ async fn start(tls: RpcTlsConfig) -> Node {
     let config = NodeConfig {
         node_id: 1,
         listen_addr: addr,
+        health_listen_addr: None,
         data_dir: dir.path().join("db"),
         cluster_secret: SECRET.into(),
         rpc_tls: Some(tls),

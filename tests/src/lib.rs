@@ -46,6 +46,9 @@ pub struct ProcessInfo {
     pub addr: String,
     pub data_dir: Option<String>,
     pub config: String,
+    /// A storage node's plain-HTTP health listener (`/health/live`, `/health/ready`).
+    #[serde(default)]
+    pub health_addr: Option<String>,
 }
 
 /// The repository root (this crate lives in `tests/`).

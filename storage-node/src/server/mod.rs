@@ -11,6 +11,7 @@ mod dispatch;
 use crate::config::NodeConfig;
 use crate::detector::Detector;
 use crate::disk::DiskSpace;
+use crate::health;
 use crate::meta_client::MetaClient;
 use crate::metrics::NodeMetrics;
 use crate::peers::{Marking, NodeClient};
@@ -139,6 +140,13 @@ pub async fn run(
         last_clock_warn_ms: Default::default(),
         gateways: Default::default(),
     });
+    if let Some(addr) = node.config.health_listen_addr {
+        let health = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind the health listener {addr}"))?;
+        tracing::info!(%addr, "health probes served (/health/live, /health/ready)");
+        background.spawn(serve_health(health, node.clone(), shutdown.clone()));
+    }
     tracing::info!(node = %node.config.id(), addr = %listener.local_addr()?, tls = tls.is_some(), "storage node serving");
     let graceful = GracefulShutdown::new();
     let conns = TaskTracker::new();
@@ -307,6 +315,61 @@ async fn serve(
             }
         });
     }
+}
+
+/// Serves `/health/live` and `/health/ready` (plain HTTP, nothing else) until `shutdown`.
+async fn serve_health(listener: TcpListener, node: Arc<Node>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let (status, text) = match health::probe(&req) {
+                    Some(probe) => health::answer(
+                        match probe {
+                            health::Probe::Live => Ok(()),
+                            health::Probe::Ready => readiness(&node),
+                        },
+                        probe,
+                    ),
+                    None => (
+                        StatusCode::NOT_FOUND,
+                        "only /health/live and /health/ready\n".into(),
+                    ),
+                };
+                let mut r = http::Response::new(Full::new(Bytes::from(text)));
+                *r.status_mut() = status;
+                std::future::ready(Ok::<_, std::convert::Infallible>(r))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn).await;
+        });
+    }
+}
+
+/// Whether the node can serve now: its disk takes writes, and with a cluster, at most `m`
+/// nodes (by its failure detector) are not Up.
+fn readiness(node: &Node) -> Result<(), String> {
+    if node.disk.read_only() {
+        return Err("the data disk is nearly full: read-only".into());
+    }
+    if let Some(c) = &node.cluster {
+        let map = c.client.map();
+        let me = node.config.id();
+        let up = map
+            .nodes()
+            .filter(|n| n.id == me || c.client.state(n.id) == crate::peers::NodeState::Up)
+            .count();
+        health::quorum(up, map.len(), usize::from(node.config.parity_chunks))?;
+    }
+    Ok(())
 }
 
 /// Waits (each for at most [`SHUTDOWN_GRACE`]) for in-flight requests, background work and

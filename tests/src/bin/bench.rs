@@ -413,12 +413,15 @@ struct Route {
     bucket: &'static str,
 }
 
-/// The cost of authorization and TLS, in one run on one multi-process cluster (gateway 0
-/// HTTPS, gateway 1 HTTP): the baseline is an administrator over HTTP on a bucket without a
-/// policy (authorization allows it without reading the bucket); the others are a user
-/// granted access by a bucket policy (the bucket record read and the policy evaluated on every
-/// request), over HTTP and over HTTPS.
+/// The cost of authorization and TLS, in one run on two multi-process clusters: the baseline
+/// is an administrator over plain HTTP on a bucket without a policy (authorization allows it
+/// without reading the bucket) on a cluster whose internal RPC is plain HTTP too; then the
+/// same on the cluster with the internal RPC over mutual TLS (as every cluster runs by
+/// default), where gateway 0 serves HTTPS and gateway 1 HTTP, and a user granted access by a
+/// bucket policy (the bucket record read and the policy evaluated on every request), over
+/// HTTP and over HTTPS.
 async fn access_cost(args: &Args) -> anyhow::Result<()> {
+    let plain = Cluster::start_with(6, 1, &["--plaintext-rpc"])?;
     let cluster = Cluster::start_with(6, 2, &["--tls-gateways", "1"])?;
     let key: serde_json::Value =
         serde_json::from_str(&cluster.admin(&["user", "create", "--name", "reader", "--json"])?)?;
@@ -426,6 +429,12 @@ async fn access_cost(args: &Args) -> anyhow::Result<()> {
         key["access_key"].as_str().unwrap_or(""),
         key["secret_key"].as_str().unwrap_or(""),
     );
+    plain
+        .client(0)
+        .create_bucket()
+        .bucket("open")
+        .send()
+        .await?;
     let admin = cluster.client(1);
     admin.create_bucket().bucket("open").send().await?;
     admin.create_bucket().bucket("governed").send().await?;
@@ -442,25 +451,34 @@ async fn access_cost(args: &Args) -> anyhow::Result<()> {
         .await?;
     let routes = [
         Route {
-            name: "HTTP, administrator, no policy",
+            name: "HTTP, admin, no policy, plain RPC",
+            client: plain.client(0),
+            bucket: "open",
+        },
+        Route {
+            name: "HTTP, admin, no policy, mTLS RPC",
             client: cluster.client(1),
             bucket: "open",
         },
         Route {
-            name: "HTTP, user granted by a policy",
+            name: "HTTP, user by policy, mTLS RPC",
             client: cluster.client_as(1, ak, sk),
             bucket: "governed",
         },
         Route {
-            name: "HTTPS, user granted by a policy",
+            name: "HTTPS, user by policy, mTLS RPC",
             client: cluster.client_as(0, ak, sk),
             bucket: "governed",
         },
     ];
     let small = Bytes::from(test_data(6, 4096));
-    for bucket in ["open", "governed"] {
+    for (writer, bucket) in [
+        (plain.client(0), "open"),
+        (admin.clone(), "open"),
+        (admin.clone(), "governed"),
+    ] {
         run_concurrently(args.small_ops, args.concurrency, |i| {
-            let (c, small) = (admin.clone(), small.clone());
+            let (c, small) = (writer.clone(), small.clone());
             async move {
                 c.put_object()
                     .bucket(bucket)
@@ -488,7 +506,7 @@ async fn access_cost(args: &Args) -> anyhow::Result<()> {
             sums[i].2 += get_mib / 2.0;
         }
     }
-    println!("cost of authorization and TLS (multi-process cluster, 6 nodes, RS(4,2), mean of 2 rounds):");
+    println!("cost of authorization and TLS (multi-process clusters, 6 nodes, RS(4,2), mean of 2 rounds):");
     let base = sums[0];
     for (route, s) in routes.iter().zip(&sums) {
         println!(
