@@ -15,6 +15,8 @@
 set -eu
 
 if [ "${NODE_ID_FROM_HOSTNAME:-0}" = 1 ] && [ -z "${NODE_ID:-}" ]; then
+  # HOSTNAME is set by the container runtime (the pod name on Kubernetes).
+  # shellcheck disable=SC3028
   host=${HOSTNAME:-$(hostname)}
   ordinal=${host##*-}
   case $ordinal in
