@@ -35,11 +35,14 @@ PROMTOOL_VERSION=v0.316.0 # Prometheus 3.x's Go module version
 exec 3>&1
 log() { printf '\n== %s\n' "$*"; }
 failures=0
+passed=0
+skipped=0
 step() { # step NAME COMMAND...: runs a check, counts its failure, goes on.
   local name=$1
   shift
   if "$@"; then
     echo "  ok: $name" >&3
+    passed=$((passed + 1))
   else
     echo "  FAILED: $name" >&3
     failures=$((failures + 1))
@@ -141,7 +144,7 @@ render_all() {
   return $ok
 }
 printf '%s\n' "$secret" >"$work/cluster-secret"
-$py - "$work" <<'EOF'
+"$py" - "$work" <<'EOF'
 import sys, yaml
 cm = yaml.safe_load(open("deploy/kubernetes/configmap.yaml"))
 for key in ("storage-node.toml.tmpl", "gateway.toml.tmpl"):
@@ -156,7 +159,7 @@ step "compose config" "$bin/compose-check" --env-file deploy/compose/env.example
 step "compose config --profile monitoring" "$bin/compose-check" --env-file deploy/compose/env.example \
   --profile monitoring deploy/compose/compose.yaml >"$work/compose.monitoring.yaml"
 compose_shape() {
-  $py - "$work/compose.monitoring.yaml" <<'EOF'
+  "$py" - "$work/compose.monitoring.yaml" <<'EOF'
 import sys, yaml
 p = yaml.safe_load(open(sys.argv[1]))["services"]
 nodes = [s for s in p if s.startswith("node")]
@@ -170,10 +173,13 @@ for s in nodes:
 print("  6 nodes and 2 gateways, each with a healthcheck, read-only, node ids match names")
 EOF
 }
-step "compose: 6 nodes, 2 gateways" compose_shape
-step "compose bind-mount sources exist" "$py" scripts/deploy-check/checks.py compose-mounts "$work/compose.monitoring.yaml"
+if [ -s "$work/compose.monitoring.yaml" ]; then
+  step "compose: 6 nodes, 2 gateways" compose_shape
+  step "compose bind-mount sources exist" "$py" scripts/deploy-check/checks.py compose-mounts "$work/compose.monitoring.yaml"
+fi
 if ! "$bin/compose-check" deploy/compose/compose.yaml >/dev/null 2>&1; then
   echo "  ok: compose refuses to start without the secrets set"
+  passed=$((passed + 1))
 else
   echo "  FAILED: compose starts without DMPSTORE_CLUSTER_SECRET" >&2
   failures=$((failures + 1))
@@ -252,19 +258,21 @@ alerts_cover() {
   return $ok
 }
 step "alerts cover node down, degraded, repair stalled, disk, clock, availability" alerts_cover
-$py - <<'EOF' || failures=$((failures + 1))
+"$py" - <<'EOF' || failures=$((failures + 1))
 import yaml
 for f in ("deploy/monitoring/grafana/provisioning/datasources/dmpstore.yaml",
           "deploy/monitoring/grafana/provisioning/dashboards/dmpstore.yaml"):
     assert yaml.safe_load(open(f))["apiVersion"] == 1, f
 print("  ok: grafana provisioning files")
 EOF
+passed=$((passed + 1))
 if [ -n "$promtool" ]; then
   step "promtool check rules" "$promtool" check rules "$rules"
   step "promtool test rules" "$promtool" test rules deploy/monitoring/dmpstore-alerts.test.yml
   step "promtool check config --syntax-only" "$promtool" check config --syntax-only deploy/monitoring/prometheus.yml
 else
   echo "  skipped: promtool check/test rules (promtool not installed; run with --full)"
+  skipped=$((skipped + 1))
 fi
 
 # --- the real binaries -----------------------------------------------------------------------
@@ -341,6 +349,7 @@ if [ -x "$bindir/storage-node" ] && [ -x "$bindir/gateway" ]; then
   step "storage-node and gateway accept the rendered configs" binaries
 else
   echo "  skipped: no storage-node and gateway in $bindir (cargo build --release first)"
+  skipped=$((skipped + 1))
 fi
 
 # --- docs --------------------------------------------------------------------------------------
@@ -350,8 +359,5 @@ mapfile -t artifacts < <(find deploy/container deploy/compose deploy/kubernetes 
 step "deploy/README.md names every artifact" "$py" scripts/deploy-check/checks.py docs deploy/README.md "${artifacts[@]}"
 
 echo
-if [ "$failures" -gt 0 ]; then
-  echo "check-deploy: $failures check(s) FAILED" >&2
-  exit 1
-fi
-echo "check-deploy: all deployment artifacts valid"
+echo "check-deploy: $passed passed, $failures failed, $skipped skipped"
+[ "$failures" -eq 0 ]
