@@ -378,7 +378,8 @@ impl NodeClient {
             });
         }
         let sent_ms = wall_ms();
-        let result = tokio::time::timeout(deadline, self.call_inner(node, request, payload)).await;
+        let result =
+            tokio::time::timeout(deadline, self.call_inner(node, request, payload, deadline)).await;
         let result = result.unwrap_or(Err(RpcError::Timeout(node)));
         match &result {
             Ok((Response::Health(h), _)) => {
@@ -430,6 +431,7 @@ impl NodeClient {
         node: NodeId,
         request: &Request,
         payload: Bytes,
+        deadline: Duration,
     ) -> Result<(Response, Bytes), RpcError> {
         let map = self.map();
         let addr = map
@@ -447,22 +449,34 @@ impl NodeClient {
                 message: e.to_string(),
             })?;
         let pool = match request {
-            Request::Heartbeat { .. } => &self.beats,
-            _ => &self.http,
+            Request::Heartbeat { .. } => self.beats.clone(),
+            _ => self.http.clone(),
         };
-        let resp = pool.request(req).await.map_err(|e| RpcError::Unreachable {
-            node,
-            message: format!("{e:?}"),
-        })?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| RpcError::Unreachable {
-                node,
-                message: format!("read response: {e}"),
-            })?
-            .to_bytes();
+        // The exchange runs to its end in a task of its own even when the caller stops
+        // waiting (a quorum read that has its majority, a deadline): a connection abandoned
+        // mid-request cannot go back to the pool, and a new TLS handshake for each costs far
+        // more than finishing the exchange. Bounded by the call's deadline.
+        let exchange = tokio::spawn(tokio::time::timeout(deadline, async move {
+            let resp = pool.request(req).await.map_err(|e| format!("{e:?}"))?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("read response: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        }));
+        let (status, body) = match exchange.await {
+            Ok(Ok(Ok(answer))) => answer,
+            Ok(Ok(Err(message))) => return Err(RpcError::Unreachable { node, message }),
+            Ok(Err(_elapsed)) => return Err(RpcError::Timeout(node)),
+            Err(e) => {
+                return Err(RpcError::Unreachable {
+                    node,
+                    message: format!("RPC task: {e}"),
+                })
+            }
+        };
         let (response, payload): (Response, Bytes) =
             decode_frame(body).map_err(|e| RpcError::Protocol {
                 node,

@@ -361,13 +361,16 @@ fn readiness(node: &Node) -> Result<(), String> {
         return Err("the data disk is nearly full: read-only".into());
     }
     if let Some(c) = &node.cluster {
+        // Peers count once they answered a heartbeat and are Up (right after start every
+        // peer is Up by default but none has been heard yet); the node counts itself.
         let map = c.client.map();
-        let me = node.config.id();
-        let up = map
-            .nodes()
-            .filter(|n| n.id == me || c.client.state(n.id) == crate::peers::NodeState::Up)
+        let heard = c
+            .detector
+            .views()
+            .iter()
+            .filter(|v| v.state == crate::peers::NodeState::Up && v.last_heartbeat_ms_ago.is_some())
             .count();
-        health::quorum(up, map.len(), usize::from(node.config.parity_chunks))?;
+        health::quorum(heard, map.len(), usize::from(node.config.parity_chunks))?;
     }
     Ok(())
 }
