@@ -81,6 +81,10 @@ pub enum MetaValue {
     User(UserRecord),
     /// An access key of a user (in the [`IAM_PARTITION`]).
     AccessKey(AccessKeyRecord),
+    /// The ACL grants of one object version beyond its owner's full control (in the
+    /// bucket's [`acls_partition`], keyed by [`acl_sort_key`]). Appended last, so records
+    /// written before it decode unchanged.
+    ObjectAcl(Vec<AclGrant>),
 }
 
 /// A user of the store: owns the buckets it creates and signs with its access keys.
@@ -190,6 +194,17 @@ pub fn tags_partition(bucket: &str) -> String {
 /// back) another version of the object.
 pub fn tags_sort_key(key: &str, record: &ObjectRecord) -> String {
     format!("{key}\0{}", record.version_token())
+}
+
+/// Partition of a bucket's object ACLs (PutObjectAcl).
+pub fn acls_partition(bucket: &str) -> String {
+    format!("{bucket}#acls")
+}
+
+/// Object ACLs are keyed like tag sets: by object key and version, so an overwrite starts
+/// private, as in S3, and an ACL can never reach another version.
+pub fn acl_sort_key(key: &str, record: &ObjectRecord) -> String {
+    tags_sort_key(key, record)
 }
 
 /// Partition of a bucket's multipart uploads; sort key [`upload_sort_key`].

@@ -182,30 +182,93 @@ pub async fn authorize(
     if tests_tags {
         add_existing_tags(state, &mut access).await?;
     }
-    if decide(&bucket.access, policy.as_ref(), identity, &access) {
-        Ok(())
-    } else {
-        Err(GatewayError::AccessDenied)
+    match decide(&bucket.access, policy.as_ref(), identity, &access) {
+        Verdict::Allow => Ok(()),
+        Verdict::Deny => Err(GatewayError::AccessDenied),
+        Verdict::NotGranted => {
+            match object_acl_allows(state, &bucket.access, identity, &access).await? {
+                true => Ok(()),
+                false => Err(GatewayError::AccessDenied),
+            }
+        }
     }
+}
+
+/// What a bucket's owner, policy and ACL say of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// An explicit Deny of the bucket policy: nothing else can allow it.
+    Deny,
+    /// Neither: an object's ACL may still grant it.
+    NotGranted,
+}
+
+/// Whether the ACL of the object version a request names grants it, where Object Ownership
+/// lets ACLs apply (a public grant not if the bucket ignores public ACLs). Read only for the
+/// requests nothing else allowed, so owners and policy grants never pay for it.
+async fn object_acl_allows(
+    state: &Arc<GatewayState>,
+    bucket: &BucketAccess,
+    identity: Option<&Identity>,
+    access: &Access,
+) -> Result<bool, GatewayError> {
+    let (Some(key), Some(action)) = (
+        access.key.as_deref(),
+        policy::action_for(&access.op, access.version_id.is_some()),
+    ) else {
+        return Ok(false);
+    };
+    if bucket.ownership == ObjectOwnership::BucketOwnerEnforced
+        || bucket.owner.is_empty()
+        || !action.on_object
+    {
+        return Ok(false);
+    }
+    let version = access.version_id.as_deref();
+    let grants = match crate::s3::access::object_grants(state, &access.bucket, key, version).await {
+        Ok(grants) => grants,
+        Err(GatewayError::NoSuchKey | GatewayError::NoSuchVersion) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let ignore_public = bucket
+        .public_access_block
+        .is_some_and(|b| b.ignore_public_acls);
+    let acl = Acl {
+        owner: bucket.owner.clone(),
+        grants: grants
+            .into_iter()
+            .filter(|g| !ignore_public || matches!(g.grantee, Grantee::User(_)))
+            .collect(),
+    };
+    let principal = match identity {
+        Some(id) => Principal::User(id.name()),
+        None => Principal::Anonymous,
+    };
+    Ok(acl.allows(&principal, action.name, true))
 }
 
 /// The decision on an existing bucket: an explicit Deny in its policy wins; then the owner;
 /// then a policy Allow (not a public one if the bucket restricts public buckets); then, where
-/// Object Ownership lets ACLs apply, an ACL grant (not a public one if the bucket ignores
-/// public ACLs).
+/// Object Ownership lets ACLs apply, a bucket ACL grant (not a public one if the bucket
+/// ignores public ACLs). [`Verdict::NotGranted`] leaves the object's ACL to decide.
 pub fn decide(
     bucket: &BucketAccess,
     policy: Option<&Policy>,
     identity: Option<&Identity>,
     access: &Access,
-) -> bool {
+) -> Verdict {
     let principal = match identity {
         Some(id) => Principal::User(id.name()),
         None => Principal::Anonymous,
     };
     let is_owner = identity.is_some_and(|id| !bucket.owner.is_empty() && id.name() == bucket.owner);
     let Some(action) = policy::action_for(&access.op, access.version_id.is_some()) else {
-        return is_owner;
+        return if is_owner {
+            Verdict::Allow
+        } else {
+            Verdict::NotGranted
+        };
     };
     let key = action.on_object.then_some(access.key.as_deref()).flatten();
     let resource = policy::resource_arn(&access.bucket, key);
@@ -213,8 +276,8 @@ pub fn decide(
         p.evaluate(&principal, action.name, &resource, &access.context)
     });
     let blocks = bucket.public_access_block.unwrap_or_default();
-    match decision {
-        Decision::Deny => false,
+    let allowed = match decision {
+        Decision::Deny => return Verdict::Deny,
         _ if is_owner => true,
         Decision::Allow
             if !(blocks.restrict_public_buckets && policy.is_some_and(Policy::is_public)) =>
@@ -222,6 +285,11 @@ pub fn decide(
             true
         }
         _ => acl_allows(bucket, blocks.ignore_public_acls, &principal, action.name),
+    };
+    if allowed {
+        Verdict::Allow
+    } else {
+        Verdict::NotGranted
     }
 }
 

@@ -19,7 +19,7 @@ use dmpstore_common::limits::{
     BUCKET_DELETE_PATIENCE, BUCKET_DELETE_TTL, DELETE_OBJECTS_CONCURRENCY, MAX_SCAN_ENTRIES,
 };
 use dmpstore_common::record::{
-    key_of_version_sort_key, parts_partition, tags_partition, uploads_partition,
+    acls_partition, key_of_version_sort_key, parts_partition, tags_partition, uploads_partition,
     versions_partition, BucketAccess, BucketRecord, DeletingBucket, MetaValue, Versioning,
     BUCKETS_PARTITION,
 };
@@ -402,6 +402,7 @@ async fn sweep(state: &Arc<GatewayState>, bucket: &str) -> Result<u64, GatewayEr
         uploads_partition(bucket),
         parts_partition(bucket),
         tags_partition(bucket),
+        acls_partition(bucket),
     ];
     for (i, partition) in partitions.iter().enumerate() {
         // The key whose records the reclaim re-check reads: a version's key in the versions

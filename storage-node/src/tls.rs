@@ -217,7 +217,13 @@ pub struct RpcTls {
 
 impl RpcTls {
     pub fn load(ca_cert: &Path, cert: &Path, key: &Path) -> Result<RpcTls, TlsError> {
-        let provider = provider();
+        // AES-128-GCM first: both ends are ours, and every chunk byte is encrypted once more
+        // on its way to a node, so the cheaper of TLS 1.3's AEADs goes first.
+        let mut suites = rustls::crypto::ring::default_provider();
+        suites
+            .cipher_suites
+            .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let provider = Arc::new(suites);
         let roots = Arc::new(load_roots(ca_cert)?);
         let cert = ReloadingCert::load(cert, key)?;
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())

@@ -14,6 +14,7 @@ is reached with `fs.s3a.connection.ssl.enabled=true`, trusting only the cluster'
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,14 +64,31 @@ def session(cluster, committer, endpoint):
     builder = SparkSession.builder.master("local[2]").appName(f"dmpstore-{committer}")
     for k, v in conf.items():
         builder = builder.config(k, v)
-    spark = builder.getOrCreate()
+    # The first session of a fresh machine fetches hadoop-aws and spark-hadoop-cloud from
+    # Maven Central; a registry hiccup there fails the JVM's start, so try up to 3 times.
+    for attempt in range(3):
+        try:
+            spark = builder.getOrCreate()
+            break
+        except Exception as e:  # pyspark raises a bare PySparkRuntimeError / RuntimeError
+            if attempt == 2:
+                raise
+            print(f"Spark did not start ({e}); fetching its packages again", file=sys.stderr)
+            time.sleep(10 * (attempt + 1))
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
 
 def truststore(ca_pem):
-    """A PKCS#12 truststore holding only the CA in `ca_pem` (the JVM's -Djavax.net.ssl.trustStore)."""
+    """A PKCS#12 truststore (the JVM's -Djavax.net.ssl.trustStore) holding the JVM's own CAs,
+    so that Ivy still reaches Maven Central for Spark's packages, and the test CA in `ca_pem`."""
     path = os.path.join(tempfile.mkdtemp(prefix="dmpstore-truststore-"), "ca.p12")
+    java = os.path.realpath(shutil.which("java"))
+    cacerts = os.path.join(os.path.dirname(os.path.dirname(java)), "lib", "security", "cacerts")
+    subprocess.run(["keytool", "-importkeystore", "-noprompt", "-srckeystore", cacerts,
+                    "-srcstorepass", "changeit", "-destkeystore", path, "-deststoretype", "PKCS12",
+                    "-deststorepass", "dmpstore"],
+                   check=True, capture_output=True)
     subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "dmpstore-test-ca", "-file", ca_pem,
                     "-keystore", path, "-storetype", "PKCS12", "-storepass", "dmpstore"],
                    check=True, capture_output=True)

@@ -1044,3 +1044,264 @@ async fn policies_and_acls_grant_what_the_owner_allows_and_nothing_more() {
         .unwrap();
     assert_eq!(raw(&format!("{endpoint}/shared?list-type=2"), "GET").0, 403);
 }
+
+fn ownership(o: aws_sdk_s3::types::ObjectOwnership) -> aws_sdk_s3::types::OwnershipControls {
+    let rule = aws_sdk_s3::types::OwnershipControlsRule::builder()
+        .object_ownership(o)
+        .build()
+        .unwrap();
+    aws_sdk_s3::types::OwnershipControls::builder()
+        .rules(rule)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_acls_grant_one_version_of_one_object() {
+    use aws_sdk_s3::types::{ObjectCannedAcl, ObjectOwnership};
+    let cluster = Cluster::start(6, 1).unwrap();
+    let alice = client_of(&cluster, 0, &create_user(&cluster, "alice"));
+    let bob = client_of(&cluster, 0, &create_user(&cluster, "bob"));
+    let endpoint = cluster.info.s3_endpoints[0].clone();
+    alice.create_bucket().bucket("media").send().await.unwrap();
+    for key in ["shared.parquet", "private.parquet"] {
+        alice
+            .put_object()
+            .bucket("media")
+            .key(key)
+            .body(ByteStream::from_static(b"rows"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let grant_bob_read = || {
+        alice
+            .put_object_acl()
+            .bucket("media")
+            .key("shared.parquet")
+            .grant_read("id=\"bob\"")
+            .send()
+    };
+
+    // ACLs disabled (BucketOwnerEnforced, the default): refused, and bob reads nothing.
+    assert_eq!(
+        outcome(grant_bob_read().await),
+        ("AccessControlListNotSupported".to_string(), 400)
+    );
+    assert_eq!(
+        get_code(&bob, "media", "shared.parquet").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(
+            alice
+                .put_object_acl()
+                .bucket("media")
+                .key("shared.parquet")
+                .acl(ObjectCannedAcl::BucketOwnerFullControl)
+                .send()
+                .await
+        )
+        .0,
+        "ok"
+    );
+
+    // ACLs on: a READ grant lets bob get and head that object, and nothing more.
+    alice
+        .put_bucket_ownership_controls()
+        .bucket("media")
+        .ownership_controls(ownership(ObjectOwnership::ObjectWriter))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(grant_bob_read().await).0, "ok");
+    let acl = alice
+        .get_object_acl()
+        .bucket("media")
+        .key("shared.parquet")
+        .send()
+        .await
+        .unwrap();
+    let grantees: Vec<_> = acl
+        .grants()
+        .iter()
+        .map(|g| {
+            (
+                g.grantee().and_then(|e| e.id()).unwrap_or("").to_string(),
+                g.permission().map(|p| p.as_str()).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        grantees,
+        [
+            ("alice".to_string(), "FULL_CONTROL".to_string()),
+            ("bob".to_string(), "READ".to_string())
+        ]
+    );
+    let got = bob
+        .get_object()
+        .bucket("media")
+        .key("shared.parquet")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], b"rows");
+    assert_eq!(
+        outcome(
+            bob.head_object()
+                .bucket("media")
+                .key("shared.parquet")
+                .send()
+                .await
+        )
+        .0,
+        "ok"
+    );
+    assert_eq!(
+        get_code(&bob, "media", "private.parquet").await,
+        "AccessDenied"
+    );
+    assert_eq!(
+        outcome(
+            bob.put_object()
+                .bucket("media")
+                .key("shared.parquet")
+                .body(ByteStream::from_static(b"overwritten"))
+                .send()
+                .await
+        )
+        .0,
+        "AccessDenied"
+    );
+    for denied in [
+        outcome(
+            bob.get_object_acl()
+                .bucket("media")
+                .key("shared.parquet")
+                .send()
+                .await,
+        )
+        .0,
+        outcome(
+            bob.put_object_acl()
+                .bucket("media")
+                .key("shared.parquet")
+                .grant_read("id=\"bob\"")
+                .send()
+                .await,
+        )
+        .0,
+        outcome(
+            bob.delete_object()
+                .bucket("media")
+                .key("shared.parquet")
+                .send()
+                .await,
+        )
+        .0,
+        outcome(bob.list_objects_v2().bucket("media").send().await).0,
+    ] {
+        assert_eq!(denied, "AccessDenied");
+    }
+    assert_eq!(
+        raw(&format!("{endpoint}/media/shared.parquet"), "GET").0,
+        403
+    );
+
+    // public-read: blocked while Block Public Access blocks public ACLs; once set, anyone
+    // reads that object; IgnorePublicAcls takes it back.
+    let public = || {
+        alice
+            .put_object_acl()
+            .bucket("media")
+            .key("shared.parquet")
+            .acl(ObjectCannedAcl::PublicRead)
+            .send()
+    };
+    assert_eq!(outcome(public().await), ("AccessDenied".to_string(), 403));
+    alice
+        .delete_public_access_block()
+        .bucket("media")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outcome(public().await).0, "ok");
+    assert_eq!(
+        raw(&format!("{endpoint}/media/shared.parquet"), "GET").0,
+        200
+    );
+    assert_eq!(
+        raw(&format!("{endpoint}/media/private.parquet"), "GET").0,
+        403
+    );
+    assert_eq!(get_code(&bob, "media", "shared.parquet").await, "ok");
+    let ignore = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+        .ignore_public_acls(true)
+        .build();
+    alice
+        .put_public_access_block()
+        .bucket("media")
+        .public_access_block_configuration(ignore)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw(&format!("{endpoint}/media/shared.parquet"), "GET").0,
+        403
+    );
+    alice
+        .delete_public_access_block()
+        .bucket("media")
+        .send()
+        .await
+        .unwrap();
+
+    // A new version starts private, as in S3; an explicit Deny beats the ACL.
+    alice
+        .put_object()
+        .bucket("media")
+        .key("shared.parquet")
+        .body(ByteStream::from_static(b"rows v2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw(&format!("{endpoint}/media/shared.parquet"), "GET").0,
+        403
+    );
+    assert_eq!(
+        get_code(&bob, "media", "shared.parquet").await,
+        "AccessDenied"
+    );
+    assert_eq!(outcome(grant_bob_read().await).0, "ok");
+    assert_eq!(get_code(&bob, "media", "shared.parquet").await, "ok");
+    let deny = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": "bob"}, "Action": "s3:GetObject",
+         "Resource": "arn:aws:s3:::media/*"}]});
+    assert_eq!(put_policy(&alice, "media", deny).await, "ok");
+    assert_eq!(
+        get_code(&bob, "media", "shared.parquet").await,
+        "AccessDenied"
+    );
+
+    // Back to BucketOwnerEnforced: stored object grants stop applying.
+    alice
+        .delete_bucket_policy()
+        .bucket("media")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_code(&bob, "media", "shared.parquet").await, "ok");
+    alice
+        .put_bucket_ownership_controls()
+        .bucket("media")
+        .ownership_controls(ownership(ObjectOwnership::BucketOwnerEnforced))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get_code(&bob, "media", "shared.parquet").await,
+        "AccessDenied"
+    );
+}

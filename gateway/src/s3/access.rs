@@ -1,6 +1,6 @@
 //! A bucket's access settings, with AWS's semantics: bucket policies (Put/Get/Delete,
-//! GetBucketPolicyStatus), ACLs (bucket ACLs; object ACLs only as the bucket owner's full
-//! control), Object Ownership and Block Public Access. Who may call these is decided by
+//! GetBucketPolicyStatus), ACLs of buckets and object versions, Object Ownership and Block
+//! Public Access. Who may call these is decided by
 //! authorization like any operation (ADR 0007); this file validates and stores.
 
 use crate::buckets;
@@ -9,7 +9,9 @@ use crate::policy::acl::{Acl, Grant, Grantee, Permission};
 use crate::policy::Policy;
 use crate::state::GatewayState;
 use dmpstore_common::limits::MAX_ACL_GRANTS;
-use dmpstore_common::record::{BucketAccess, ObjectOwnership, PublicAccessBlock};
+use dmpstore_common::record::{
+    acl_sort_key, acls_partition, BucketAccess, MetaValue, ObjectOwnership, PublicAccessBlock,
+};
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result};
 use std::sync::Arc;
@@ -108,6 +110,14 @@ pub(super) async fn put_bucket_acl(
 /// Stores `grants` (the owner's own full control is implied) if Object Ownership lets ACLs
 /// apply and Block Public Access lets a public one be set.
 fn set_bucket_acl(a: &mut BucketAccess, grants: Vec<Grant>) -> Result<(), GatewayError> {
+    a.acl = checked_grants(a, grants)?;
+    Ok(())
+}
+
+/// The grants of an ACL for a resource of the bucket with settings `a`, without the owner's
+/// own full control (implied): refused if Object Ownership disables ACLs, if Block Public
+/// Access blocks a public one, or if there are too many.
+fn checked_grants(a: &BucketAccess, grants: Vec<Grant>) -> Result<Vec<Grant>, GatewayError> {
     let owner = a.owner.clone();
     let extra: Vec<Grant> = grants
         .into_iter()
@@ -130,8 +140,7 @@ fn set_bucket_acl(a: &mut BucketAccess, grants: Vec<Grant>) -> Result<(), Gatewa
             "at most {MAX_ACL_GRANTS} grants"
         )));
     }
-    a.acl = extra;
-    Ok(())
+    Ok(extra)
 }
 
 pub(super) async fn get_bucket_acl(
@@ -146,22 +155,42 @@ pub(super) async fn get_bucket_acl(
     }))
 }
 
-/// Object ACLs: objects belong to the bucket owner (Object Ownership's default), so an
-/// object's ACL is the owner's full control; other grants are refused as S3 refuses them
-/// when ACLs are disabled.
+/// Object ACLs. Objects belong to the bucket owner (under every Object Ownership setting:
+/// dmpstore records no separate object writer); an object version's ACL is the owner's full
+/// control plus the grants PutObjectAcl stored for it, which apply only where Object
+/// Ownership lets ACLs apply. A new version starts private, as in S3.
 pub(super) async fn get_object_acl(
     state: &Arc<GatewayState>,
     req: S3Request<dto::GetObjectAclInput>,
 ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
     let i = req.input;
     let a = settings(state, &i.bucket).await?;
-    crate::get::head_version(state, &i.bucket, &i.key, i.version_id.as_deref()).await?;
-    let (owner, grants) = to_dto(&a.owner, &[]);
+    let grants = object_grants(state, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+    let grants = if a.ownership == ObjectOwnership::BucketOwnerEnforced {
+        Vec::new()
+    } else {
+        grants
+    };
+    let (owner, grants) = to_dto(&a.owner, &grants);
     Ok(S3Response::new(dto::GetObjectAclOutput {
         grants: Some(grants),
         owner: Some(owner),
         request_charged: None,
     }))
+}
+
+/// The stored grants of an object version (the current one without `version_id`).
+pub async fn object_grants(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<Vec<Grant>, GatewayError> {
+    let (record, _) = crate::get::head_version(state, bucket, key, version_id).await?;
+    match crate::meta::get(state, &acls_partition(bucket), &acl_sort_key(key, &record)).await? {
+        Some(MetaValue::ObjectAcl(grants)) => Ok(grants),
+        _ => Ok(Vec::new()),
+    }
 }
 
 pub(super) async fn put_object_acl(
@@ -170,24 +199,32 @@ pub(super) async fn put_object_acl(
 ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
     let i = req.input;
     let a = settings(state, &i.bucket).await?;
-    crate::get::head_version(state, &i.bucket, &i.key, i.version_id.as_deref()).await?;
-    let owner_only = match (&i.acl, &i.access_control_policy) {
-        (Some(canned), _) => matches!(canned.as_str(), "private" | "bucket-owner-full-control"),
-        (None, Some(policy)) => from_dto(policy.grants.as_deref().unwrap_or_default())?
-            .iter()
-            .all(|g| g.grantee == Grantee::User(a.owner.clone())),
-        (None, None) => [
-            &i.grant_read,
-            &i.grant_write,
-            &i.grant_read_acp,
-            &i.grant_write_acp,
-        ]
-        .iter()
-        .all(|g| g.is_none()),
+    let (record, _) =
+        crate::get::head_version(state, &i.bucket, &i.key, i.version_id.as_deref()).await?;
+    let headers = [
+        (i.grant_full_control.as_deref(), Permission::FullControl),
+        (i.grant_read.as_deref(), Permission::Read),
+        (i.grant_read_acp.as_deref(), Permission::ReadAcp),
+        (i.grant_write.as_deref(), Permission::Write),
+        (i.grant_write_acp.as_deref(), Permission::WriteAcp),
+    ];
+    let grants = match (&i.acl, &i.access_control_policy) {
+        (Some(canned), _) => {
+            Acl::canned(canned.as_str(), &a.owner, &a.owner)
+                .map_err(|e| GatewayError::InvalidArgument(e.message().to_string()))?
+                .grants
+        }
+        (None, Some(policy)) => from_dto(policy.grants.as_deref().unwrap_or_default())?,
+        (None, None) => from_headers(&headers)?,
     };
-    if !owner_only {
-        return Err(GatewayError::AccessControlListNotSupported.into());
-    }
+    let extra = checked_grants(&a, grants)?;
+    crate::meta::put(
+        state,
+        &acls_partition(&i.bucket),
+        &acl_sort_key(&i.key, &record),
+        &MetaValue::ObjectAcl(extra),
+    )
+    .await?;
     Ok(S3Response::new(dto::PutObjectAclOutput::default()))
 }
 

@@ -9,7 +9,7 @@
 //! (object tags), `access.rs` (bucket policies, ACLs, Object Ownership, Block Public Access);
 //! `convert.rs` holds the translations they share.
 
-mod access;
+pub mod access;
 mod bucket;
 mod convert;
 mod copy;
