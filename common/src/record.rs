@@ -204,7 +204,12 @@ pub fn acls_partition(bucket: &str) -> String {
 /// Object ACLs are keyed like tag sets: by object key and version, so an overwrite starts
 /// private, as in S3, and an ACL can never reach another version.
 pub fn acl_sort_key(key: &str, record: &ObjectRecord) -> String {
-    tags_sort_key(key, record)
+    acl_sort_key_of(key, &record.version_token())
+}
+
+/// [`acl_sort_key`] of the version with [`ObjectRecord::version_token`] `token`.
+pub fn acl_sort_key_of(key: &str, token: &str) -> String {
+    format!("{key}\0{token}")
 }
 
 /// Partition of a bucket's multipart uploads; sort key [`upload_sort_key`].

@@ -47,6 +47,8 @@ pub struct PutResult {
     pub version_id: Option<String>,
     pub size_bytes: u64,
     pub checksum: Option<ObjectChecksum>,
+    /// The new version's [`ObjectRecord::version_token`].
+    pub version_token: String,
 }
 
 /// PutObject: receive and store the data, then commit the record.
@@ -83,6 +85,7 @@ pub async fn put_object(
     };
     let target = (req.bucket.as_str(), bucket.versioning, req.key.as_str());
     let repair_owner = degraded_owner(state, &record.data);
+    let version_token = record.version_token();
     let version_id = match commit_object_if(state, target, record, &req.conditions).await {
         Ok(v) => v,
         Err(CommitFailure::Refused(e, data)) => {
@@ -100,6 +103,7 @@ pub async fn put_object(
         etag: stored.etag,
         size_bytes: stored.size_bytes,
         checksum: stored.checksum,
+        version_token,
     })
 }
 

@@ -59,6 +59,10 @@ pub enum Marking {
 
 type Connector = HttpsConnector<HttpConnector>;
 
+/// How long an RPC exchange whose caller stopped waiting may still run, so that its
+/// connection goes back to the pool instead of being closed.
+const ABANDONED_RPC_GRACE: Duration = Duration::from_millis(500);
+
 pub struct NodeClient {
     http: Client<Connector, Full<Bytes>>,
     /// Heartbeats' own connection pool: a beat never waits for a connection another call holds.
@@ -452,20 +456,34 @@ impl NodeClient {
             Request::Heartbeat { .. } => self.beats.clone(),
             _ => self.http.clone(),
         };
-        // The exchange runs to its end in a task of its own even when the caller stops
-        // waiting (a quorum read that has its majority, a deadline): a connection abandoned
-        // mid-request cannot go back to the pool, and a new TLS handshake for each costs far
-        // more than finishing the exchange. Bounded by the call's deadline.
-        let exchange = tokio::spawn(tokio::time::timeout(deadline, async move {
-            let resp = pool.request(req).await.map_err(|e| format!("{e:?}"))?;
-            let status = resp.status();
-            let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("read response: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        }));
+        // The exchange runs in a task of its own, and goes on for a short grace when the
+        // caller stops waiting (a quorum read that has its majority): a connection abandoned
+        // mid-request cannot go back to the pool, and with mutual TLS a new one costs a
+        // handshake. Past the grace it is cancelled, so a slow node is not sent more work
+        // than before. Bounded by the call's deadline either way.
+        let (abandoned, on_abandon) = tokio::sync::oneshot::channel::<()>();
+        let exchange = tokio::spawn(async move {
+            let work = tokio::time::timeout(deadline, async move {
+                let resp = pool.request(req).await.map_err(|e| format!("{e:?}"))?;
+                let status = resp.status();
+                let body = Limited::new(resp.into_body(), MAX_RPC_BODY_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("read response: {e}"))?
+                    .to_bytes();
+                Ok::<_, String>((status, body))
+            });
+            tokio::pin!(work);
+            tokio::select! {
+                done = &mut work => done,
+                _ = on_abandon => match tokio::time::timeout(ABANDONED_RPC_GRACE, work).await {
+                    Ok(done) => done,
+                    Err(_) => Ok(Err("abandoned by its caller".into())),
+                },
+            }
+        });
+        // Dropped with this future: the task then has its grace.
+        let _abandon_on_drop = abandoned;
         let (status, body) = match exchange.await {
             Ok(Ok(Ok(answer))) => answer,
             Ok(Ok(Err(message))) => return Err(RpcError::Unreachable { node, message }),

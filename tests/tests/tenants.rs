@@ -1092,6 +1092,24 @@ async fn object_acls_grant_one_version_of_one_object() {
         get_code(&bob, "media", "shared.parquet").await,
         "AccessDenied"
     );
+    let put_public = || {
+        alice
+            .put_object()
+            .bucket("media")
+            .key("public-at-once.parquet")
+            .acl(ObjectCannedAcl::PublicRead)
+            .body(ByteStream::from_static(b"rows"))
+            .send()
+    };
+    assert_eq!(
+        outcome(put_public().await),
+        ("AccessControlListNotSupported".to_string(), 400)
+    );
+    assert_eq!(
+        get_code(&alice, "media", "public-at-once.parquet").await,
+        "NoSuchKey",
+        "a refused ACL writes nothing"
+    );
     assert_eq!(
         outcome(
             alice
@@ -1229,6 +1247,11 @@ async fn object_acls_grant_one_version_of_one_object() {
     assert_eq!(outcome(public().await).0, "ok");
     assert_eq!(
         raw(&format!("{endpoint}/media/shared.parquet"), "GET").0,
+        200
+    );
+    assert_eq!(outcome(put_public().await).0, "ok");
+    assert_eq!(
+        raw(&format!("{endpoint}/media/public-at-once.parquet"), "GET").0,
         200
     );
     assert_eq!(

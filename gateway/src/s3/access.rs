@@ -10,7 +10,8 @@ use crate::policy::Policy;
 use crate::state::GatewayState;
 use dmpstore_common::limits::MAX_ACL_GRANTS;
 use dmpstore_common::record::{
-    acl_sort_key, acls_partition, BucketAccess, MetaValue, ObjectOwnership, PublicAccessBlock,
+    acl_sort_key, acl_sort_key_of, acls_partition, BucketAccess, MetaValue, ObjectOwnership,
+    PublicAccessBlock,
 };
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result};
@@ -177,6 +178,49 @@ pub(super) async fn get_object_acl(
         owner: Some(owner),
         request_charged: None,
     }))
+}
+
+/// The grants a PutObject asks for with `x-amz-acl` or `x-amz-grant-*` (`None`: neither),
+/// checked as PutObjectAcl checks them, so a refused ACL is refused before any data is
+/// written: under BucketOwnerEnforced anything but the owner's full control is
+/// `AccessControlListNotSupported`, as in S3.
+pub async fn requested_object_grants(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    canned: Option<&str>,
+    headers: &[(Option<&str>, Permission)],
+) -> Result<Option<Vec<Grant>>, GatewayError> {
+    if canned.is_none() && headers.iter().all(|(h, _)| h.is_none()) {
+        return Ok(None);
+    }
+    let a = settings(state, bucket).await?;
+    let grants = match canned {
+        Some(name) => {
+            Acl::canned(name, &a.owner, &a.owner)
+                .map_err(|e| GatewayError::InvalidArgument(e.message().to_string()))?
+                .grants
+        }
+        None => from_headers(headers)?,
+    };
+    Ok(Some(checked_grants(&a, grants)?))
+}
+
+/// Stores the grants of the object version `key` with version token `token`.
+pub async fn set_object_grants(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    token: &str,
+    grants: Vec<Grant>,
+) -> Result<(), GatewayError> {
+    crate::meta::put(
+        state,
+        &acls_partition(bucket),
+        &acl_sort_key_of(key, token),
+        &MetaValue::ObjectAcl(grants),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The stored grants of an object version (the current one without `version_id`).

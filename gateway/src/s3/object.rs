@@ -8,6 +8,7 @@ use crate::buckets;
 use crate::checksum::{ChecksumCheck, HeaderChecksums};
 use crate::error::GatewayError;
 use crate::get;
+use crate::policy::acl::Permission;
 use crate::preconditions::{self, ReadConditions, WriteConditions};
 use crate::put::{self, PutRequest};
 use crate::state::GatewayState;
@@ -40,6 +41,20 @@ pub(super) async fn put_object(
     let checksum = ChecksumCheck::from_request(&headers, &values, trailing_headers)?;
     let tags = tagging::parse_header(input.tagging.as_deref())?;
     let content_length = content_length(input.content_length)?;
+    let grant_headers = [
+        (input.grant_full_control.as_deref(), Permission::FullControl),
+        (input.grant_read.as_deref(), Permission::Read),
+        (input.grant_read_acp.as_deref(), Permission::ReadAcp),
+        (input.grant_write_acp.as_deref(), Permission::WriteAcp),
+    ];
+    let acl = super::access::requested_object_grants(
+        state,
+        &input.bucket,
+        input.acl.as_ref().map(|a| a.as_str()),
+        &grant_headers,
+    )
+    .await?;
+    let (bucket, key) = (input.bucket.clone(), input.key.clone());
     let body = input.body.unwrap_or_else(empty_body);
     let result = put::put_object(
         state,
@@ -60,6 +75,11 @@ pub(super) async fn put_object(
         },
     )
     .await?;
+    if let Some(grants) = acl.filter(|g| !g.is_empty()) {
+        // After the commit: until then the new version is private, never more open.
+        super::access::set_object_grants(state, &bucket, &key, &result.version_token, grants)
+            .await?;
+    }
     let sums = ChecksumFields::of(result.checksum.as_ref());
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(result.etag)),
