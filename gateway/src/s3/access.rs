@@ -93,15 +93,9 @@ pub(super) async fn put_bucket_acl(
         (i.grant_write_acp.as_deref(), Permission::WriteAcp),
     ];
     buckets::change_access(state, &i.bucket, |a| {
-        let grants = match (&i.acl, &i.access_control_policy) {
-            (Some(canned), _) => {
-                Acl::canned(canned.as_str(), &a.owner, &a.owner)
-                    .map_err(|e| GatewayError::InvalidArgument(e.message().to_string()))?
-                    .grants
-            }
-            (None, Some(policy)) => from_dto(policy.grants.as_deref().unwrap_or_default())?,
-            (None, None) => from_headers(&headers)?,
-        };
+        let canned = i.acl.as_ref().map(|c| c.as_str());
+        let grants =
+            requested_grants(&a.owner, canned, i.access_control_policy.as_ref(), &headers)?;
         set_bucket_acl(a, grants)
     })
     .await?;
@@ -194,14 +188,7 @@ pub async fn requested_object_grants(
         return Ok(None);
     }
     let a = settings(state, bucket).await?;
-    let grants = match canned {
-        Some(name) => {
-            Acl::canned(name, &a.owner, &a.owner)
-                .map_err(|e| GatewayError::InvalidArgument(e.message().to_string()))?
-                .grants
-        }
-        None => from_headers(headers)?,
-    };
+    let grants = requested_grants(&a.owner, canned, None, headers)?;
     Ok(Some(checked_grants(&a, grants)?))
 }
 
@@ -252,23 +239,11 @@ pub(super) async fn put_object_acl(
         (i.grant_write.as_deref(), Permission::Write),
         (i.grant_write_acp.as_deref(), Permission::WriteAcp),
     ];
-    let grants = match (&i.acl, &i.access_control_policy) {
-        (Some(canned), _) => {
-            Acl::canned(canned.as_str(), &a.owner, &a.owner)
-                .map_err(|e| GatewayError::InvalidArgument(e.message().to_string()))?
-                .grants
-        }
-        (None, Some(policy)) => from_dto(policy.grants.as_deref().unwrap_or_default())?,
-        (None, None) => from_headers(&headers)?,
-    };
+    let canned = i.acl.as_ref().map(|c| c.as_str());
+    let grants = requested_grants(&a.owner, canned, i.access_control_policy.as_ref(), &headers)?;
     let extra = checked_grants(&a, grants)?;
-    crate::meta::put(
-        state,
-        &acls_partition(&i.bucket),
-        &acl_sort_key(&i.key, &record),
-        &MetaValue::ObjectAcl(extra),
-    )
-    .await?;
+    let token = record.version_token();
+    set_object_grants(state, &i.bucket, &i.key, &token, extra).await?;
     Ok(S3Response::new(dto::PutObjectAclOutput::default()))
 }
 
@@ -380,6 +355,23 @@ pub(super) async fn delete_public_access_block(
     })
     .await?;
     Ok(S3Response::new(dto::DeletePublicAccessBlockOutput {}))
+}
+
+/// The grants an ACL request names for a resource of `owner`'s bucket: a canned ACL
+/// (`x-amz-acl`), else an AccessControlPolicy body, else `x-amz-grant-*` headers.
+fn requested_grants(
+    owner: &str,
+    canned: Option<&str>,
+    policy: Option<&dto::AccessControlPolicy>,
+    headers: &[(Option<&str>, Permission)],
+) -> Result<Vec<Grant>, GatewayError> {
+    match (canned, policy) {
+        (Some(name), _) => Ok(Acl::canned(name, owner, owner)
+            .map_err(|e| GatewayError::InvalidArgument(e.message().to_string()))?
+            .grants),
+        (None, Some(policy)) => from_dto(policy.grants.as_deref().unwrap_or_default()),
+        (None, None) => from_headers(headers),
+    }
 }
 
 /// Grants of an AccessControlPolicy body.
