@@ -65,11 +65,13 @@ function fmtDuration(ms) {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(1)} s`;
+  const both = (big, bigUnit, small, smallUnit) =>
+    (small ? `${big} ${bigUnit} ${small} ${smallUnit}` : `${big} ${bigUnit}`);
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${Math.floor(s % 60)} s`;
+  if (m < 60) return both(m, 'min', Math.floor(s % 60), 's');
   const hours = Math.floor(m / 60);
-  if (hours < 24) return `${hours} h ${m % 60} min`;
-  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  if (hours < 24) return both(hours, 'h', m % 60, 'min');
+  return both(Math.floor(hours / 24), 'd', hours % 24, 'h');
 }
 
 const fmtAgo = (ms) => (missing(ms) ? DASH : `${fmtDuration(ms)} ago`);
@@ -297,9 +299,8 @@ function renderCluster(view) {
     tiles,
     card(h('div', { class: 'toolbar' }, h('h2', {}, 'Nodes'), nodesHead), 'nodes-card', nodes),
     charts,
-    h('div', { class: 'two-col' },
-      card('Failure history', 'failures-card', failures),
-      card('Lifecycle', 'lifecycle-card', lifecycle))));
+    card('Failure history', 'failures-card', failures),
+    card('Lifecycle', 'lifecycle-card', lifecycle)));
 
   const seq = renderSeq;
   const tick = async () => {
@@ -348,7 +349,7 @@ function clusterTiles(c) {
     tile('Fully redundant', missing(deg.fully_redundant) ? DASH : deg.fully_redundant ? 'Yes' : 'No',
       waiting.length ? `no census yet from ${waiting.map((n) => `n${n}`).join(', ')}`
         : `oldest census ${fmtAgo(deg.oldest_census_ms_ago)}`,
-      'tile-redundant', deg.fully_redundant ? 'ok' : 'bad'),
+      'tile-redundant', deg.fully_redundant ? 'ok' : 'warn'),
     tile('Repair queue', fmtCount(c.repair_queued),
       `${fmtBytes(c.repair_rate_bytes_per_s)}/s · ETA ${fmtSeconds(c.repair_eta_s)}` +
       (c.repair_idle ? ' · idle' : ''),
@@ -432,13 +433,15 @@ function lifecycleTable(entries) {
     td(h('a', { href: routeHref(['buckets', l.bucket, 'lifecycle']) }, l.bucket)),
     num(fmtCount(l.rules)),
     num(fmtCount(l.passes)),
-    td(l.in_pass ? h('span', { class: 'badge badge-warn' }, 'running') : fmtTime(l.last_pass_end_ms)),
+    td(l.in_pass ? h('span', { class: 'badge badge-warn' }, 'running')
+      : missing(l.last_pass_end_ms) ? 'never' : fmtAgo(Date.now() - l.last_pass_end_ms),
+    { title: fmtTime(l.last_pass_end_ms) }),
     num(fmtCount(l.expired)),
     num(fmtCount(l.noncurrent_expired)),
     num(fmtCount(l.markers_removed)),
     num(fmtCount(l.uploads_aborted))));
   return table([['Bucket'], ['Rules', 'num'], ['Passes', 'num'], ['Last pass'], ['Expired', 'num'],
-    ['Noncurrent', 'num'], ['Markers', 'num'], ['Uploads aborted', 'num']],
+    ['Noncurrent', 'num'], ['Markers', 'num'], ['Aborted', 'num']],
   rows, 'No bucket has lifecycle rules.', 'lifecycle-status-table');
 }
 
@@ -534,21 +537,23 @@ function renderBuckets(view) {
 }
 
 function renderBucket(view, bucket, tab, params) {
+  const prefix = params.get('prefix') || '';
   const tabs = [['objects', 'Objects'], ['versions', 'Versions'], ['lifecycle', 'Lifecycle']];
-  const body = h('div', {});
+  const body = h('div', { class: 'stack' });
   view.replaceChildren(h('div', { class: 'page', testid: 'bucket-page' },
     h('div', { class: 'page-head' },
       h('h1', {}, h('a', { href: '#/buckets', class: 'muted-link' }, 'Buckets'), h('span', { class: 'sep' }, '/'),
         h('span', { testid: 'bucket-title' }, bucket))),
     h('nav', { class: 'tabs' }, tabs.map(([id, label]) => h('a', {
-      href: routeHref(id === 'objects' ? ['buckets', bucket] : ['buckets', bucket, id]),
+      href: id === 'objects' ? routeHref(['buckets', bucket], { prefix })
+        : id === 'versions' ? routeHref(['buckets', bucket, id], { prefix }) : routeHref(['buckets', bucket, id]),
       class: tab === id ? 'active' : '',
       testid: `tab-${id}`,
     }, label))),
     body));
-  if (tab === 'versions') renderVersions(body, bucket, params.get('prefix') || '');
+  if (tab === 'versions') renderVersions(body, bucket, prefix);
   else if (tab === 'lifecycle') renderLifecycle(body, bucket);
-  else renderObjects(body, bucket, params.get('prefix') || '', params.get('token') || '');
+  else renderObjects(body, bucket, prefix, params.get('token') || '');
 }
 
 function breadcrumb(bucket, prefix) {
@@ -613,7 +618,7 @@ function renderObjects(el, bucket, prefix, token) {
     list.replaceChildren(
       table([['Name'], ['Size', 'num'], ['Last modified'], ['', 'actions']], [...folders, ...objects],
         prefix ? 'Nothing under this prefix.' : 'This bucket is empty: upload a file.', 'objects-table'),
-      pager.childElementCount ? pager : null);
+      ...(pager.childElementCount ? [pager] : []));
   });
   fill();
 }
@@ -698,17 +703,18 @@ function renderLifecycle(el, bucket) {
   let rules = [];
   const field = (label, name, attrs = {}) => h('label', { class: 'field' }, label,
     h('input', { name, testid: `lifecycle-add-${name}`, spellcheck: 'false', ...attrs }));
-  const dayField = (label, name) => field(label, name, { type: 'number', min: '0', step: '1', placeholder: 'days' });
+  const dayField = (label, name) => field(`${label} (days)`, name, { type: 'number', min: '0', step: '1', placeholder: 'none' });
   const form = h('form', { class: 'rule-form', testid: 'lifecycle-add-form', novalidate: true },
     field('Rule ID', 'id', { placeholder: 'expire-logs' }),
     field('Prefix', 'prefix', { placeholder: 'logs/ (empty: whole bucket)' }),
-    dayField('Expire objects after (days)', 'expiration'),
-    dayField('Expire noncurrent versions after (days)', 'noncurrent'),
-    dayField('Abort incomplete multipart uploads after (days)', 'abort'),
     h('label', { class: 'field' }, 'Status',
       h('select', { name: 'status', testid: 'lifecycle-add-status' },
         h('option', { value: 'Enabled' }, 'Enabled'), h('option', { value: 'Disabled' }, 'Disabled'))),
+    dayField('Expire objects after', 'expiration'),
+    dayField('Expire noncurrent versions after', 'noncurrent'),
+    dayField('Abort incomplete multipart uploads after', 'abort'),
     h('div', { class: 'form-actions' },
+      h('span', { class: 'muted small' }, 'Saving replaces the bucket\'s configuration with its current rules plus this one; the gateway checks it as S3 would.'),
       h('button', { type: 'submit', class: 'btn btn-primary', testid: 'lifecycle-add-submit' }, 'Add rule')));
 
   /** Stores `next` as the bucket's whole configuration (none left: deletes it). */
@@ -727,9 +733,7 @@ function renderLifecycle(el, bucket) {
 
   el.replaceChildren(
     card('Lifecycle rules', 'lifecycle-rules-card', list),
-    card('Add a rule', 'lifecycle-add-card',
-      h('p', { class: 'muted small pad-x' }, 'The bucket\'s configuration is replaced by its current rules plus this one; the gateway checks it as S3 would.'),
-      form));
+    card('Add a rule', 'lifecycle-add-card', form));
 
   const fill = () => load(async (current) => {
     let config;
@@ -831,7 +835,7 @@ function renderUsers(view, selected) {
 function renderKeys(el, user, secret, fillUsers) {
   const list = h('div', {}, h('p', { class: 'muted pad' }, 'loading…'));
   const readOnly = h('input', { type: 'checkbox', testid: 'key-read-only' });
-  const prefixes = h('input', { testid: 'key-prefixes', placeholder: 'bucket/prefix, other-bucket (empty: all)', spellcheck: 'false' });
+  const prefixes = h('input', { testid: 'key-prefixes', placeholder: 'limit to: bucket/prefix, …', spellcheck: 'false' });
   const form = h('form', {
     class: 'inline-form',
     onsubmit: guard(async (e) => {
