@@ -231,6 +231,10 @@ function render() {
   clearError();
   const { parts, params } = parseRoute();
   const page = parts[0] || 'cluster';
+  if (page === 'users' && !session.admin) {
+    location.replace('#/cluster'); // hashchange renders the cluster page
+    return;
+  }
   for (const a of document.querySelectorAll('#nav a')) {
     a.classList.toggle('active', a.dataset.route === page);
   }
@@ -238,7 +242,7 @@ function render() {
   const view = $('app-view');
   if (page === 'buckets' && parts[1]) renderBucket(view, parts[1], parts[2] || 'objects', params);
   else if (page === 'buckets') renderBuckets(view);
-  else if (page === 'users' && session.admin) renderUsers(view, parts[1]);
+  else if (page === 'users') renderUsers(view, parts[1]);
   else renderCluster(view);
 }
 
@@ -306,19 +310,23 @@ function renderCluster(view) {
   const tick = async () => {
     const [c, r] = await Promise.allSettled([api('GET', '/api/cluster'), api('GET', '/api/rates')]);
     if (seq !== renderSeq) return;
-    const failed = [c, r].find((x) => x.status === 'rejected');
-    if (failed) showError(failed.reason, { fromPoll: true });
-    else if (errorFromPoll) clearError();
-    if (c.status === 'fulfilled') {
-      const cl = c.value;
-      tiles.replaceChildren(...clusterTiles(cl));
-      nodes.replaceChildren(nodesTable(cl.nodes || []));
-      nodesHead.replaceChildren(nodesSummary(cl.nodes || []));
-      failures.replaceChildren(failuresTable(cl.failures || []));
-      lifecycle.replaceChildren(lifecycleTable(cl.lifecycle || []));
-      updated.textContent = `map v${cl.map_version} · updated ${fmtTime(Date.now()).slice(11)}`;
+    try {
+      const failed = [c, r].find((x) => x.status === 'rejected');
+      if (failed) showError(failed.reason, { fromPoll: true });
+      else if (errorFromPoll) clearError();
+      if (c.status === 'fulfilled') {
+        const cl = c.value;
+        tiles.replaceChildren(...clusterTiles(cl));
+        nodes.replaceChildren(nodesTable(cl.nodes || []));
+        nodesHead.replaceChildren(nodesSummary(cl.nodes || []));
+        failures.replaceChildren(failuresTable(cl.failures || []));
+        lifecycle.replaceChildren(lifecycleTable(cl.lifecycle || []));
+        updated.textContent = `map v${cl.map_version} · updated ${fmtTime(Date.now()).slice(11)}`;
+      }
+      if (r.status === 'fulfilled') charts.replaceChildren(...rateCharts(r.value));
+    } catch (e) {
+      showError(new ApiError(0, 'ConsoleError', `Could not show the cluster's summary: ${e.message}`), { fromPoll: true });
     }
-    if (r.status === 'fulfilled') charts.replaceChildren(...rateCharts(r.value));
     if (session) pollTimer = setTimeout(tick, CLUSTER_REFRESH_MS);
   };
   tick();
@@ -466,7 +474,7 @@ function rateCharts(rates) {
         h('span', { class: 'chart-value', testid: `chart-${field}-value` }, missing(last) ? DASH : fmt(last))),
       sparkline(samples.map((s) => s.t_ms), values),
       h('div', { class: 'chart-foot' },
-        h('span', {}, span ? `last ${fmtDuration(span + rates.interval_ms)}` : 'no samples yet'),
+        h('span', {}, samples.length ? `last ${fmtDuration(span + perS * 1000)}` : 'no samples yet'),
         h('span', {}, missing(peak) ? '' : `peak ${fmt(peak)}`)));
   });
 }

@@ -25,6 +25,8 @@ const EXPECT_NODES = process.env.EXPECT_NODES ? Number(process.env.EXPECT_NODES)
 const STATE_WAIT_MS = Number(process.env.WAIT_SECS || 60) * 1000;
 /** Bound on waiting for the page to answer a click (an API round trip and a render). */
 const UI_WAIT_MS = 15_000;
+/** Bound on a new key being honoured by the console's gateway (README: every gateway within 5 s). */
+const KEY_PROPAGATION_MS = 10_000;
 const UPLOAD_BYTES = 300 * 1024;
 const UPLOAD_KEY = 'console-upload.bin';
 
@@ -329,12 +331,24 @@ const steps = {
   },
 };
 
-/** Signs in as a new user in a fresh browser context: it is no administrator. */
+/**
+ * Signs in as a new user in a fresh browser context and checks it is no administrator. A new key
+ * may take a few seconds to reach every gateway, so a refused sign-in is retried for a while.
+ */
 async function signInAs(browserContext, user, accessKey, secretKey) {
   const other = await browserContext.browser().newContext();
   try {
     const page = await other.newPage();
-    await login(page, accessKey, secretKey);
+    const deadline = Date.now() + KEY_PROPAGATION_MS;
+    for (;;) {
+      try {
+        await login(page, accessKey, secretKey);
+        break;
+      } catch (e) {
+        if (!(e instanceof StepError) || Date.now() > deadline) throw e;
+        await page.waitForTimeout(250); // poll interval between sign-in attempts
+      }
+    }
     await seeText(page, 'current-user', user, `signing in as ${user}`);
     if (await tid(page, 'nav-users').isVisible()) fail(`user ${user} sees the Users page`);
     if (await tid(page, 'current-user-admin').isVisible()) fail(`user ${user} is marked admin`);
