@@ -700,6 +700,7 @@ function ruleFromForm(form) {
   const v = (name) => form.elements[name].value.trim();
   const days = (name) => (v(name) === '' ? null : Number(v(name)));
   const rule = { ID: v('id'), Status: v('status'), Filter: { Prefix: v('prefix') } };
+  if (!rule.ID) delete rule.ID; // the gateway names it, as S3 does
   if (!missing(days('expiration'))) rule.Expiration = { Days: days('expiration') };
   if (!missing(days('noncurrent'))) rule.NoncurrentVersionExpiration = { NoncurrentDays: days('noncurrent') };
   if (!missing(days('abort'))) rule.AbortIncompleteMultipartUpload = { DaysAfterInitiation: days('abort') };
