@@ -165,7 +165,7 @@ up() {
   # Held until every process listens, so a concurrent 'up' cannot pick the same ports.
   exec 9>"${TMPDIR:-/tmp}/dmpstore-local-cluster.lock"
   flock 9
-  read -r -a ports <<<"$(free_ports $((2 * n_nodes + n_gateways)))"
+  read -r -a ports <<<"$(free_ports $((2 * n_nodes + 2 * n_gateways)))"
 
   local nodes_toml="" procs=() i
   for ((i = 1; i <= n_nodes; i++)); do
@@ -187,12 +187,14 @@ $repair_toml}
 $nodes_toml
 TOML
     "$bin_dir/storage-node" --config "$cfg" >>"$dir/logs/node-$i.log" 2>&1 9>&- &
-    procs+=("storage-node n$i $! 127.0.0.1:$port $dir/node-$i $cfg 127.0.0.1:$health")
+    procs+=("storage-node n$i $! 127.0.0.1:$port $dir/node-$i $cfg 127.0.0.1:$health -")
   done
   for ((i = 1; i <= n_gateways; i++)); do
     local cfg="$dir/gateway-$i.toml" port=${ports[n_nodes + i - 1]}
+    local console=${ports[2 * n_nodes + n_gateways + i - 1]}
     cat >"$cfg" <<TOML
 s3_listen_addr = "127.0.0.1:$port"
+console_listen_addr = "127.0.0.1:$console"
 region = "$region"
 virtual_host_domains = ["localhost"]
 cluster_secret = "$secret"
@@ -206,7 +208,7 @@ $gateway_tables
 $( [ "$i" -le "$tls_gateways" ] && printf '%s' "$tls_toml" )
 TOML
     "$bin_dir/gateway" serve --config "$cfg" >>"$dir/logs/gateway-$i.log" 2>&1 9>&- &
-    procs+=("gateway g$i $! 127.0.0.1:$port - $cfg -")
+    procs+=("gateway g$i $! 127.0.0.1:$port - $cfg - 127.0.0.1:$console")
   done
   # Record the pids before waiting, so 'down' can stop a half-started cluster.
   write_json "$access_key" "$secret_key" "$region" "$ca_bundle" "$tls_gateways" "${procs[@]}"
@@ -226,10 +228,11 @@ import json, os, sys
 path, access_key, secret_key, region, ca_bundle, tls_gateways, *procs = sys.argv[1:]
 processes = []
 for p in procs:
-    role, pid_id, pid, addr, data_dir, config, health = p.split(" ")
+    role, pid_id, pid, addr, data_dir, config, health, console = p.split(" ")
     processes.append({"role": role, "id": pid_id, "pid": int(pid), "addr": addr,
                       "data_dir": None if data_dir == "-" else data_dir, "config": config,
-                      "health_addr": None if health == "-" else health})
+                      "health_addr": None if health == "-" else health,
+                      "console_addr": None if console == "-" else console})
 gateways = [p for p in processes if p["role"] == "gateway"]
 endpoints = [("https://" if i < int(tls_gateways) else "http://") + p["addr"] for i, p in enumerate(gateways)]
 rpc = os.path.join(os.path.dirname(os.path.abspath(path)), "rpc-tls")

@@ -2,8 +2,8 @@
 # Installs what a fresh machine lacks to build dmpstore: the system packages RocksDB's bindings
 # need (libclang for bindgen, a C++ compiler), python3 and openssl for the cluster launcher.
 # With --test-clients it also installs the real clients the tests drive: aws cli, boto3, rclone,
-# s3cmd, faketime (clock skew in the history checker), pyspark with Java 17, and the s3s-e2e
-# suite.
+# s3cmd, faketime (clock skew in the history checker), pyspark with Java 17, the s3s-e2e
+# suite, and Debian's chromium with playwright-core from npm for the web console's browser test.
 # Idempotent and quiet when everything is there already.
 set -euo pipefail
 
@@ -24,6 +24,8 @@ if $test_clients; then
   command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
   command -v faketime >/dev/null 2>&1 || need+=(faketime)
   java -version 2>&1 | grep -q 'version "17' || need+=(openjdk-17-jre-headless)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -52,4 +54,11 @@ fi
 if ! "$HOME/.cache/dmpstore/tools/bin/s3s-e2e" --version 2>/dev/null | grep -q "0.14.1"; then
   echo "setup: building s3s-e2e 0.14.1 (once, several minutes)"
   cargo install --quiet --locked s3s-e2e --version 0.14.1 --root "$HOME/.cache/dmpstore/tools"
+fi
+# playwright-core (pinned in tests/console/package-lock.json) drives Debian's chromium; it
+# downloads no browser.
+console_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
+if [ ! -d "$console_tests/node_modules/playwright-core" ]; then
+  echo "setup: installing playwright-core for the console test"
+  (cd "$console_tests" && npm ci --silent --no-audit --no-fund)
 fi

@@ -11,6 +11,7 @@
 //! - [`placement`]: zone-aware rendezvous hashing for chunks and metadata replicas.
 //! - [`cluster`]: the versioned cluster map.
 //! - [`hlc`]: the hybrid logical clock that orders metadata versions.
+//! - [`lifecycle`]: lifecycle rules, their validation and what they decide for one version.
 //! - [`record`]: metadata records (buckets, objects, tombstones) and their encoding.
 //! - [`redundancy`]: how far a piece is below full redundancy, and why (the census).
 //! - [`rpc`]: the typed, versioned messages of the internal node RPC and their framing.
@@ -23,6 +24,7 @@ pub mod codec;
 pub mod durability;
 pub mod hlc;
 pub mod ids;
+pub mod lifecycle;
 pub mod limits;
 pub mod placement;
 pub mod quorum;

@@ -85,6 +85,56 @@ pub enum MetaValue {
     /// bucket's [`acls_partition`], keyed by [`acl_sort_key`]). Appended last, so records
     /// written before it decode unchanged.
     ObjectAcl(Vec<AclGrant>),
+    /// A bucket's lifecycle configuration (in the [`LIFECYCLE_PARTITION`], key
+    /// [`lifecycle_rules_key`]). Appended last, so records written before it decode unchanged.
+    LifecycleRules(LifecycleRecord),
+    /// How far the lifecycle worker got with a bucket (key [`lifecycle_progress_key`]).
+    LifecycleProgress(LifecycleProgress),
+}
+
+/// Partition of the buckets' lifecycle configurations and the worker's progress through each
+/// bucket. Kept apart from the bucket records, so builds that predate lifecycle rules never
+/// meet a record they cannot read.
+pub const LIFECYCLE_PARTITION: &str = "#lifecycle";
+
+/// Key of a bucket's lifecycle configuration in the [`LIFECYCLE_PARTITION`].
+pub fn lifecycle_rules_key(bucket: &str) -> String {
+    format!("rules/{bucket}")
+}
+
+/// Key of the lifecycle worker's progress through a bucket in the [`LIFECYCLE_PARTITION`].
+pub fn lifecycle_progress_key(bucket: &str) -> String {
+    format!("progress/{bucket}")
+}
+
+/// A bucket's lifecycle configuration, for the bucket created at `bucket_created_ms`: a
+/// configuration left from a deleted bucket of the same name never applies to a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRecord {
+    pub bucket_created_ms: u64,
+    pub configuration: crate::lifecycle::LifecycleConfiguration,
+}
+
+/// The lifecycle worker's progress through one bucket: a pass walks the bucket's objects (or
+/// versions), then its multipart uploads, and resumes after `cursor` wherever it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleProgress {
+    pub bucket_created_ms: u64,
+    /// Passes completed.
+    pub passes: u64,
+    /// When the pass under way started; `None` between passes.
+    pub pass_started_ms: Option<u64>,
+    pub last_pass_end_ms: Option<u64>,
+    /// Within the pass under way: `false` while walking objects, `true` while walking uploads.
+    pub in_uploads: bool,
+    /// The last sort key handled in the current walk.
+    pub cursor: Vec<u8>,
+    /// Totals since the bucket got its first rules.
+    pub scanned: u64,
+    pub expired: u64,
+    pub noncurrent_expired: u64,
+    pub markers_removed: u64,
+    pub uploads_aborted: u64,
 }
 
 /// A user of the store: owns the buckets it creates and signs with its access keys.

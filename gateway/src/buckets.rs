@@ -483,3 +483,19 @@ pub async fn list(state: &Arc<GatewayState>) -> Result<Vec<(String, BucketRecord
         }
     }
 }
+
+/// Whether ListBuckets shows bucket `name` to `who`: an administrator sees every bucket, a user
+/// the buckets it owns that its key's scope reaches.
+pub fn listed_for(who: &crate::iam::Identity, name: &str, b: &BucketRecord) -> bool {
+    match who {
+        crate::iam::Identity::Admin { .. } => true,
+        crate::iam::Identity::User { name: user, scope } => {
+            *user == b.access.owner
+                && (scope.prefixes.is_empty()
+                    || scope
+                        .prefixes
+                        .iter()
+                        .any(|p| p.split('/').next() == Some(name)))
+        }
+    }
+}

@@ -18,6 +18,10 @@ use dmpstore_storage_node::tls::RpcTls;
 pub struct GatewayConfig {
     /// Address the S3 endpoint binds to (`host:port`).
     pub s3_listen_addr: SocketAddr,
+    /// Address of the web console's listener (`host:port`); none: no console. It speaks
+    /// HTTPS when `[tls]` is set, with the same certificate as the S3 endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_listen_addr: Option<SocketAddr>,
     /// Region name clients sign with (any string; S3A users often pick `us-east-1`).
     #[serde(default = "default_region")]
     pub region: String,
@@ -62,6 +66,9 @@ pub struct GatewayConfig {
     /// Limits of the S3 listener against slow or abusive clients.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The lifecycle worker (ADR 0009).
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
     /// S3 access keys accepted by this gateway.
     pub credentials: Vec<Credential>,
     /// The storage nodes of the cluster (the cluster map).
@@ -96,6 +103,58 @@ pub struct TlsConfig {
     pub cert_path: PathBuf,
     /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
     pub key_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Run the lifecycle worker on this gateway. Any one gateway with it on applies every
+    /// bucket's rules; each bucket's pass is held by one gateway at a time.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Seconds in a lifecycle "day": the unit of every rule's `Days`. Only tests shorten it
+    /// (as Ceph RGW's `rgw_lc_debug_interval`); dates are real dates whatever it is.
+    #[serde(default = "default_lifecycle_day")]
+    pub day_secs: u64,
+    /// Seconds between the starts of two passes over one bucket.
+    #[serde(default = "default_lifecycle_interval")]
+    pub pass_interval_secs: u64,
+    /// Expirations and aborts per second at most, on this gateway.
+    #[serde(default = "default_lifecycle_rate")]
+    pub max_actions_per_sec: u32,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            enabled: true,
+            day_secs: default_lifecycle_day(),
+            pass_interval_secs: default_lifecycle_interval(),
+            max_actions_per_sec: default_lifecycle_rate(),
+        }
+    }
+}
+
+impl LifecycleConfig {
+    pub fn day(&self) -> Duration {
+        Duration::from_secs(self.day_secs)
+    }
+    pub fn pass_interval(&self) -> Duration {
+        Duration::from_secs(self.pass_interval_secs)
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_lifecycle_day() -> u64 {
+    86_400
+}
+fn default_lifecycle_interval() -> u64 {
+    3_600
+}
+fn default_lifecycle_rate() -> u32 {
+    200
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -221,6 +280,13 @@ impl GatewayConfig {
                 "inline_max_bytes must be at most {}",
                 limits::MAX_INLINE_MAX_BYTES
             ));
+        }
+        let lc = &self.lifecycle;
+        if lc.day_secs == 0 || lc.pass_interval_secs == 0 || lc.max_actions_per_sec == 0 {
+            return invalid(
+                "lifecycle.day_secs, pass_interval_secs and max_actions_per_sec must be positive"
+                    .into(),
+            );
         }
         if self.inline_max_bytes >= chunk * usize::from(e.data_chunks) {
             return invalid("inline_max_bytes must be smaller than one stripe".into());

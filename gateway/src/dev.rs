@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub struct DevOptions {
     pub data_dir: PathBuf,
     pub s3_addr: SocketAddr,
+    /// The web console's address; `None`: no console.
+    pub console_addr: Option<SocketAddr>,
     pub access_key: String,
     pub secret_key: String,
     pub region: String,
@@ -80,6 +82,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     }
     let config = GatewayConfig {
         s3_listen_addr: opts.s3_addr,
+        console_listen_addr: opts.console_addr,
         region: opts.region.clone(),
         cluster_secret,
         rpc_tls: Some(ca.issue_into(&certs, &Role::Gateway("dev".into()))?),
@@ -93,6 +96,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         planted_bug_ignore_write_refusals: false,
         tls: opts.tls.clone(),
         limits: Default::default(),
+        lifecycle: Default::default(),
         credentials: vec![Credential {
             access_key: opts.access_key.clone(),
             secret_key: opts.secret_key.clone(),
@@ -103,6 +107,13 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     let listener = TcpListener::bind(opts.s3_addr)
         .await
         .with_context(|| format!("bind {}", opts.s3_addr))?;
+    let console =
+        match opts.console_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("bind the console's {addr} (--console-addr off for none)")
+            })?),
+            None => None,
+        };
     let scheme = if opts.tls.is_some() { "https" } else { "http" };
     let endpoint = format!("{scheme}://{}", listener.local_addr()?);
     // For `gateway admin ... --config`: the node addresses change with every start.
@@ -114,6 +125,12 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         opts.n_nodes, config.erasure.data_chunks, config.erasure.parity_chunks
     );
     println!("  endpoint:   {endpoint}");
+    if let Some(c) = &console {
+        println!(
+            "  console:    {scheme}://{} (log in with the access key)",
+            c.local_addr()?
+        );
+    }
     println!("  access key: {}", opts.access_key);
     println!("  secret key: {}", opts.secret_key);
     println!("  region:     {}", opts.region);
@@ -129,7 +146,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         "try: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls",
         opts.access_key, opts.secret_key
     );
-    let served = crate::server::run(listener, config, shutdown).await;
+    let served = crate::server::run_with_console(listener, console, config, shutdown).await;
     nodes_shutdown.cancel();
     for node in nodes {
         node.await.context("join storage node")??;

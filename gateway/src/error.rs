@@ -37,6 +37,8 @@ pub enum GatewayError {
     NoSuchPublicAccessBlockConfiguration,
     #[error("the XML you provided was not well-formed or did not validate: {0}")]
     MalformedXml(String),
+    #[error("the lifecycle configuration does not exist")]
+    NoSuchLifecycleConfiguration,
     #[error("the bucket is not empty")]
     BucketNotEmpty,
     #[error("a conflicting operation is in progress on this bucket; retry")]
@@ -107,6 +109,7 @@ impl From<GatewayError> for S3Error {
                 S3ErrorCode::Custom("NoSuchPublicAccessBlockConfiguration".into())
             }
             G::MalformedXml(_) => S3ErrorCode::MalformedXML,
+            G::NoSuchLifecycleConfiguration => S3ErrorCode::NoSuchLifecycleConfiguration,
             G::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
             G::OperationAborted => S3ErrorCode::OperationAborted,
             G::InvalidRange { .. } => S3ErrorCode::InvalidRange,

@@ -16,6 +16,7 @@
 //! - [`tagging`]: object tags, kept per object version.
 //! - [`checksum`]: `x-amz-checksum-*` verification (headers and aws-chunked trailers).
 //! - [`buckets`]: bucket records.
+//! - [`lifecycle`]: lifecycle configurations and the worker that applies them.
 //! - [`reclaim`]: freeing replaced and deleted data, after a grace and a re-check.
 //! - [`meta`]: typed metadata reads, writes and scans over the shared quorum client, and the
 //!   per-key leases of conditional writes.
@@ -29,6 +30,7 @@
 //! - [`host`]: virtual-hosted-style addressing.
 //! - [`server`]: the S3 listener (plain or TLS) and its connection limits;
 //!   [`http_limits`]: the per-request ones (in-flight cap, body idle timeout).
+//! - [`console`]: the web console's page and JSON API, on its own listener.
 //! - [`config`]: the typed configuration.
 
 pub mod admin;
@@ -37,6 +39,7 @@ pub mod authz;
 pub mod buckets;
 pub mod checksum;
 pub mod config;
+pub mod console;
 pub mod copy;
 pub mod dev;
 pub mod error;
@@ -44,6 +47,7 @@ pub mod get;
 pub mod host;
 pub mod http_limits;
 pub mod iam;
+pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod metrics;

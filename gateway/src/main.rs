@@ -3,10 +3,12 @@
 use clap::{Parser, Subcommand};
 use dmpstore_common::ids::NodeId;
 use dmpstore_common::rpc::Request;
+use dmpstore_gateway::admin;
 use dmpstore_gateway::config::{GatewayConfig, TlsConfig};
 use dmpstore_gateway::dev::DevOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Without RUST_LOG: info, minus s3s's own ERROR lines for every failed operation and every 5xx
@@ -37,6 +39,9 @@ enum Command {
         secret_key: String,
         #[arg(long, default_value = "us-east-1")]
         region: String,
+        /// Address of the web console; `off` for none.
+        #[arg(long, default_value = "127.0.0.1:9001", value_parser = parse_console_addr)]
+        console_addr: ConsoleAddr,
         /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -75,6 +80,12 @@ enum AdminCommand {
     Scrub {
         #[arg(long)]
         config: PathBuf,
+        /// Follow it until done, with a progress bar and ETA.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 86_400)]
+        timeout_secs: u64,
     },
     /// Start an anti-entropy pass on every node now (each partition's owner brings stale or
     /// missing metadata replicas up to date).
@@ -93,6 +104,12 @@ enum AdminCommand {
         node: u32,
         #[arg(long)]
         undo: bool,
+        /// Follow it until done, with a progress bar and ETA.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 86_400)]
+        timeout_secs: u64,
     },
     /// A drill: cut node N off from the cluster for SECS seconds (it answers no one and reaches
     /// no one, as in a network partition); 0 reconnects it now.
@@ -141,6 +158,12 @@ enum AdminCommand {
         /// The node, as status prints it (`n2`) or its number (`2`).
         #[arg(long, value_parser = parse_node)]
         node: u32,
+        /// Follow it until done, with a progress bar and ETA.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 86_400)]
+        timeout_secs: u64,
     },
     /// The internal RPC's certificates (mutual TLS): a cluster CA, and a certificate from it
     /// for every storage node and gateway. Needs no config.
@@ -281,6 +304,19 @@ enum KeyCommand {
     },
 }
 
+/// `--console-addr`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct ConsoleAddr(Option<SocketAddr>);
+
+fn parse_console_addr(s: &str) -> Result<ConsoleAddr, String> {
+    if s == "off" {
+        return Ok(ConsoleAddr(None));
+    }
+    s.parse()
+        .map(|a| ConsoleAddr(Some(a)))
+        .map_err(|e| format!("{s:?} is neither host:port nor off: {e}"))
+}
+
 fn report_broadcast(what: &str, missed: &[(NodeId, String)]) -> anyhow::Result<()> {
     if missed.is_empty() {
         println!("{what} on every node");
@@ -310,6 +346,7 @@ async fn main() -> anyhow::Result<()> {
             access_key,
             secret_key,
             region,
+            console_addr,
             tls_cert,
             tls_key,
         } => {
@@ -322,6 +359,7 @@ async fn main() -> anyhow::Result<()> {
             let opts = DevOptions {
                 data_dir,
                 s3_addr,
+                console_addr: console_addr.0,
                 access_key,
                 secret_key,
                 region,
@@ -348,11 +386,22 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
-            command: AdminCommand::Scrub { config },
+            command:
+                AdminCommand::Scrub {
+                    config,
+                    wait,
+                    timeout_secs,
+                },
         } => {
             let config = GatewayConfig::load(&config)?;
-            let missed = dmpstore_gateway::admin::broadcast(&config, &Request::Scrub).await?;
-            report_broadcast("scrub started", &missed)
+            let before = admin::nodes_status(&config, admin::DEFAULT_ANNUAL_FAILURE_RATE).await?;
+            let missed = admin::broadcast(&config, &Request::Scrub).await?;
+            report_broadcast("scrub started", &missed)?;
+            if wait {
+                admin::follow_scrub(&config, &before, Duration::from_secs(timeout_secs)).await?;
+                println!("scrub finished on every node");
+            }
+            Ok(())
         }
         Command::Admin {
             command: AdminCommand::AntiEntropy { config },
@@ -362,15 +411,37 @@ async fn main() -> anyhow::Result<()> {
             report_broadcast("anti-entropy started", &missed)
         }
         Command::Admin {
-            command: AdminCommand::Replace { config, node },
+            command:
+                AdminCommand::Replace {
+                    config,
+                    node,
+                    wait,
+                    timeout_secs,
+                },
         } => {
             let config = GatewayConfig::load(&config)?;
             let request = Request::RepairScan { node: NodeId(node) };
-            let missed = dmpstore_gateway::admin::broadcast(&config, &request).await?;
-            report_broadcast(&format!("refill of n{node} started"), &missed)
+            let missed = admin::broadcast(&config, &request).await?;
+            report_broadcast(&format!("refill of n{node} started"), &missed)?;
+            if wait {
+                let timeout = Duration::from_secs(timeout_secs);
+                admin::follow_repair(&config, &format!("refill n{node}"), timeout, |s| {
+                    s.repair_idle
+                })
+                .await?;
+                println!("n{node} holds what it should again");
+            }
+            Ok(())
         }
         Command::Admin {
-            command: AdminCommand::Drain { config, node, undo },
+            command:
+                AdminCommand::Drain {
+                    config,
+                    node,
+                    undo,
+                    wait,
+                    timeout_secs,
+                },
         } => {
             let config = GatewayConfig::load(&config)?;
             let request = Request::Drain {
@@ -385,7 +456,16 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 "drain started"
             };
-            report_broadcast(&format!("n{node}: {what}"), &missed)
+            report_broadcast(&format!("n{node}: {what}"), &missed)?;
+            if wait && !undo {
+                let timeout = Duration::from_secs(timeout_secs);
+                admin::follow_repair(&config, &format!("drain n{node}"), timeout, |s| {
+                    s.dead_agreed.contains(&node) && s.repair_idle
+                })
+                .await?;
+                println!("n{node} drained: no chunk depends on it");
+            }
+            Ok(())
         }
         Command::Admin {
             command:
@@ -448,7 +528,11 @@ async fn main() -> anyhow::Result<()> {
             let config = GatewayConfig::load(&config)?;
             let listener =
                 dmpstore_storage_node::server::bind_retrying(config.s3_listen_addr).await?;
-            dmpstore_gateway::server::run(listener, config, shutdown).await
+            let console = match config.console_listen_addr {
+                Some(addr) => Some(dmpstore_storage_node::server::bind_retrying(addr).await?),
+                None => None,
+            };
+            dmpstore_gateway::server::run_with_console(listener, console, config, shutdown).await
         }
     }
 }

@@ -170,6 +170,13 @@ pub struct KeyLease {
     write_by: tokio::time::Instant,
 }
 
+impl KeyLease {
+    /// The last moment a write fenced by this lease may start.
+    pub fn write_by(&self) -> tokio::time::Instant {
+        self.write_by
+    }
+}
+
 /// Who granted a lease so far, and whether it was released: a replica that grants after the
 /// release (a slow or stopped node answering late) is sent its release at once.
 #[derive(Debug, Default)]

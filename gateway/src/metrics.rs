@@ -21,6 +21,8 @@ pub struct GatewayMetrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub degraded_reads: IntCounter,
+    /// Expirations, version removals and upload aborts the lifecycle worker made.
+    pub lifecycle_actions: IntCounter,
     pub connections_open: IntGauge,
     /// Connections accepted and closed at once: `max_connections` were open.
     pub connections_refused: IntCounter,
@@ -102,6 +104,14 @@ impl GatewayMetrics {
                 IntCounter::new(
                     "dmpstore_degraded_reads_total",
                     "Stripes read by reconstruction around missing, corrupt or unreachable chunks",
+                )
+                .expect("valid metric"),
+            ),
+            lifecycle_actions: register(
+                &r,
+                IntCounter::new(
+                    "dmpstore_lifecycle_actions_total",
+                    "Object versions expired or removed and multipart uploads aborted by lifecycle rules",
                 )
                 .expect("valid metric"),
             ),
@@ -197,6 +207,27 @@ impl GatewayMetrics {
             .lock()
             .expect("served counts")
             .record(now_minute(), status >= 500);
+    }
+
+    /// S3 requests answered since start, and those answered with a server-side error.
+    pub fn request_totals(&self) -> (u64, u64) {
+        use prometheus::core::Collector;
+        let mut total = 0;
+        let mut errors = 0;
+        for family in self.requests.collect() {
+            for m in family.get_metric() {
+                let n = m.get_counter().get_value() as u64;
+                total += n;
+                let server_error = m
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "status" && l.value().starts_with('5'));
+                if server_error {
+                    errors += n;
+                }
+            }
+        }
+        (total, errors)
     }
 
     /// What this gateway served over the last hour and day (P_HA).

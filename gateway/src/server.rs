@@ -11,6 +11,7 @@
 use crate::auth::KeyRing;
 use crate::authz::{Authorizer, Peer};
 use crate::config::GatewayConfig;
+use crate::console::Console;
 use crate::host::VirtualHosts;
 use crate::http_limits::{IdleTimeoutBody, PermitBody};
 use crate::s3::DmpS3;
@@ -42,6 +43,16 @@ pub async fn run(
     config: GatewayConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with_console(listener, None, config, shutdown).await
+}
+
+/// [`run`], and the web console on `console` if given (over TLS when S3 is).
+pub async fn run_with_console(
+    listener: TcpListener,
+    console: Option<TcpListener>,
+    config: GatewayConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     // Before anything else: a missing or mismatched certificate is a start-up error.
     let cert = match &config.tls {
         Some(tls) => Some(
@@ -62,6 +73,10 @@ pub async fn run(
         listener.local_addr()?.to_string(),
         shutdown.clone(),
     ));
+    background.spawn(crate::lifecycle::run_worker(
+        state.clone(),
+        shutdown.clone(),
+    ));
     if let Some(cert) = cert {
         background.spawn(cert.watch(TLS_CERT_CHECK_INTERVAL, shutdown.clone()));
     }
@@ -78,6 +93,22 @@ pub async fn run(
         tls,
         in_flight: Arc::new(Semaphore::new(state.config.limits.max_requests_in_flight)),
         state: state.clone(),
+        console: None,
+    };
+    let console = match console {
+        Some(l) => {
+            let c = Arc::new(Console::new(state.clone(), listen.tls.is_some()));
+            background.spawn(c.clone().sample_rates(shutdown.clone()));
+            tracing::info!(addr = %l.local_addr()?, "gateway serving the web console");
+            Some((
+                l,
+                Listen {
+                    console: Some(c),
+                    ..listen.clone()
+                },
+            ))
+        }
+        None => None,
     };
     let scheme = if listen.tls.is_some() {
         "https"
@@ -89,29 +120,19 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let conns = TaskTracker::new();
     let open = Arc::new(Semaphore::new(state.config.limits.max_connections));
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            state.metrics.connections_refused.inc();
-            drop(stream);
-            continue;
-        };
-        conns.spawn(
-            listen
-                .clone()
-                .connection(stream, peer, permit, graceful.watcher()),
-        );
-    }
+    let accepting = Accepting {
+        conns: &conns,
+        open: &open,
+        graceful: &graceful,
+        shutdown: &shutdown,
+    };
+    let console_loop = async {
+        if let Some((l, listen)) = &console {
+            accepting.run(l, listen).await;
+        }
+    };
+    tokio::join!(accepting.run(&listener, &listen), console_loop);
+    drop(console);
     drop(listener);
     state.shutdown.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
@@ -140,6 +161,45 @@ pub async fn run(
     Ok(())
 }
 
+/// What the accept loops of the S3 and console listeners share.
+#[derive(Clone, Copy)]
+struct Accepting<'a> {
+    conns: &'a TaskTracker,
+    open: &'a Arc<Semaphore>,
+    graceful: &'a GracefulShutdown,
+    shutdown: &'a CancellationToken,
+}
+
+impl Accepting<'_> {
+    /// Accepts connections on `listener` until shutdown, each under the connection cap.
+    async fn run(self, listener: &TcpListener, listen: &Listen) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                        continue;
+                    }
+                },
+                () = self.shutdown.cancelled() => return,
+            };
+            let Ok(permit) = self.open.clone().try_acquire_owned() else {
+                listen.state.metrics.connections_refused.inc();
+                drop(stream);
+                continue;
+            };
+            self.conns.spawn(listen.clone().connection(
+                stream,
+                peer,
+                permit,
+                self.graceful.watcher(),
+            ));
+        }
+    }
+}
+
 fn s3_service(state: &Arc<GatewayState>) -> S3Service {
     let mut builder = S3ServiceBuilder::new(DmpS3::new(state.clone()));
     builder.set_auth(KeyRing::new(state.clone()));
@@ -166,6 +226,8 @@ struct Listen {
     tls: Option<TlsAcceptor>,
     in_flight: Arc<Semaphore>,
     state: Arc<GatewayState>,
+    /// Set on the console's listener: its requests go to the console, not to S3.
+    console: Option<Arc<Console>>,
 }
 
 impl Listen {
@@ -245,6 +307,16 @@ impl Listen {
         req: http::Request<hyper::body::Incoming>,
     ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
         let state = &self.state;
+        if let Some(console) = &self.console {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                state.metrics.requests_refused.inc();
+                return Ok(crate::error::slow_down());
+            };
+            let idle = state.config.limits.body_idle_timeout();
+            let req = req.map(|body| s3s::Body::http_body(IdleTimeoutBody::new(body, idle)));
+            let response = console.handle(req).await;
+            return Ok(response.map(|body| PermitBody::wrap(body, permit)));
+        }
         if let Some(probe) = health::probe(&req) {
             let (status, text) = health::answer(
                 match probe {

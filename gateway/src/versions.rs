@@ -675,3 +675,85 @@ async fn list_unversioned(
         }),
     })
 }
+
+/// Whether `a` and `b` are the same version of a key: the same write, whatever the scan that
+/// found one of them left out (inline bodies).
+pub fn same_version(a: &MetaValue, b: &MetaValue) -> bool {
+    match (a, b) {
+        (MetaValue::Object(x), MetaValue::Object(y)) => {
+            x.version_id == y.version_id && x.version_token() == y.version_token()
+        }
+        (MetaValue::DeleteMarker(x), MetaValue::DeleteMarker(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Lifecycle expiration of `key`'s current version, if it is still `expected` when the key's
+/// leases are held (a write that landed meanwhile is never expired in its place): deleted in an
+/// unversioned bucket, hidden under a delete marker in a versioned one. `true` if it acted.
+pub async fn expire_current(
+    state: &Arc<GatewayState>,
+    (bucket, versioning): (&str, Versioning),
+    key: &str,
+    expected: &MetaValue,
+) -> Result<bool, GatewayError> {
+    meta::with_lease(state, bucket, key, |lease| async move {
+        let current = meta::get(state, bucket, key).await?;
+        if !current.as_ref().is_some_and(|c| same_version(c, expected)) {
+            return Ok(false);
+        }
+        let value = match versioning {
+            Versioning::Unversioned => tombstone(),
+            _ => MetaValue::DeleteMarker(DeleteMarker {
+                version_id: None,
+                deleted_ms: GatewayState::now_ms(),
+            }),
+        };
+        commit(state, bucket, versioning, key, value, Some(&lease)).await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Lifecycle removal of version `id` of `key`: a noncurrent version (`lone_marker` false: only
+/// while it is not the current one), or a delete marker that is the key's only version
+/// (`lone_marker` true: only while it still is). Checked under the key's leases. `true` if it
+/// acted.
+pub async fn expire_version(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+    id: &str,
+    lone_marker: bool,
+) -> Result<bool, GatewayError> {
+    meta::with_lease(state, bucket, key, |lease| async move {
+        let versions = versions_of_key(state, bucket, key, false).await?;
+        let is_id = |v: &MetaValue| v.version_id().unwrap_or(NULL_VERSION_ID) == id;
+        let still = if lone_marker {
+            matches!(versions.as_slice(), [(_, v @ MetaValue::DeleteMarker(_))] if is_id(v))
+        } else {
+            let current = meta::get(state, bucket, key).await?;
+            versions.iter().skip(1).any(|(_, v)| is_id(v))
+                && !current.as_ref().is_some_and(|c| c.is_version() && is_id(c))
+        };
+        if !still {
+            return Ok(false);
+        }
+        delete_version(state, bucket, key, id, &lease).await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Every version of `key` (object versions and delete markers), newest first.
+pub async fn all_versions(
+    state: &Arc<GatewayState>,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<MetaValue>, GatewayError> {
+    Ok(versions_of_key(state, bucket, key, false)
+        .await?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect())
+}

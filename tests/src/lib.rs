@@ -49,6 +49,9 @@ pub struct ProcessInfo {
     /// A storage node's plain-HTTP health listener (`/health/live`, `/health/ready`).
     #[serde(default)]
     pub health_addr: Option<String>,
+    /// A gateway's web console listener.
+    #[serde(default)]
+    pub console_addr: Option<String>,
 }
 
 /// The repository root (this crate lives in `tests/`).

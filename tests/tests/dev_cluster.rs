@@ -1,5 +1,6 @@
-//! The README's first command: `gateway dev` starts a working embedded cluster, stops cleanly
-//! on Ctrl-C, and serves the same data when started again on the same directory.
+//! The README's first command: `gateway dev` starts a working embedded cluster with its web
+//! console, stops cleanly on Ctrl-C, and serves the same data when started again on the same
+//! directory.
 
 use dmpstore_tests::{bin_dir, client, get_bytes, put_bytes, test_data, wait_exit, wait_until};
 use std::io::{BufRead, BufReader};
@@ -7,10 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
+    let console = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(bin_dir().join("gateway"))
         .args(["dev", "--data-dir"])
         .arg(dir)
         .args([
+            "--console-addr",
+            &console,
             "--s3-addr",
             &format!("127.0.0.1:{port}"),
             "--access-key",
@@ -31,7 +35,15 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .map_while(Result::ok)
         .find(|l| l.contains("endpoint:"));
     assert!(endpoint_line.is_some_and(|l| l.contains(&format!("127.0.0.1:{port}"))));
+    // The console's address beside it, and the console serving its page there.
+    let console_line = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        console_line.contains(&format!("console:    http://{console}")),
+        "{console_line}"
+    );
     std::thread::spawn(move || for _ in lines {});
+    let page = dmpstore_tests::http_get_text(&format!("http://{console}/")).unwrap();
+    assert!(page.contains("<title>dmpstore"), "{page}");
     child
 }
 

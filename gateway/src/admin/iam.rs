@@ -198,14 +198,17 @@ async fn put_key(
     scope: KeyScope,
     expires_ms: Option<u64>,
 ) -> anyhow::Result<NewKey> {
-    let mut rng = rand::rng();
-    let access_key = format!(
-        "DK{}",
-        Alphanumeric
-            .sample_string(&mut rng, 18)
-            .to_ascii_uppercase()
-    );
-    let secret_key = Alphanumeric.sample_string(&mut rng, 40);
+    // The thread's generator is not Send: dropped before the first await.
+    let (access_key, secret_key) = {
+        let mut rng = rand::rng();
+        let access_key = format!(
+            "DK{}",
+            Alphanumeric
+                .sample_string(&mut rng, 18)
+                .to_ascii_uppercase()
+        );
+        (access_key, Alphanumeric.sample_string(&mut rng, 40))
+    };
     let record = MetaValue::AccessKey(AccessKeyRecord {
         user: user.to_string(),
         secret_key: secret_key.clone(),

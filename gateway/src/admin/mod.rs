@@ -11,13 +11,17 @@
 mod availability;
 mod fault_tolerance;
 pub mod iam;
+pub mod progress;
 mod render;
 mod status;
 
 pub use availability::{AvailabilitySummary, GatewayServed, ServedSummary};
 pub use fault_tolerance::{FaultToleranceSummary, DEFAULT_ANNUAL_FAILURE_RATE};
 pub use render::render;
-pub use status::{status, ClusterSummary, DegradedSummary, FailureSummary, NodeSummary};
+pub use status::{
+    nodes_status, status, ClusterSummary, DegradedSummary, FailureSummary, LifecycleSummary,
+    NodeSummary,
+};
 
 use crate::config::GatewayConfig;
 use crate::nodes::{Marking, NodeClient};
@@ -139,24 +143,85 @@ async fn wait_status(
     what: &str,
     deadline: tokio::time::Instant,
     mut done: impl FnMut(&ClusterSummary) -> bool,
-    progress: impl Fn(&ClusterSummary) -> String,
+    progress: impl Fn(&ClusterSummary) -> (u64, String),
 ) -> anyhow::Result<ClusterSummary> {
-    let mut last_print = tokio::time::Instant::now();
+    let mut bar = progress::Progress::new(what);
+    let mut last_print: Option<tokio::time::Instant> = None;
     loop {
-        let s = status(config, DEFAULT_ANNUAL_FAILURE_RATE).await?;
+        let s = status::nodes_status(config, DEFAULT_ANNUAL_FAILURE_RATE).await?;
+        let (remaining, detail) = progress(&s);
+        let line = bar.line(remaining, &detail);
         if done(&s) {
+            println!("  {}", bar.line(0, &detail));
             return Ok(s);
         }
         if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("{what}: not done before the deadline ({})", progress(&s));
+            anyhow::bail!("{what}: not done before the deadline ({line})");
         }
-        if last_print.elapsed() >= Duration::from_secs(5) {
-            println!("  {what}: {}", progress(&s));
-            last_print = tokio::time::Instant::now();
+        if last_print.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+            println!("  {line}");
+            last_print = Some(tokio::time::Instant::now());
         }
         // Deliberate polling interval of a long-running admin command.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// How often a long admin command prints its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Follows a repair-driven step (drain, replace) until `done`: the bar counts queued repairs.
+pub async fn follow_repair(
+    config: &GatewayConfig,
+    what: &str,
+    timeout: Duration,
+    done: impl FnMut(&ClusterSummary) -> bool,
+) -> anyhow::Result<ClusterSummary> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    wait_status(config, what, deadline, done, repair_progress).await
+}
+
+/// Queued repairs, and the rebuild rate and ETA the nodes report.
+fn repair_progress(s: &ClusterSummary) -> (u64, String) {
+    (
+        s.repair_queued,
+        format!(
+            "{} queued, {:.1} MiB/s, nodes' ETA {}",
+            s.repair_queued,
+            s.repair_rate_bytes_per_s as f64 / 1048576.0,
+            s.repair_eta_s.map_or("-".into(), |v| format!("{v} s"))
+        ),
+    )
+}
+
+/// Follows a scrub pass started on every node: done when every reachable node finished a
+/// pass after `before`; the bar counts chunks scrubbed against the nodes' chunk estimates.
+pub async fn follow_scrub(
+    config: &GatewayConfig,
+    before: &ClusterSummary,
+    timeout: Duration,
+) -> anyhow::Result<ClusterSummary> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let nodes = before.nodes.iter().filter(|n| n.reachable).count() as u64;
+    let (passes, scrubbed) = (before.scrub_passes, before.scrubbed_chunks);
+    let chunks: u64 = before.nodes.iter().filter_map(|n| n.chunks_estimate).sum();
+    wait_status(
+        config,
+        "scrub",
+        deadline,
+        |s| s.scrub_passes >= passes + nodes,
+        |s| {
+            let done = s.scrubbed_chunks.saturating_sub(scrubbed);
+            (
+                chunks.saturating_sub(done),
+                format!(
+                    "{} of {nodes} nodes finished their pass",
+                    s.scrub_passes.saturating_sub(passes)
+                ),
+            )
+        },
+    )
+    .await
 }
 
 /// Removes `node` (dead or alive) from the cluster, in three steps with progress:
@@ -222,14 +287,7 @@ async fn drain(
         "drain",
         deadline,
         |s| s.dead_agreed.contains(&node.0) && s.repair_idle,
-        |s| {
-            format!(
-                "{} queued, {:.1} MiB/s, ETA {}",
-                s.repair_queued,
-                s.repair_rate_bytes_per_s as f64 / 1048576.0,
-                s.repair_eta_s.map_or("-".into(), |v| format!("{v} s"))
-            )
-        },
+        repair_progress,
     )
     .await?;
     Ok(())
@@ -251,7 +309,7 @@ async fn final_scan(
         "final scan",
         deadline,
         |s| s.repair_idle,
-        |s| format!("{} queued", s.repair_queued),
+        repair_progress,
     )
     .await?;
     Ok(())
@@ -319,10 +377,13 @@ async fn wait_metadata_copied(
                 .iter()
                 .filter(|n| n.reachable && n.anti_entropy_clean_epoch >= Some(epoch))
                 .count();
-            format!(
-                "{done} of {} nodes done, {} records copied",
-                s.nodes.iter().filter(|n| n.reachable).count(),
-                s.anti_entropy_repaired
+            let reachable = s.nodes.iter().filter(|n| n.reachable).count();
+            (
+                (reachable - done) as u64,
+                format!(
+                    "{done} of {reachable} nodes done, {} records copied",
+                    s.anti_entropy_repaired
+                ),
             )
         },
     )

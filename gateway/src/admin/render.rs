@@ -24,6 +24,7 @@ pub fn render(s: &ClusterSummary) -> String {
     out.push_str(&render_undecodable(s));
     out.push_str(&render_failures(&s.failures));
     out.push_str(&render_availability(&s.availability));
+    out.push_str(&render_lifecycle(s.lifecycle.as_deref()));
     out.push_str(&render_fault_tolerance(
         s.fault_tolerance.as_ref(),
         &s.degraded,
@@ -323,6 +324,36 @@ fn render_degraded(d: &DegradedSummary) -> String {
         .contains_key(DegradedReason::Unrepairable.as_str())
     {
         out.push_str("  fewer than k chunks left for some versions: they cannot be read or rebuilt until a failed node comes back\n");
+    }
+    out
+}
+
+/// One line per bucket with lifecycle rules: passes, the last one's age, what they did.
+fn render_lifecycle(buckets: Option<&[super::status::LifecycleSummary]>) -> String {
+    let Some(buckets) = buckets else {
+        return "lifecycle: rules unreadable now (metadata quorum not reached)\n".into();
+    };
+    if buckets.is_empty() {
+        return "lifecycle: no bucket has rules\n".into();
+    }
+    let now = crate::state::GatewayState::now_ms();
+    let mut out = "lifecycle (totals since the rules were set):\n".to_string();
+    for b in buckets {
+        let last = b.last_pass_end_ms.map_or("never".to_string(), |end| {
+            format!("{:.0} s ago", now.saturating_sub(end) as f64 / 1000.0)
+        });
+        out.push_str(&format!(
+            "  {}: {} rules, {} passes{}, last finished {last}; {} scanned, {} expired, {} noncurrent removed, {} delete markers removed, {} uploads aborted\n",
+            b.bucket,
+            b.rules,
+            b.passes,
+            if b.in_pass { " (one under way)" } else { "" },
+            b.scanned,
+            b.expired,
+            b.noncurrent_expired,
+            b.markers_removed,
+            b.uploads_aborted
+        ));
     }
     out
 }

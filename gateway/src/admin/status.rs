@@ -99,6 +99,24 @@ pub struct ClusterSummary {
     /// and the first few as `(node, partition/key, why)`.
     pub undecodable_records: u64,
     pub undecodable_first: Vec<(u32, String, String)>,
+    /// Buckets with lifecycle rules and the worker's progress through each; `None` if the
+    /// metadata could not be read.
+    pub lifecycle: Option<Vec<LifecycleSummary>>,
+}
+
+/// One bucket's lifecycle rules and how far the worker got (totals since the rules were set).
+#[derive(Debug, Serialize)]
+pub struct LifecycleSummary {
+    pub bucket: String,
+    pub rules: usize,
+    pub passes: u64,
+    pub in_pass: bool,
+    pub last_pass_end_ms: Option<u64>,
+    pub scanned: u64,
+    pub expired: u64,
+    pub noncurrent_expired: u64,
+    pub markers_removed: u64,
+    pub uploads_aborted: u64,
 }
 
 /// One failure as the nodes saw it: the reports of one node going Down, merged.
@@ -145,10 +163,52 @@ pub async fn status(
     config: &GatewayConfig,
     annual_failure_rate: f64,
 ) -> anyhow::Result<ClusterSummary> {
+    let mut summary = nodes_status(config, annual_failure_rate).await?;
+    summary.lifecycle = lifecycle_summary(config).await;
+    Ok(summary)
+}
+
+/// [`status`] from the nodes' reports alone (no lifecycle progress, which takes metadata
+/// reads): what long admin commands poll.
+pub async fn nodes_status(
+    config: &GatewayConfig,
+    annual_failure_rate: f64,
+) -> anyhow::Result<ClusterSummary> {
     let client = admin_client(config).await?;
     let map = client.map();
     let reports = ask_every_node(&client, &map).await;
     Ok(summarize(config, annual_failure_rate, &map, &reports))
+}
+
+/// The lifecycle rules and progress of every bucket that has rules, read through a metadata
+/// client of this command's own.
+async fn lifecycle_summary(config: &GatewayConfig) -> Option<Vec<LifecycleSummary>> {
+    let state = std::sync::Arc::new(crate::state::GatewayState::new(config.clone()).ok()?);
+    let overview = crate::lifecycle::overview(&state).await;
+    state.tasks.close();
+    let overview = overview
+        .inspect_err(|e| tracing::debug!(error = %e, "status: lifecycle progress unreadable"))
+        .ok()?;
+    Some(
+        overview
+            .into_iter()
+            .map(|(bucket, record, progress)| {
+                let p = progress.unwrap_or_default();
+                LifecycleSummary {
+                    bucket,
+                    rules: record.configuration.rules.len(),
+                    passes: p.passes,
+                    in_pass: p.pass_started_ms.is_some(),
+                    last_pass_end_ms: p.last_pass_end_ms,
+                    scanned: p.scanned,
+                    expired: p.expired,
+                    noncurrent_expired: p.noncurrent_expired,
+                    markers_removed: p.markers_removed,
+                    uploads_aborted: p.uploads_aborted,
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Every node of `map` with its own report, `None` if it did not answer in time.
@@ -235,6 +295,7 @@ pub(super) fn summarize(
         failures: failure_history(&answered, repair_delay_ms.unwrap_or(0)),
         undecodable_records: sum(|s| s.repair.undecodable.count),
         undecodable_first: first_examples(&answered, |s| &s.repair.undecodable.first),
+        lifecycle: None,
         nodes,
     }
 }

@@ -7,7 +7,7 @@ use crate::error::GatewayError;
 use crate::iam::Identity;
 use crate::state::GatewayState;
 use crate::versions;
-use dmpstore_common::record::{BucketAccess, BucketRecord, ObjectOwnership, Versioning};
+use dmpstore_common::record::{BucketAccess, ObjectOwnership, Versioning};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 use std::sync::Arc;
@@ -72,7 +72,7 @@ pub(super) async fn list_buckets(
     let buckets = buckets::list(state)
         .await?
         .into_iter()
-        .filter(|(name, b)| lists(&who, name, b))
+        .filter(|(name, b)| buckets::listed_for(&who, name, b))
         .map(|(name, b)| Bucket {
             name: Some(name),
             creation_date: Some(timestamp(b.created_ms)),
@@ -87,20 +87,6 @@ pub(super) async fn list_buckets(
         }),
         ..Default::default()
     }))
-}
-
-fn lists(who: &Identity, name: &str, b: &BucketRecord) -> bool {
-    match who {
-        Identity::Admin { .. } => true,
-        Identity::User { name: user, scope } => {
-            *user == b.access.owner
-                && (scope.prefixes.is_empty()
-                    || scope
-                        .prefixes
-                        .iter()
-                        .any(|p| p.split('/').next() == Some(name)))
-        }
-    }
 }
 
 pub(super) async fn get_bucket_location(

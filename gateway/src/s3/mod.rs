@@ -6,13 +6,15 @@
 //! family: `bucket.rs` (buckets and their versioning status), `object.rs` (PUT, GET, HEAD and
 //! DELETE of objects, DeleteObjects), `list.rs` (ListObjects V1 and V2, ListObjectVersions),
 //! `multipart.rs` (multipart uploads), `copy.rs` (CopyObject, UploadPartCopy) and `tagging.rs`
-//! (object tags), `access.rs` (bucket policies, ACLs, Object Ownership, Block Public Access);
+//! (object tags), `access.rs` (bucket policies, ACLs, Object Ownership, Block Public Access), `lifecycle.rs`
+//! (lifecycle configurations);
 //! `convert.rs` holds the translations they share.
 
 pub mod access;
 mod bucket;
 mod convert;
 mod copy;
+mod lifecycle;
 mod list;
 mod multipart;
 mod object;
@@ -272,6 +274,27 @@ impl S3 for DmpS3 {
         req: S3Request<GetObjectAclInput>,
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         access::get_object_acl(&self.state, req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        lifecycle::put_bucket_lifecycle_configuration(&self.state, req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        lifecycle::get_bucket_lifecycle_configuration(&self.state, req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        lifecycle::delete_bucket_lifecycle(&self.state, req).await
     }
 
     async fn put_bucket_ownership_controls(
