@@ -15,8 +15,69 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Protocol version; a node refuses frames of another version.
+/// Protocol version of the newest messages this build speaks.
 pub const RPC_PROTOCOL_VERSION: u16 = 8;
+/// The oldest protocol version this build still reads and writes (ADR 0010): a frame is
+/// stamped with the oldest version that has its message ([`Message::since`]), so a process of
+/// the previous release reads everything it knows of; frames of any version from this one to
+/// [`RPC_PROTOCOL_VERSION`] are read. Messages only ever gain variants at the end of their
+/// enums; a changed message is a new variant.
+pub const RPC_MIN_PROTOCOL_VERSION: u16 = 8;
+const _: () = assert!(RPC_MIN_PROTOCOL_VERSION <= RPC_PROTOCOL_VERSION);
+
+/// A message of the internal RPC, and the protocol version that introduced it.
+pub trait Message {
+    /// The first protocol version with this message (its variant, as it is now).
+    fn since(&self) -> u16;
+}
+
+impl Message for Request {
+    fn since(&self) -> u16 {
+        // Every variant listed, so a new one cannot be added without choosing its version.
+        match self {
+            Request::PutChunk { .. }
+            | Request::GetChunk { .. }
+            | Request::DeleteChunks { .. }
+            | Request::MetaPut { .. }
+            | Request::MetaGet { .. }
+            | Request::MetaPurge { .. }
+            | Request::MetaScan { .. }
+            | Request::MetaLock { .. }
+            | Request::MetaUnlock { .. }
+            | Request::Heartbeat { .. }
+            | Request::Health
+            | Request::Status
+            | Request::RepairEnqueue { .. }
+            | Request::RepairScan { .. }
+            | Request::Scrub
+            | Request::AntiEntropy
+            | Request::Drain { .. }
+            | Request::Isolate { .. }
+            | Request::DropMovedChunk { .. }
+            | Request::GetClusterMap
+            | Request::SetClusterMap { .. }
+            | Request::GatewayReport(_) => 8,
+        }
+    }
+}
+
+impl Message for Response {
+    fn since(&self) -> u16 {
+        match self {
+            Response::Done
+            | Response::Chunk { .. }
+            | Response::Purged(_)
+            | Response::MetaPut { .. }
+            | Response::MetaValue(_)
+            | Response::MetaEntries { .. }
+            | Response::Health(_)
+            | Response::Lock { .. }
+            | Response::Status(_)
+            | Response::ClusterMap(_)
+            | Response::Error { .. } => 8,
+        }
+    }
+}
 pub const RPC_PATH: &str = "/rpc/v1";
 pub const SECRET_HEADER: &str = "x-dmpstore-secret";
 /// The caller's [`ClusterMap::metadata_epoch`]: a node refuses metadata requests from an
@@ -566,16 +627,17 @@ pub enum FrameError {
     Truncated,
     #[error("frame header of {0} bytes exceeds the limit")]
     HeaderTooLarge(usize),
-    #[error("protocol version {0} is not supported (this build speaks {RPC_PROTOCOL_VERSION})")]
+    #[error("protocol version {0} is not supported (this build speaks {RPC_MIN_PROTOCOL_VERSION} to {RPC_PROTOCOL_VERSION})")]
     Version(u16),
     #[error("malformed frame: {0}")]
     Malformed(#[from] postcard::Error),
 }
 
-/// Encodes a message and its payload into one frame.
-pub fn encode_frame<T: Serialize>(message: &T, payload: &[u8]) -> Bytes {
+/// Encodes a message and its payload into one frame, stamped with the oldest protocol version
+/// that has the message.
+pub fn encode_frame<T: Serialize + Message>(message: &T, payload: &[u8]) -> Bytes {
     let header = postcard::to_stdvec(&Envelope {
-        version: RPC_PROTOCOL_VERSION,
+        version: message.since().max(RPC_MIN_PROTOCOL_VERSION),
         message,
     })
     .expect("serializing to a Vec cannot fail");
@@ -602,7 +664,7 @@ pub fn decode_frame<T: DeserializeOwned>(mut frame: Bytes) -> Result<(T, Bytes),
     let header = frame.split_to(len);
     // Read the version first, so a future message layout gives a clear error.
     let (version, _): (u16, _) = postcard::take_from_bytes(&header)?;
-    if version != RPC_PROTOCOL_VERSION {
+    if !(RPC_MIN_PROTOCOL_VERSION..=RPC_PROTOCOL_VERSION).contains(&version) {
         return Err(FrameError::Version(version));
     }
     let envelope: Envelope<T> = postcard::from_bytes(&header)?;
