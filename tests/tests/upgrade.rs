@@ -133,7 +133,7 @@ async fn restarting_every_node_in_turn_under_load_fails_no_request_and_loses_not
         task.await.unwrap();
     }
 
-    let out = out.lock().unwrap();
+    let out = std::mem::take(&mut *out.lock().unwrap());
     if !out.failures.is_empty() {
         if let Ok(dir) = std::env::var("DMPSTORE_KEEP_LOGS") {
             cluster.save_logs(std::path::Path::new(&dir)).unwrap();
