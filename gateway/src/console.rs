@@ -351,7 +351,8 @@ impl Console {
         }
     }
 
-    /// `gateway admin status --json`, shared by every tab for [`CLUSTER_CACHE`].
+    /// `gateway admin status --json` through this gateway's own clients, shared by every tab
+    /// for [`CLUSTER_CACHE`].
     async fn cluster(&self) -> Answer {
         let mut cached = self.cluster.lock().await;
         if let Some((at, value)) = cached.as_ref() {
@@ -359,15 +360,8 @@ impl Console {
                 return Ok(ok(value.clone()));
             }
         }
-        let summary = admin::status(&self.state.config, admin::DEFAULT_ANNUAL_FAILURE_RATE)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    &format!("{e:#}"),
-                )
-            })?;
+        let summary =
+            admin::status_of_gateway(&self.state, admin::DEFAULT_ANNUAL_FAILURE_RATE).await;
         let value = serde_json::to_value(&summary).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -19,8 +19,8 @@ pub use availability::{AvailabilitySummary, GatewayServed, ServedSummary};
 pub use fault_tolerance::{FaultToleranceSummary, DEFAULT_ANNUAL_FAILURE_RATE};
 pub use render::render;
 pub use status::{
-    nodes_status, status, ClusterSummary, DegradedSummary, FailureSummary, LifecycleSummary,
-    NodeSummary,
+    nodes_status, status, status_of_gateway, ClusterSummary, DegradedSummary, FailureSummary,
+    LifecycleSummary, NodeSummary,
 };
 
 use crate::config::GatewayConfig;

@@ -180,13 +180,34 @@ pub async fn nodes_status(
     Ok(summarize(config, annual_failure_rate, &map, &reports))
 }
 
+/// [`status`] through a running gateway's own node client and metadata client (the web
+/// console): no new connections per call.
+pub async fn status_of_gateway(
+    state: &std::sync::Arc<crate::state::GatewayState>,
+    annual_failure_rate: f64,
+) -> ClusterSummary {
+    let map = state.nodes.map();
+    let reports = ask_every_node(&state.nodes, &map).await;
+    let mut summary = summarize(&state.config, annual_failure_rate, &map, &reports);
+    summary.lifecycle = lifecycle_of(state).await;
+    summary
+}
+
 /// The lifecycle rules and progress of every bucket that has rules, read through a metadata
 /// client of this command's own.
 async fn lifecycle_summary(config: &GatewayConfig) -> Option<Vec<LifecycleSummary>> {
     let state = std::sync::Arc::new(crate::state::GatewayState::new(config.clone()).ok()?);
-    let overview = crate::lifecycle::overview(&state).await;
+    let summary = lifecycle_of(&state).await;
     state.tasks.close();
-    let overview = overview
+    summary
+}
+
+/// [`lifecycle_summary`] through `state`'s metadata client.
+async fn lifecycle_of(
+    state: &std::sync::Arc<crate::state::GatewayState>,
+) -> Option<Vec<LifecycleSummary>> {
+    let overview = crate::lifecycle::overview(state)
+        .await
         .inspect_err(|e| tracing::debug!(error = %e, "status: lifecycle progress unreadable"))
         .ok()?;
     Some(
