@@ -5,7 +5,8 @@
 //! cluster phases; (3) the embedded 6-node cluster (`gateway dev`): PUT/GET MiB/s of large
 //! objects and ops/s with p50/p99 of 4 KiB objects, at a fixed concurrency; (4) the gateway's
 //! peak RSS during a 1 GiB PUT and a 1 GiB GET on the multi-process cluster, where the gateway
-//! is a process of its own.
+//! is a process of its own. `--vs-minio` instead runs dmpstore and MinIO side by side
+//! (`bench/vs_minio.rs`); `--access-cost` the cost of authorization and TLS.
 
 use anyhow::{bail, Context};
 use aws_sdk_s3::primitives::ByteStream;
@@ -52,7 +53,18 @@ struct Args {
     /// one HTTP gateway): 4 KiB GETs and `--large-mib` PUT/GET, side by side.
     #[arg(long)]
     access_cost: bool,
+    /// Only compare with MinIO (one process, 6 folders as drives, EC:2) in the same run:
+    /// 4 KiB (`--small-ops` of them), 1, 64 and 256 MiB PUTs and GETs and 8 MiB ranged GETs of a
+    /// 1 GiB object, beside the machine's limit for large PUTs (issue 11).
+    #[arg(long)]
+    vs_minio: bool,
+    /// With --vs-minio: multiplies the number of 1 and 64 MiB objects (64 and 4 at 1).
+    #[arg(long, default_value_t = 1)]
+    scale: usize,
 }
+
+#[path = "bench/vs_minio.rs"]
+mod vs_minio;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -68,6 +80,9 @@ fn main() -> anyhow::Result<()> {
 
     if args.access_cost {
         return rt.block_on(access_cost(&args));
+    }
+    if args.vs_minio {
+        return rt.block_on(vs_minio::run(args.small_ops, args.scale));
     }
     let encode = codec_encode_mib_s();
     println!("baseline codec RS(4,2) encode, 1 core:        {encode:>9.1} MiB/s");
