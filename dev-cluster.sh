@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the embedded single-machine dmpstore cluster (1 gateway + 6 storage nodes, RS(4,2))
-# with data under DIR (default ./data) and S3 on 127.0.0.1:9000. Ctrl-C stops it; running it
-# again on the same DIR serves the same data. Extra arguments go to `gateway dev`.
+# with data under DIR (default ./data), S3 on 127.0.0.1:9000 ($DMPSTORE_S3_ADDR) and the web
+# console on 127.0.0.1:9001 (`--console-addr ADDR|off`). Ctrl-C stops it; running it again on the
+# same DIR serves the same data. Extra arguments go to `gateway dev`.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh

@@ -4,9 +4,9 @@
 //! Configurations live in the [`LIFECYCLE_PARTITION`], one record per bucket, tied to the
 //! bucket's creation time so a deleted bucket's rules never reach a new bucket of that name.
 //! The worker runs on every gateway; a pass over one bucket is owned by whichever gateway holds
-//! the lease on the bucket's progress record, one slice of at most [`SLICE_TTL`] at a time. Each
-//! slice resumes after the last key the previous one recorded, so a pass survives restarts and
-//! moves between gateways. A pass walks the bucket's current objects (or, in a versioned
+//! the lease on the bucket's progress record, one slice of at most [`SLICE_TTL`] at a time. A
+//! slice records its progress every [`CHECKPOINT_EVERY`] and the next slice resumes after the
+//! last key recorded, so a pass survives restarts and crashes and moves between gateways. A pass walks the bucket's current objects (or, in a versioned
 //! bucket, all versions, key by key), then its multipart uploads. Every action re-checks its
 //! condition under the key's leases, so an object written after the walk saw its key is never
 //! expired in its place (ADR 0005's fencing).
@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 const SLICE_TTL: Duration = Duration::from_secs(60);
 /// A slice stops this long before its lease's last write moment, to record its progress.
 const SLICE_MARGIN: Duration = Duration::from_secs(5);
+/// How often a slice records its progress.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// How often the worker looks for buckets whose pass is due (at most; a shorter pass interval
 /// is looked at that often).
 const CHECK_EVERY: Duration = Duration::from_secs(30);
@@ -266,13 +268,16 @@ impl Worker {
             p.cursor.clear();
             tracing::info!(bucket, pass = p.passes + 1, "lifecycle: pass started");
         }
-        let stop_at = lease.write_by() - SLICE_MARGIN;
+        let slice_end = lease.write_by() - SLICE_MARGIN;
         let rules = &record.configuration.rules;
-        while tokio::time::Instant::now() < stop_at && !self.shutdown.is_cancelled() {
+        while tokio::time::Instant::now() < slice_end && !self.shutdown.is_cancelled() {
+            // A step ends by the next checkpoint, so a gateway that dies mid-slice loses at
+            // most [`CHECKPOINT_EVERY`] of work: the next holder resumes from the checkpoint.
+            let step_end = (tokio::time::Instant::now() + CHECKPOINT_EVERY).min(slice_end);
             let step = if p.in_uploads {
-                self.uploads_step(bucket, rules, &mut p, stop_at).await?
+                self.uploads_step(bucket, rules, &mut p, step_end).await?
             } else {
-                self.objects_step(bucket, b.versioning, rules, &mut p, stop_at)
+                self.objects_step(bucket, b.versioning, rules, &mut p, step_end)
                     .await?
             };
             match step {
@@ -300,6 +305,8 @@ impl Worker {
                     break;
                 }
             }
+            let checkpoint = MetaValue::LifecycleProgress(p.clone());
+            meta::put_fenced(&self.state, &lease, &checkpoint).await?;
         }
         meta::put_fenced(&self.state, &lease, &MetaValue::LifecycleProgress(p)).await?;
         Ok(())

@@ -578,3 +578,92 @@ async fn versioned_buckets_keep_the_newest_versions_and_lose_no_data() {
     );
     cluster.assert_no_error_logs();
 }
+
+/// One bucket's lifecycle line of `gateway admin status --json`.
+fn progress_of(cluster: &Cluster, bucket: &str) -> Option<serde_json::Value> {
+    let status = cluster.admin_status().ok()?;
+    status["lifecycle"]
+        .as_array()?
+        .iter()
+        .find(|e| e["bucket"] == bucket)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pass_resumes_from_its_checkpoint_after_its_gateway_dies() {
+    // A slow pass (4 expirations a second), one pass only.
+    let slow = "[lifecycle]\npass_interval_secs = 3600\nmax_actions_per_sec = 4\n";
+    let cluster = Cluster::start_with(6, 2, &["--gateway-toml", slow]).unwrap();
+    let c = cluster.client(0);
+    let b = "spark-tmp";
+    c.create_bucket().bucket(b).send().await.unwrap();
+    const N: u64 = 48;
+    for i in 0..N {
+        put_bytes(&c, b, &format!("logs/{i:03}"), &test_data(i, 100))
+            .await
+            .unwrap();
+    }
+    // Expired by a date already past: every object is due at once.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let today_ms = now_ms / 86_400_000 * 86_400_000;
+    let date = aws_sdk_s3::primitives::DateTime::from_millis(today_ms as i64);
+    let by_date = rule("by-date")
+        .filter(prefix("logs/"))
+        .expiration(LifecycleExpiration::builder().date(date).build())
+        .build()
+        .unwrap();
+    put_rules(&c, b, vec![by_date]).await.unwrap();
+
+    // A checkpoint mid-pass, then the gateway running the pass dies.
+    until("a checkpoint of the pass under way", || async {
+        progress_of(&cluster, b).is_some_and(|p| p["expired"].as_u64().unwrap_or(0) > 0)
+    })
+    .await;
+    let before = progress_of(&cluster, b).unwrap();
+    assert_eq!(before["passes"], 0, "still in its first pass: {before}");
+    let holder = (0..2)
+        .find(|g| {
+            cluster
+                .gateway_log(*g)
+                .lines()
+                .any(|l| l.contains("lifecycle: pass started") && l.contains(b))
+        })
+        .expect("a gateway started the pass");
+    cluster.kill_gateway(holder).unwrap();
+
+    // The other gateway takes the pass over once the dead one's lease runs out, from the
+    // checkpoint: it scans each key once in all (a restart from the first key would scan the
+    // keys before the checkpoint twice).
+    let survivor = cluster.client(1 - holder);
+    let patience = Duration::from_secs(180);
+    let start = std::time::Instant::now();
+    while progress_of(&cluster, b).is_none_or(|p| p["passes"] != 1) {
+        assert!(
+            start.elapsed() < patience,
+            "the pass did not finish: {:?}",
+            progress_of(&cluster, b)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = progress_of(&cluster, b).unwrap();
+    assert!(
+        keys(&survivor, b, "logs/").await.is_empty(),
+        "every object expired"
+    );
+    assert_eq!(
+        after["scanned"].as_u64(),
+        Some(N),
+        "resumed, not restarted: {after}"
+    );
+    let (e0, e1) = (
+        before["expired"].as_u64().unwrap(),
+        after["expired"].as_u64().unwrap(),
+    );
+    assert!(
+        e0 <= e1 && e1 <= N,
+        "expired {e0} at the checkpoint, {e1} in all"
+    );
+}
