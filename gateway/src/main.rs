@@ -526,12 +526,14 @@ async fn main() -> anyhow::Result<()> {
         } => key_command(command).await,
         Command::Serve { config } => {
             let config = GatewayConfig::load(&config)?;
-            let listener =
-                dmpstore_storage_node::server::bind_retrying(config.s3_listen_addr).await?;
+            // The console first: once the S3 port takes connections, everything is bound
+            // (launchers and tests wait for that port).
             let console = match config.console_listen_addr {
                 Some(addr) => Some(dmpstore_storage_node::server::bind_retrying(addr).await?),
                 None => None,
             };
+            let listener =
+                dmpstore_storage_node::server::bind_retrying(config.s3_listen_addr).await?;
             dmpstore_gateway::server::run_with_console(listener, console, config, shutdown).await
         }
     }
