@@ -291,31 +291,7 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut child = Command::new(bin_dir().join("gateway"))
-        .args(["dev", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--s3-addr",
-            &format!("127.0.0.1:{port}"),
-            "--access-key",
-            "bench",
-            "--secret-key",
-            "bench-secret",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("spawn gateway dev")?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    if !lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("endpoint:"))
-    {
-        bail!("gateway dev did not start");
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let mut child = spawn_gateway_dev(dir.path(), port, ("bench", "bench-secret"), &[])?;
     let c = client(
         &format!("http://127.0.0.1:{port}"),
         "bench",
@@ -419,6 +395,37 @@ async fn embedded_cluster(args: &Args) -> anyhow::Result<ClusterFigures> {
         small_get,
         list_keys_s,
     })
+}
+
+/// Starts `gateway dev` on `dir` with S3 on `127.0.0.1:port` and the given key, once its
+/// endpoint is up (its output is drained in the background).
+fn spawn_gateway_dev(
+    dir: &std::path::Path,
+    port: u16,
+    (key, secret): (&str, &str),
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    let mut child = Command::new(bin_dir().join("gateway"))
+        .args(["dev", "--data-dir"])
+        .arg(dir)
+        .args(["--s3-addr", &format!("127.0.0.1:{port}")])
+        .args(["--access-key", key, "--secret-key", secret])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawn gateway dev")?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    if !lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("endpoint:"))
+    {
+        bail!("gateway dev did not start");
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(child)
 }
 
 /// One way of reaching the cluster in the access-cost comparison.

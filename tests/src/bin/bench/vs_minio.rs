@@ -9,8 +9,7 @@
 use anyhow::{bail, Context};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
-use dmpstore_tests::{bin_dir, client, test_data};
-use std::io::{BufRead, BufReader};
+use dmpstore_tests::{client, test_data};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -251,25 +250,8 @@ fn free_port() -> anyhow::Result<u16> {
 fn start_dmpstore() -> anyhow::Result<Peer> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
-    let mut child = Command::new(bin_dir().join("gateway"))
-        .args(["dev", "--console-addr", "off", "--data-dir"])
-        .arg(dir.path())
-        .args(["--s3-addr", &format!("127.0.0.1:{port}")])
-        .args(["--access-key", KEY, "--secret-key", SECRET])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("spawn gateway dev")?;
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    if !lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("endpoint:"))
-    {
-        bail!("gateway dev did not start");
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let child =
+        super::spawn_gateway_dev(dir.path(), port, (KEY, SECRET), &["--console-addr", "off"])?;
     Ok(Peer {
         name: "dmpstore",
         child,
