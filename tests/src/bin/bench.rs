@@ -61,6 +61,13 @@ struct Args {
     /// With --vs-minio: multiplies the number of 1 and 64 MiB objects (64 and 4 at 1).
     #[arg(long, default_value_t = 1)]
     scale: usize,
+    /// With --vs-minio: only the workloads whose name contains this (e.g. "PUT 64").
+    #[arg(long)]
+    only: Option<String>,
+    /// With --vs-minio: measure only this peer (`dmpstore` or `minio`), e.g. to profile it;
+    /// ratios are then not printed.
+    #[arg(long)]
+    peer: Option<String>,
 }
 
 #[path = "bench/vs_minio.rs"]
@@ -82,7 +89,12 @@ fn main() -> anyhow::Result<()> {
         return rt.block_on(access_cost(&args));
     }
     if args.vs_minio {
-        return rt.block_on(vs_minio::run(args.small_ops, args.scale));
+        return rt.block_on(vs_minio::run(vs_minio::Options {
+            small_ops: args.small_ops,
+            scale: args.scale,
+            only: args.only.clone(),
+            peer: args.peer.clone(),
+        }));
     }
     let encode = codec_encode_mib_s();
     println!("baseline codec RS(4,2) encode, 1 core:        {encode:>9.1} MiB/s");

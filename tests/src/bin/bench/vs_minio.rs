@@ -82,8 +82,21 @@ impl Drop for Peer {
     }
 }
 
-pub async fn run(small_ops: usize, scale: usize) -> anyhow::Result<()> {
-    let minio = minio_binary()?;
+/// What `--vs-minio` runs.
+pub struct Options {
+    pub small_ops: usize,
+    pub scale: usize,
+    /// Only the workloads whose name contains this.
+    pub only: Option<String>,
+    /// Only this peer (`dmpstore` or `minio`).
+    pub peer: Option<String>,
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let wanted = |name: &str| opts.peer.as_deref().is_none_or(|p| p == name);
+    if !wanted("dmpstore") && !wanted("minio") {
+        bail!("--peer is dmpstore or minio");
+    }
     let limit_dir = tempfile::tempdir()?;
     let disk_mib_s = direct_write_mib_s(limit_dir.path())?;
     let overhead = 6.0 / 4.0;
@@ -92,21 +105,39 @@ pub async fn run(small_ops: usize, scale: usize) -> anyhow::Result<()> {
         "large PUT limit of this machine: {:.1} MiB/s (disk / (k + m) / k = disk / {overhead})",
         disk_mib_s / overhead
     );
-    let peers = [start_dmpstore()?, start_minio(&minio)?];
+    let mut peers = Vec::new();
+    if wanted("dmpstore") {
+        peers.push(start_dmpstore()?);
+    }
+    if wanted("minio") {
+        peers.push(start_minio(&minio_binary()?)?);
+    }
     for p in &peers {
+        println!("{}: pid {}", p.name, p.child.id());
         p.client.create_bucket().bucket("bench").send().await?;
     }
     println!();
     println!("| workload | MinIO | dmpstore | dmpstore / MinIO |");
     println!("|---|---|---|---|");
     let mut large_put = 0.0f64;
-    for w in workloads(small_ops, scale) {
-        let mut figures = Vec::new();
-        // dmpstore first, then MinIO, each on a fresh key space.
-        for p in &peers {
-            figures.push(measure(&p.client, &w, p.name).await?);
+    let chosen = workloads(opts.small_ops, opts.scale)
+        .into_iter()
+        .filter(|w| opts.only.as_deref().is_none_or(|o| w.name.contains(o)));
+    for (row, w) in chosen.enumerate() {
+        // Each peer on a fresh key space; who goes first alternates by row, so neither
+        // always meets the page cache and the disk as the other left them.
+        let mut order: Vec<&Peer> = peers.iter().collect();
+        if row % 2 == 1 {
+            order.reverse();
         }
-        let (dm, mn) = (figures[0], figures[1]);
+        let (mut dm, mut mn) = (f64::NAN, f64::NAN);
+        for p in order {
+            let figure = measure(&p.client, &w, p.name).await?;
+            match p.name {
+                "dmpstore" => dm = figure,
+                _ => mn = figure,
+            }
+        }
         let unit = if w.size_bytes <= 4096 {
             "ops/s"
         } else {
