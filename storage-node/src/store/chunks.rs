@@ -259,7 +259,7 @@ impl Store {
                     key.version, key.stripe_idx.0, key.chunk_idx.0
                 )));
             }
-            return Ok((at.checksum, Bytes::from(data)));
+            return Ok((at.checksum, data));
         }
         match raw.split_first() {
             Some((&FORMAT_V1, rest)) if rest.len() >= 32 => {
@@ -400,7 +400,8 @@ mod tests {
             store
                 .put_chunk(&key(1, 0, 3), &small_sum, b"small", Some(b"h"))
                 .unwrap();
-            assert_eq!(std::fs::metadata(file(1, 2)).unwrap().len(), 10_000);
+            // Each chunk at a multiple of 4 KiB (O_DIRECT), padded.
+            assert_eq!(std::fs::metadata(file(1, 2)).unwrap().len(), 2 * 8192);
             assert!(!file(1, 3).exists(), "a small chunk stays in RocksDB");
             // A crash between a file write and its record leaves bytes nothing references.
             let orphan = store
@@ -422,7 +423,7 @@ mod tests {
 
         // Damaged bytes are found by a read and by scrub, never returned.
         let mut bytes = std::fs::read(file(1, 2)).unwrap();
-        bytes[5000 + 17] ^= 1;
+        bytes[8192 + 17] ^= 1;
         std::fs::write(file(1, 2), bytes).unwrap();
         assert!(matches!(
             store.get_chunk(&key(1, 1, 2)),
