@@ -24,12 +24,13 @@
 use bytes::Bytes;
 use dmpstore_common::ids::VersionId;
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Alignment of every chunk's offset, length and buffer in an extent file (`O_DIRECT`).
 pub(super) const ALIGN: usize = 4096;
@@ -98,6 +99,8 @@ struct Slot {
     /// Where the next append goes.
     end: u64,
     writers: usize,
+    /// Whether the file's directory entry is durable (set by the first writer of a new file).
+    dir_synced: Arc<OnceLock<Result<(), io::ErrorKind>>>,
 }
 
 /// The extent files of one node.
@@ -178,30 +181,32 @@ impl Extents {
     /// [`Extents::finish`] whatever happened.
     pub fn append(&self, version: &VersionId, chunk_idx: u8, data: &[u8]) -> io::Result<Append> {
         let key = (*version, chunk_idx);
-        let (append, created) = {
+        let (append, dir_synced) = {
             let mut slots = self.lock();
-            let mut created = false;
-            if !slots.contains_key(&key) {
-                let path = self.path(version, chunk_idx);
-                let file = self
-                    .open_options()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&path)?;
-                let end = padded(file.metadata()?.len() as usize) as u64;
-                created = end == 0;
-                slots.insert(
-                    key,
-                    Slot {
+            let slot = match slots.entry(key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let file = self
+                        .open_options()
+                        .create(true)
+                        .truncate(false)
+                        .read(true)
+                        .write(true)
+                        .open(self.path(version, chunk_idx))?;
+                    let end = padded(file.metadata()?.len() as usize) as u64;
+                    // A file with bytes in it was made durable by the writer that made it.
+                    let dir_synced = Arc::new(OnceLock::new());
+                    if end > 0 {
+                        let _ = dir_synced.set(Ok(()));
+                    }
+                    e.insert(Slot {
                         file: Arc::new(file),
                         end,
                         writers: 0,
-                    },
-                );
-            }
-            let slot = slots.get_mut(&key).expect("inserted above");
+                        dir_synced,
+                    })
+                }
+            };
             slot.writers += 1;
             let offset = slot.end;
             slot.end += padded(data.len()) as u64;
@@ -211,7 +216,7 @@ impl Extents {
                     file: slot.file.clone(),
                     offset,
                 },
-                created,
+                slot.dir_synced.clone(),
             )
         };
         let written = WRITE_BUFFER
@@ -225,12 +230,11 @@ impl Extents {
                 result
             })
             .and_then(|()| append.file.sync_data())
+            // Every writer of a new file waits for its directory entry to be durable (the
+            // first one syncs it), so no record references a file a crash could lose.
             .and_then(|()| {
-                if created {
-                    sync_dir(&self.shard(version))
-                } else {
-                    Ok(())
-                }
+                (*dir_synced.get_or_init(|| sync_dir(&self.shard(version)).map_err(|e| e.kind())))
+                    .map_err(io::Error::from)
             });
         match written {
             Ok(()) => Ok(append),

@@ -58,7 +58,8 @@ struct Args {
     /// 1 GiB object, beside the machine's limit for large PUTs (issue 11).
     #[arg(long)]
     vs_minio: bool,
-    /// With --vs-minio: multiplies the number of 1 and 64 MiB objects (64 and 4 at 1).
+    /// With --vs-minio: multiplies the number of 1 and 64 MiB objects (64 and 4 at 1) and of
+    /// ranged GETs (128 at 1).
     #[arg(long, default_value_t = 1)]
     scale: usize,
     /// With --vs-minio: only the workloads whose name contains this (e.g. "PUT 64").

@@ -60,7 +60,7 @@ fn workloads(small_ops: usize, scale: usize) -> Vec<Workload> {
             Kind::RangedGet,
             8 * mib,
             8,
-            RANGED_OBJECT_MIB / 8,
+            RANGED_OBJECT_MIB / 8 * scale,
         ),
     ]
 }
@@ -182,7 +182,8 @@ async fn measure(c: &aws_sdk_s3::Client, w: &Workload, peer: &str) -> anyhow::Re
                 Kind::Put => put(&c, &format!("{prefix}/{i}"), body).await,
                 Kind::Get => get_len(&c, &format!("{prefix}/{i}"), None, size).await,
                 Kind::RangedGet => {
-                    let from = i * size;
+                    // Over the object, again from its start with --scale above 1.
+                    let from = (i % ((RANGED_OBJECT_MIB << 20) / size)) * size;
                     let range = format!("bytes={from}-{}", from + size - 1);
                     get_len(&c, "ranged", Some(range), size).await
                 }
