@@ -173,6 +173,9 @@ async fn send_stripes(
     let mut repair_asked = false;
     while let Some(part) = parts.next().await {
         let failed = part.is_err();
+        if let Err(e) = &part {
+            tracing::warn!(version = %data.version, placement = ?data.placement, error = %e, "stripe unreadable: the GET ends early");
+        }
         let part = part.map(|(bytes, missing)| {
             if !missing.is_empty() && !repair_asked {
                 repair_asked = true;
@@ -363,7 +366,15 @@ async fn fetch_chunks(
         chunks[usize::from(i)] = Some(bytes);
     }
     for (node, (i, e)) in outcome.failures {
-        tracing::debug!(chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable");
+        match ask {
+            // Already on the degraded path: each of these brings the stripe nearer to loss.
+            Ask::Every => {
+                tracing::warn!(version = %data.version, chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable for a degraded read")
+            }
+            Ask::UpNodesFor(_) => {
+                tracing::debug!(chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable")
+            }
+        }
     }
     indexes
         .iter()

@@ -80,6 +80,7 @@ async fn nodes_killed_mid_large_puts_lose_no_acknowledged_object() {
     for w in writers {
         w.await.unwrap();
     }
+    let writes_stopped = Instant::now();
     let acked = acked.lock().unwrap().clone();
     let failed = failed.lock().unwrap().clone();
     let mib: usize = acked.iter().map(|(_, _, s)| s).sum::<usize>() >> 20;
@@ -98,24 +99,41 @@ async fn nodes_killed_mid_large_puts_lose_no_acknowledged_object() {
         let (c, acked) = (c.clone(), acked.clone());
         async move {
             for (key, seed, size) in &acked {
-                let got = get_bytes(&c, "large", key)
-                    .await
-                    .unwrap_or_else(|e| panic!("{label}: GET {key}: {e:#}"));
-                assert!(
-                    got == test_data(*seed, *size),
-                    "{label}: {key} read back {} bytes that differ from the {size} acknowledged",
-                    got.len()
-                );
+                match get_bytes(&c, "large", key).await {
+                    Ok(got) if got == test_data(*seed, *size) => {}
+                    Ok(got) => {
+                        return Err(format!(
+                            "{label}: {key} read back {} bytes that differ from the {size} \
+                             acknowledged",
+                            got.len()
+                        ))
+                    }
+                    Err(e) => return Err(format!("{label}: GET {key}: {e:#}")),
+                }
             }
+            Ok(())
         }
     };
-    check_all("after the faults").await;
+    let fail = |cluster: &Cluster, e: String| -> ! {
+        let dir = std::env::temp_dir().join("large_put_crash-logs");
+        let _ = cluster.save_logs(&dir);
+        panic!("{e} (logs in {})", dir.display())
+    };
+    if let Err(e) = check_all("after the faults").await {
+        fail(&cluster, e);
+    }
 
     // Once repair has brought every version back to full redundancy, any two nodes may go.
+    // "Fully redundant" is a census the nodes take from time to time: only one taken after
+    // the last write counts (an older one may predate a PUT stored with a chunk missing).
     let mut last = serde_json::Value::Null;
     wait_until(Duration::from_secs(240), || {
         last = cluster.admin_status().unwrap_or_default();
-        last["repair_idle"].as_bool() == Some(true)
+        let census_after_writes = last["degraded"]["oldest_census_ms_ago"]
+            .as_u64()
+            .is_some_and(|ms| Duration::from_millis(ms) < writes_stopped.elapsed());
+        census_after_writes
+            && last["repair_idle"].as_bool() == Some(true)
             && last["degraded"]["fully_redundant"].as_bool() == Some(true)
     })
     .unwrap_or_else(|e| panic!("never fully redundant: {e}\n{last:#}"));
@@ -123,5 +141,7 @@ async fn nodes_killed_mid_large_puts_lose_no_acknowledged_object() {
     for v in victims {
         cluster.kill_node(v).unwrap();
     }
-    check_all("with two nodes dead").await;
+    if let Err(e) = check_all("with two nodes dead").await {
+        fail(&cluster, e);
+    }
 }
