@@ -208,14 +208,11 @@ fn ask_repair(
             .flatten()
             .is_some_and(|n| state.nodes.is_up(n))
     });
-    let owner = data
-        .placement
-        .iter()
-        .flatten()
-        .copied()
-        .find(|&n| state.nodes.is_up(n));
-    if let (true, Some(owner)) = (on_up_nodes, owner) {
-        crate::put::request_repair(state, owner, partition, key);
+    // A slot no node holds (stored degraded) needs the repair as much.
+    let has_gap = data.placement.iter().any(Option::is_none);
+    let nodes = crate::put::repairers(state, &data.placement);
+    if (on_up_nodes || has_gap) && !nodes.is_empty() {
+        crate::put::request_repair(state, nodes, partition, key);
     }
 }
 
