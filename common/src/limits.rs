@@ -68,7 +68,7 @@ pub const MAX_ACL_GRANTS: usize = 100;
 /// roughly `(PUT_STRIPES_IN_FLIGHT + 1) * stripe * (k + m) / k`.
 pub const PUT_STRIPES_IN_FLIGHT: usize = 3;
 /// Stripes a single GET fetches ahead of the one being sent.
-pub const GET_STRIPES_PREFETCH: usize = 4;
+pub const GET_STRIPES_PREFETCH: usize = 2;
 
 /// How long the chunks of a replaced or deleted version outlive its record, so a GET that was
 /// already streaming that version can finish. Abandoned at shutdown (GC reclaims them).

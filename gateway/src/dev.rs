@@ -69,7 +69,6 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             parity_chunks: ErasureConfig::default().parity_chunks,
             max_clock_offset_ms: DEFAULT_MAX_CLOCK_OFFSET.as_millis() as u64,
             min_free_bytes: dmpstore_storage_node::config::DEFAULT_MIN_FREE_BYTES,
-            extent_min_bytes: dmpstore_storage_node::store::DEFAULT_EXTENT_MIN_BYTES,
             failure_detector: Default::default(),
             repair: Default::default(),
             scrub: Default::default(),

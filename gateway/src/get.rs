@@ -173,9 +173,6 @@ async fn send_stripes(
     let mut repair_asked = false;
     while let Some(part) = parts.next().await {
         let failed = part.is_err();
-        if let Err(e) = &part {
-            tracing::warn!(version = %data.version, placement = ?data.placement, error = %e, "stripe unreadable: the GET ends early");
-        }
         let part = part.map(|(bytes, missing)| {
             if !missing.is_empty() && !repair_asked {
                 repair_asked = true;
@@ -208,11 +205,14 @@ fn ask_repair(
             .flatten()
             .is_some_and(|n| state.nodes.is_up(n))
     });
-    // A slot no node holds (stored degraded) needs the repair as much.
-    let has_gap = data.placement.iter().any(Option::is_none);
-    let nodes = crate::put::repairers(state, &data.placement);
-    if (on_up_nodes || has_gap) && !nodes.is_empty() {
-        crate::put::request_repair(state, nodes, partition, key);
+    let owner = data
+        .placement
+        .iter()
+        .flatten()
+        .copied()
+        .find(|&n| state.nodes.is_up(n));
+    if let (true, Some(owner)) = (on_up_nodes, owner) {
+        crate::put::request_repair(state, owner, partition, key);
     }
 }
 
@@ -363,15 +363,7 @@ async fn fetch_chunks(
         chunks[usize::from(i)] = Some(bytes);
     }
     for (node, (i, e)) in outcome.failures {
-        match ask {
-            // Already on the degraded path: each of these brings the stripe nearer to loss.
-            Ask::Every => {
-                tracing::warn!(version = %data.version, chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable for a degraded read")
-            }
-            Ask::UpNodesFor(_) => {
-                tracing::debug!(chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable")
-            }
-        }
+        tracing::debug!(chunk = i, stripe = stripe_idx.0, %node, error = %e, "chunk unavailable");
     }
     indexes
         .iter()

@@ -94,8 +94,8 @@ pub async fn put_object(
         }
         Err(CommitFailure::Failed(e)) => return Err(e),
     };
-    if let Some(nodes) = repair_owner {
-        request_repair(state, nodes, &req.bucket, &req.key);
+    if let Some(owner) = repair_owner {
+        request_repair(state, owner, &req.bucket, &req.key);
     }
     state.metrics.bytes_in.inc_by(stored.size_bytes);
     Ok(PutResult {
@@ -175,9 +175,9 @@ pub async fn commit_object(
     .await
 }
 
-/// For data stored with chunks missing (DESIGN 8): who may queue its repair, its owner (the
-/// first Up node of its placement) first, then the other Up nodes of the placement.
-fn degraded_owner(state: &GatewayState, data: &ObjectData) -> Option<Vec<NodeId>> {
+/// For data stored with chunks missing (DESIGN 8): its repair owner, the first Up node of its
+/// placement.
+fn degraded_owner(state: &GatewayState, data: &ObjectData) -> Option<NodeId> {
     let pieces = data.erasure_pieces();
     let degraded = pieces
         .iter()
@@ -185,50 +185,29 @@ fn degraded_owner(state: &GatewayState, data: &ObjectData) -> Option<Vec<NodeId>
     if !degraded {
         return None;
     }
-    let up = repairers(state, &pieces[0].placement);
-    (!up.is_empty()).then_some(up)
-}
-
-/// The Up nodes of `placement`, in its order: the repair owner first.
-pub fn repairers(state: &GatewayState, placement: &[Option<NodeId>]) -> Vec<NodeId> {
-    placement
+    pieces[0]
+        .placement
         .iter()
         .flatten()
         .copied()
-        .filter(|&n| state.nodes.is_up(n))
-        .collect()
+        .find(|&n| state.nodes.is_up(n))
 }
 
-/// Queues the repair of the versions `partition/key` references on the first of `nodes` that
-/// takes it, without waiting for a scan. The owner comes first; any node can repair from the
-/// record, and the record's compare-and-set keeps two repairs from both applying. A node's
-/// scan cannot be relied on for this: it judges a version by the placement its chunks were
-/// written with, which names the node that failed, not the gap the record holds.
-pub fn request_repair(state: &Arc<GatewayState>, nodes: Vec<NodeId>, partition: &str, key: &str) {
+/// Asks `owner` to repair the versions `partition/key` references, without waiting for its
+/// periodic scan (best effort: the scan finds it anyway).
+pub fn request_repair(state: &Arc<GatewayState>, owner: NodeId, partition: &str, key: &str) {
     let request = Request::RepairEnqueue {
         partition: partition.to_string(),
         key: key.to_string(),
     };
     let st = state.clone();
-    let (partition, key) = (partition.to_string(), key.to_string());
     state.spawn(async move {
-        for node in nodes {
-            match st.nodes.call(node, &request, Bytes::new()).await {
-                Ok(_) => {
-                    tracing::info!(%node, "stored with chunks missing: repair requested");
-                    return;
-                }
-                Err(e) => {
-                    tracing::debug!(%node, error = %e, "repair request failed; asking the next node")
-                }
+        match st.nodes.call(owner, &request, Bytes::new()).await {
+            Ok(_) => tracing::info!(%owner, "stored with chunks missing: repair requested"),
+            Err(e) => {
+                tracing::debug!(%owner, error = %e, "repair request failed; the scan will find it")
             }
         }
-        tracing::warn!(
-            partition,
-            key,
-            "no node took the repair of a version stored with chunks missing; a read or the \
-             owner's scan must find it"
-        );
     });
 }
 

@@ -46,12 +46,6 @@ pub struct NodeConfig {
     /// compactions that reclaim deleted data.
     #[serde(default = "default_min_free_bytes")]
     pub min_free_bytes: u64,
-    /// Chunks of at least this many bytes are written once, to extent files under
-    /// `data_dir/extents`, made durable before the RocksDB record that references them;
-    /// smaller ones go through RocksDB's WAL (ADR 0011). `18446744073709551615` (u64::MAX)
-    /// keeps every chunk in RocksDB.
-    #[serde(default = "default_extent_min_bytes")]
-    pub extent_min_bytes: u64,
     #[serde(default)]
     pub failure_detector: DetectorConfig,
     #[serde(default)]
@@ -80,10 +74,6 @@ pub struct RpcTlsConfig {
 }
 
 /// The free space a node keeps on its data disk unless configured otherwise.
-fn default_extent_min_bytes() -> u64 {
-    crate::store::DEFAULT_EXTENT_MIN_BYTES
-}
-
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
 
 fn default_min_free_bytes() -> u64 {

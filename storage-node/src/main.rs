@@ -26,10 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = NodeConfig::load(&args.config)?;
     if args.inspect {
-        let store = dmpstore_storage_node::store::Store::open_with(
-            &config.data_dir,
-            config.extent_min_bytes,
-        )?;
+        let store = dmpstore_storage_node::store::Store::open(&config.data_dir)?;
         let mut report = serde_json::to_value(store.inspect()?)?;
         if let Some(p) = &args.partition {
             report["partition_records"] = store.count_partition(p)?.into();

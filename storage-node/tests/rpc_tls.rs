@@ -54,7 +54,6 @@ async fn start(tls: RpcTlsConfig) -> Node {
         parity_chunks: 2,
         max_clock_offset_ms: 500,
         min_free_bytes: dmpstore_storage_node::config::DEFAULT_MIN_FREE_BYTES,
-        extent_min_bytes: dmpstore_storage_node::store::DEFAULT_EXTENT_MIN_BYTES,
         failure_detector: Default::default(),
         repair: Default::default(),
         scrub: Default::default(),

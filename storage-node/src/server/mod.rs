@@ -166,10 +166,9 @@ pub async fn run(
 fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<Store>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("create data dir {}", config.data_dir.display()))?;
-    Ok(Arc::new(
-        Store::open_with(&config.data_dir, config.extent_min_bytes)
-            .with_context(|| format!("open RocksDB at {}", config.data_dir.display()))?,
-    ))
+    Ok(Arc::new(Store::open(&config.data_dir).with_context(
+        || format!("open RocksDB at {}", config.data_dir.display()),
+    )?))
 }
 
 /// The cluster side of a node: the RPC client with the cluster map, the failure detector, and
@@ -671,7 +670,7 @@ fn store_error(rpc: &str, e: StoreError) -> HttpResponse {
             error(StatusCode::OK, ErrorKind::Corrupt, msg)
         }
         StoreError::ChecksumMismatch => error(StatusCode::OK, ErrorKind::BadRequest, e.to_string()),
-        StoreError::Format(_) | StoreError::Db(_) | StoreError::Io(_) => {
+        StoreError::Format(_) | StoreError::Db(_) => {
             tracing::error!(rpc, error = %e, "store operation failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,

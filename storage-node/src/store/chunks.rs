@@ -2,7 +2,6 @@
 //! home), reading it back verified, deleting a version, walking the index, and scrubbing.
 //! Corrupt bytes are never returned as data.
 
-use super::extents::{ExtentRef, EXTENT_V1};
 use super::{
     chunk_key, decode_index_value, drop_key, index_key, index_value, now_ms, parse_chunk_key,
     synced, Store, StoreError, CF_CHUNKS, CF_INDEX, CF_QUEUES, FORMAT_V1,
@@ -14,8 +13,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 impl Store {
     /// Stores a chunk after checking the payload against the checksum the writer computed,
     /// with the version's `home` (where its sibling chunks are) in the index, in one synced
-    /// write. A chunk of at least `extent_min_bytes` is first written to its slot's extent
-    /// file and made durable there; the record then references it (ADR 0011).
+    /// write.
     pub fn put_chunk(
         &self,
         key: &ChunkKey,
@@ -26,34 +24,12 @@ impl Store {
         if blake3::hash(data).as_bytes() != checksum {
             return Err(StoreError::ChecksumMismatch);
         }
-        if (data.len() as u64) < self.extent_min_bytes {
-            let mut value = Vec::with_capacity(33 + data.len());
-            value.push(FORMAT_V1);
-            value.extend_from_slice(checksum);
-            value.extend_from_slice(data);
-            return self.put_chunk_record(key, value, home);
-        }
-        let append = self.extents.append(&key.version, key.chunk_idx.0, data)?;
-        let value = ExtentRef {
-            checksum: *checksum,
-            offset: append.offset,
-            len: data.len() as u32,
-        }
-        .encode();
-        let written = self.put_chunk_record(key, value, home);
-        // Only now may the file be unlinked, if nothing references it.
-        self.extents.finish(append);
-        written
-    }
-
-    fn put_chunk_record(
-        &self,
-        key: &ChunkKey,
-        value: Vec<u8>,
-        home: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
         // Serialized with conditional drops of the same version.
         let _guard = self.key_lock(&index_key(&key.version));
+        let mut value = Vec::with_capacity(33 + data.len());
+        value.push(FORMAT_V1);
+        value.extend_from_slice(checksum);
+        value.extend_from_slice(data);
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_CHUNKS), chunk_key(key), value);
         if let Some(home) = home {
@@ -200,17 +176,10 @@ impl Store {
                 return Ok((corrupt, bytes, last, seen));
             }
             seen += 1;
-            let intact = match (parse_chunk_key(&k), v.first()) {
-                (Some(key), Some(&EXTENT_V1)) => match self.chunk_bytes(&key, &v) {
-                    Ok((_, data)) => {
-                        bytes += data.len() as u64;
-                        true
-                    }
-                    Err(_) => false,
-                },
-                (_, Some(&FORMAT_V1)) if v.len() >= 33 => {
-                    bytes += v.len() as u64;
-                    blake3::hash(&v[33..]).as_bytes()[..] == v[1..33]
+            bytes += v.len() as u64;
+            let intact = match v.split_first() {
+                Some((&FORMAT_V1, rest)) if rest.len() >= 32 => {
+                    blake3::hash(&rest[32..]).as_bytes()[..] == rest[..32]
                 }
                 _ => false,
             };
@@ -235,32 +204,6 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        self.chunk_bytes(key, &raw)
-    }
-
-    /// A chunk's checksum and bytes from its stored value, verified.
-    fn chunk_bytes(&self, key: &ChunkKey, raw: &[u8]) -> Result<([u8; 32], Bytes), StoreError> {
-        if raw.first() == Some(&EXTENT_V1) {
-            let at = ExtentRef::decode(raw)
-                .ok_or_else(|| StoreError::Corrupt("unreadable extent reference".into()))?;
-            let data = match self.extents.read(&key.version, key.chunk_idx.0, &at) {
-                Ok(data) => data,
-                // A missing or short file is lost data: the chunk is rebuilt from its siblings.
-                Err(e) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "extent of chunk {}/{}/{} unreadable: {e}",
-                        key.version, key.stripe_idx.0, key.chunk_idx.0
-                    )))
-                }
-            };
-            if blake3::hash(&data).as_bytes() != &at.checksum {
-                return Err(StoreError::Corrupt(format!(
-                    "checksum mismatch for chunk {}/{}/{}",
-                    key.version, key.stripe_idx.0, key.chunk_idx.0
-                )));
-            }
-            return Ok((at.checksum, data));
-        }
         match raw.split_first() {
             Some((&FORMAT_V1, rest)) if rest.len() >= 32 => {
                 let stored: [u8; 32] = rest[..32].try_into().expect("32 bytes");
@@ -289,63 +232,7 @@ impl Store {
         batch.delete_range_cf(self.cf(CF_CHUNKS), from, to);
         batch.delete_cf(self.cf(CF_INDEX), index_key(version));
         self.db.write_opt(batch, &synced())?;
-        for slot in self.extents.slots_of(version)? {
-            self.remove_extent_if_unreferenced(version, slot)?;
-        }
         Ok(())
-    }
-
-    /// Whether any record of `version`'s chunk slot `chunk_idx` is here.
-    fn slot_has_records(&self, version: &VersionId, chunk_idx: u8) -> Result<bool, StoreError> {
-        let mut prefix = vec![FORMAT_V1];
-        prefix.extend_from_slice(&version.0);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_CHUNKS),
-            IteratorMode::From(&prefix, Direction::Forward),
-        );
-        for item in iter {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                return Ok(false);
-            }
-            if k.len() == prefix.len() + 5 && k.last() == Some(&chunk_idx) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Unlinks the extent file of a slot that no record references and no writer holds.
-    pub(super) fn remove_extent_if_unreferenced(
-        &self,
-        version: &VersionId,
-        chunk_idx: u8,
-    ) -> Result<bool, StoreError> {
-        let mut failed = None;
-        let removed = self.extents.remove_if(version, chunk_idx, || {
-            match self.slot_has_records(version, chunk_idx) {
-                Ok(has) => !has,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
-            }
-        })?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(removed),
-        }
-    }
-
-    /// Removes every extent file no record references; returns how many.
-    pub(super) fn sweep_orphan_extents(&self) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for (version, slot) in self.extents.all_slots()? {
-            if self.remove_extent_if_unreferenced(&version, slot)? {
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 }
 
@@ -376,73 +263,6 @@ mod tests {
             store.get_chunk(&key(1, 0, 1)),
             Err(StoreError::NotFound)
         ));
-    }
-
-    #[test]
-    fn large_chunks_live_in_extent_files_and_unreferenced_files_are_swept_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let sum = *blake3::hash(&big).as_bytes();
-        let small_sum = *blake3::hash(b"small").as_bytes();
-        let file = |v: u8, slot: u8| {
-            dir.path()
-                .join("extents")
-                .join(format!("{v:02x}"))
-                .join(format!("{}-{slot}.extent", hex::encode([v; 16])))
-        };
-        {
-            let store = Store::open_with(dir.path(), 1000).unwrap();
-            for s in [0, 1] {
-                store
-                    .put_chunk(&key(1, s, 2), &sum, &big, Some(b"h"))
-                    .unwrap();
-            }
-            store
-                .put_chunk(&key(1, 0, 3), &small_sum, b"small", Some(b"h"))
-                .unwrap();
-            // Each chunk at a multiple of 4 KiB (O_DIRECT), padded.
-            assert_eq!(std::fs::metadata(file(1, 2)).unwrap().len(), 2 * 8192);
-            assert!(!file(1, 3).exists(), "a small chunk stays in RocksDB");
-            // A crash between a file write and its record leaves bytes nothing references.
-            let orphan = store
-                .extents
-                .append(&VersionId([2; 16]), 4, b"never referenced")
-                .unwrap();
-            store.extents.finish(orphan);
-            assert!(file(2, 4).exists());
-        }
-        let store = Store::open_with(dir.path(), 1000).unwrap();
-        assert!(!file(2, 4).exists(), "the orphan is swept at open");
-        for s in [0, 1] {
-            let (got_sum, got) = store.get_chunk(&key(1, s, 2)).unwrap();
-            assert_eq!((got_sum, &got[..]), (sum, &big[..]));
-        }
-        assert_eq!(&store.get_chunk(&key(1, 0, 3)).unwrap().1[..], b"small");
-        let (corrupt, _, _, seen) = store.scrub_page(&[], 10).unwrap();
-        assert_eq!((corrupt.len(), seen), (0, 3));
-
-        // Damaged bytes are found by a read and by scrub, never returned.
-        let mut bytes = std::fs::read(file(1, 2)).unwrap();
-        bytes[8192 + 17] ^= 1;
-        std::fs::write(file(1, 2), bytes).unwrap();
-        assert!(matches!(
-            store.get_chunk(&key(1, 1, 2)),
-            Err(StoreError::Corrupt(_))
-        ));
-        assert!(store.get_chunk(&key(1, 0, 2)).is_ok());
-        let (corrupt, _, _, _) = store.scrub_page(&[], 10).unwrap();
-        assert_eq!(corrupt, vec![key(1, 1, 2)]);
-
-        // A lost file is corruption too (rebuilt from siblings), not "not found".
-        std::fs::remove_file(file(1, 2)).unwrap();
-        assert!(matches!(
-            store.get_chunk(&key(1, 0, 2)),
-            Err(StoreError::Corrupt(_))
-        ));
-        store.put_chunk(&key(1, 0, 2), &sum, &big, None).unwrap();
-        assert!(store.get_chunk(&key(1, 0, 2)).is_ok());
-        store.delete_chunks(&VersionId([1; 16])).unwrap();
-        assert!(!file(1, 2).exists(), "a deleted version's files go with it");
     }
 
     #[test]

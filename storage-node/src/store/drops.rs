@@ -167,7 +167,6 @@ impl Store {
         }
         batch.delete_cf(self.cf(CF_QUEUES), drop_key(version, chunk_idx));
         self.db.write_opt(batch, &synced())?;
-        self.remove_extent_if_unreferenced(version, chunk_idx)?;
         Ok(dropped)
     }
 }

@@ -1,10 +1,8 @@
 //! The node's RocksDB database: layout, formats and every disk operation.
 //!
 //! Column families (DESIGN 14):
-//! - `chunks`: key `[v1][version 16 B][stripe u32 BE][chunk u8]`, value `[v1][blake3 32 B][bytes]`
-//!   for a chunk under `extent_min_bytes` (such values go to BlobDB blob files so compaction
-//!   never rewrites chunk bytes), or `[v2][blake3 32 B][offset][len]` for a larger one, whose
-//!   bytes were written once to an extent file under `extents/` before the record (ADR 0011).
+//! - `chunks`: key `[v1][version 16 B][stripe u32 BE][chunk u8]`, value `[v1][blake3 32 B][bytes]`.
+//!   Values go to BlobDB blob files so compaction never rewrites chunk bytes.
 //! - `meta`: key `[v1][partition][0x00][sort key]`, value `[v1][hlc u64 BE][record]`. Partition
 //!   names never contain 0x00, so one partition is one contiguous key range.
 //! - `queues`: conditional-write leases (`[v1]['L']...`), the repair queue
@@ -22,7 +20,6 @@
 //! This file holds the [`Store`] itself (open, locks, counts, flush), its error, and every key
 //! and shared value encoding; the operations live by concern:
 //! - `chunks`: chunks and their index of homes, scrub.
-//! - `extents`: the files that hold large chunks' bytes.
 //! - `metadata`: records, scans, partitions.
 //! - `leases`: conditional-write leases and the write that meets them.
 //! - `queues`: the repair and heal queues.
@@ -34,14 +31,12 @@
 
 mod chunks;
 mod drops;
-mod extents;
 mod leases;
 mod metadata;
 mod queues;
 mod settings;
 
 pub use drops::{DropIf, PendingDrop};
-pub use extents::DEFAULT_EXTENT_MIN_BYTES;
 pub use leases::LeaseRefusal;
 pub use metadata::MetaPutOutcome;
 
@@ -72,15 +67,10 @@ pub enum StoreError {
     Format(u8),
     #[error("rocksdb: {0}")]
     Db(#[from] rocksdb::Error),
-    #[error("extent file: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 pub struct Store {
     db: DB,
-    extents: extents::Extents,
-    /// Chunks at least this large are written to extent files.
-    extent_min_bytes: u64,
     meta_locks: Vec<Mutex<()>>,
     /// Metadata records that scans found undecodable and skipped (issue: a corrupt value must
     /// not stop every scan of its partition): how many, and the first few with why.
@@ -224,16 +214,7 @@ fn repair_queue_key(partition: &str, key: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens the store with large chunks in extent files from [`DEFAULT_EXTENT_MIN_BYTES`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, DEFAULT_EXTENT_MIN_BYTES)
-    }
-
-    /// Opens the store under `path` (RocksDB there, extent files in `path/extents`); chunks of
-    /// at least `extent_min_bytes` go to extent files (`u64::MAX`: none). Extent files that no
-    /// record references (a crash between a file write and its record, or between a delete's
-    /// records and its unlink) are removed here.
-    pub fn open_with(path: &Path, extent_min_bytes: u64) -> Result<Store, StoreError> {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
@@ -252,18 +233,11 @@ impl Store {
             ColumnFamilyDescriptor::new(CF_INDEX, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
-        let store = Store {
+        Ok(Store {
             db,
-            extents: extents::Extents::open(&path.join("extents"))?,
-            extent_min_bytes,
             meta_locks: (0..META_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             undecodable: Mutex::default(),
-        };
-        let swept = store.sweep_orphan_extents()?;
-        if swept > 0 {
-            tracing::info!(files = swept, "removed extent files no record references");
-        }
-        Ok(store)
+        })
     }
 
     /// Counts a record a scan skipped because it does not decode, and logs it with its key.
