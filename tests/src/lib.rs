@@ -743,14 +743,11 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Flips one byte inside every occurrence of `marker` in the files under `dir` where a stopped
-/// node keeps chunk bytes (extent files, and RocksDB's blob files for smaller chunks); returns
-/// how many occurrences it damaged.
-pub fn corrupt_in_chunk_files(dir: &Path, marker: &[u8]) -> usize {
+/// Flips one byte inside every occurrence of `marker` in the RocksDB blob files under `dir`
+/// (where a stopped node keeps its chunk bytes); returns how many occurrences it damaged.
+pub fn corrupt_in_blob_files(dir: &Path, marker: &[u8]) -> usize {
     let mut total = 0;
-    let mut files = files_with_extension(dir, "extent");
-    files.extend(files_with_extension(dir, "blob"));
-    for file in files {
+    for file in files_with_extension(dir, "blob") {
         let mut bytes = std::fs::read(&file).expect("read blob file");
         let hits: Vec<usize> = bytes
             .windows(marker.len())

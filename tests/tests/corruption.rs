@@ -2,7 +2,7 @@
 //! still returns the right bytes, rebuilt from the other chunks, and the node rebuilds the
 //! chunk in place from its siblings, so later reads take the fast path again.
 
-use dmpstore_tests::{corrupt_in_chunk_files, get_bytes, put_bytes, test_data, Cluster};
+use dmpstore_tests::{corrupt_in_blob_files, get_bytes, put_bytes, test_data, Cluster};
 use std::path::PathBuf;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -13,7 +13,7 @@ async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes
     let data = test_data(42, 1024 * 1024 + 1);
     put_bytes(&c, "scrub", "victim", &data).await.unwrap();
 
-    // Stop every node cleanly so chunk bytes sit in files, then damage the data chunk
+    // Stop every node cleanly so chunk bytes sit in blob files, then damage the data chunk
     // holding bytes 1000..1064 of the object (chunk 0 of stripe 0) wherever it is stored.
     for i in 0..6 {
         cluster.stop_node(i).unwrap();
@@ -22,7 +22,7 @@ async fn a_corrupted_chunk_is_detected_and_the_get_still_returns_the_right_bytes
     let mut damaged_nodes = Vec::new();
     for i in 0..6 {
         let dir = PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
-        let n = corrupt_in_chunk_files(&dir, marker);
+        let n = corrupt_in_blob_files(&dir, marker);
         if n > 0 {
             damaged_nodes.push(i);
         }

@@ -566,8 +566,8 @@ fn victims_ok(cluster: &Cluster, victims: &[usize], partitions: &[&str]) -> bool
     })
 }
 
-/// Stops every node, damages every occurrence of each marker in their chunk files (extent and
-/// blob files), and starts them again. Returns, per marker, the
+/// Stops every node, damages every occurrence of each marker in their blob files (where a
+/// stopped node keeps its chunk bytes), and starts them again. Returns, per marker, the
 /// nodes where it was found.
 fn corrupt_on_disk(cluster: &mut Cluster, markers: &[&[u8]]) -> Vec<Vec<usize>> {
     let n = cluster.nodes().len();
@@ -580,7 +580,7 @@ fn corrupt_on_disk(cluster: &mut Cluster, markers: &[&[u8]]) -> Vec<Vec<usize>> 
             (0..n)
                 .filter(|&i| {
                     let dir = std::path::PathBuf::from(cluster.node(i).data_dir.clone().unwrap());
-                    dmpstore_tests::corrupt_in_chunk_files(&dir, marker) > 0
+                    dmpstore_tests::corrupt_in_blob_files(&dir, marker) > 0
                 })
                 .collect()
         })
