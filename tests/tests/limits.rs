@@ -285,18 +285,13 @@ async fn connections_past_the_cap_are_closed_at_once(cluster: &mut Cluster) {
     );
     // The 100 accepted connections are closed by now; their places free up as the gateway
     // reads their ends, so the metrics request may itself be refused for a moment.
-    let mut text = String::new();
+    let mut text = None;
     wait_until(Duration::from_secs(20), || {
-        match http_get_text(&format!("http://{addr}/metrics")) {
-            Ok(t) => {
-                text = t;
-                true
-            }
-            Err(_) => false,
-        }
+        text = http_get_text(&format!("http://{addr}/metrics")).ok();
+        text.is_some()
     })
     .unwrap();
-    let counted = metric_sum(&text, "dmpstore_s3_connections_refused_total");
+    let counted = metric_sum(&text.unwrap(), "dmpstore_s3_connections_refused_total");
     assert!(
         counted >= refused as f64,
         "{counted} counted, {refused} seen refused"
